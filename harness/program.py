@@ -1,0 +1,223 @@
+"""Run `__main__.py` for one stack under mocks and capture every resource it registers."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import runpy
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
+
+from harness.mocks import PlatformMocks
+
+ROOT = Path(__file__).resolve().parents[1]
+PROGRAM = ROOT / "__main__.py"
+PROJECT = "ml-platform"
+
+
+@dataclass(frozen=True)
+class RegisteredResource:
+    """One resource as the engine would see it: what the program asked for, and where."""
+
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str | None
+    dependencies: tuple[str, ...]
+    provider: str | None
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "name": self.name,
+            "urn": self.urn,
+            "parent": self.parent,
+            "dependencies": list(self.dependencies),
+            "provider": self.provider,
+            "inputs": whole_numbers(self.inputs),
+        }
+
+
+@dataclass
+class ProgramRun:
+    """The result of one run of the program."""
+
+    stack: str
+    resources: list[RegisteredResource]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[RegisteredResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def by_urn(self, urn: str) -> RegisteredResource:
+        return next(r for r in self.resources if r.urn == urn)
+
+
+class ProgramError(RuntimeError):
+    """The program failed; `resources` holds what it registered before failing."""
+
+    def __init__(self, stack: str, cause: BaseException, resources: list[RegisteredResource]):
+        super().__init__(f"stack {stack!r}: the program failed: {cause}")
+        self.stack = stack
+        self.cause = cause
+        self.resources = resources
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A mock monitor that also keeps each registration's parent, dependencies and provider."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[RegisteredResource] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
+        outputs = self.resources[response.urn].state
+        self.registrations.append(
+            RegisteredResource(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                custom=bool(request.custom),
+                parent=request.parent or None,
+                dependencies=tuple(request.dependencies),
+                provider=_provider_urn(request.provider),
+                inputs=_plain(inputs),
+                outputs=_plain(outputs),
+            )
+        )
+        return response
+
+
+def _provider_urn(reference: str) -> str | None:
+    """Provider references are `<urn>::<id>`; keep the URN."""
+    return reference.rsplit("::", 1)[0] if reference else None
+
+
+def _plain(value: Any) -> Any:
+    """Deep-copy deserialized properties into plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def whole_numbers(value: Any) -> Any:
+    """Turn the floats the engine uses for every number back into ints where they are whole."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    return value
+
+
+def stack_names() -> list[str]:
+    """Every stack with a `Pulumi.<stack>.yaml` next to the program."""
+    return sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+def project_defaults() -> dict[str, Any]:
+    """Config the CLI would take from `Pulumi.yaml`: declared defaults and provider values."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    result: dict[str, Any] = {}
+    for key, declaration in (project.get("config") or {}).items():
+        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(declaration, dict) and "value" in declaration:
+            result[full_key] = declaration["value"]
+        elif isinstance(declaration, dict) and "default" in declaration:
+            result[full_key] = declaration["default"]
+        elif not isinstance(declaration, dict):
+            result[full_key] = declaration
+    return result
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The stack file's `config:` map with full `namespace:key` keys (a fresh copy)."""
+    path = ROOT / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no stack file {path.name}; stacks here: {stack_names()}")
+    document = yaml.safe_load(path.read_text()) or {}
+    config = document.get("config") or {}
+    return {
+        (key if ":" in key else f"{PROJECT}:{key}"): copy.deepcopy(value)
+        for key, value in config.items()
+    }
+
+
+def engine_config(config: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Flatten config values into the strings the engine passes a program; secrets become dummies."""
+    flat: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in config.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            value = f"mock-secret-for-{key}"
+            secret_keys.append(key)
+        flat[key] = value if isinstance(value, str) else json.dumps(value)
+    return flat, secret_keys
+
+
+def run_program(
+    stack: str, config: Mapping[str, Any] | None = None, *, preview: bool = False
+) -> ProgramRun:
+    """Run `__main__.py` afresh for `stack`, on a new event loop, and capture what it registers.
+
+    `config` replaces the stack file's config (same `namespace:key` shape as `stack_config`);
+    Pulumi.yaml defaults apply underneath either way, as they do with the CLI.
+    """
+    merged = {**project_defaults(), **(stack_config(stack) if config is None else config)}
+    flat, secret_keys = engine_config(merged)
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    mocks = PlatformMocks()
+    monitor = RecordingMonitor(mocks)
+    try:
+        pulumi.runtime.set_all_config(flat, secret_keys)
+        pulumi_settings.ROOT.set(None)  # a fresh root Stack resource for this run
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+        pulumi_settings.SETTINGS.rpc_manager.clear()
+        pulumi_settings.SETTINGS.outputs.clear()
+
+        def program() -> None:
+            runpy.run_path(str(PROGRAM), run_name="__main__")
+
+        try:
+            loop.run_until_complete(run_pulumi_func(program))
+            outputs = loop.run_until_complete(_stack_outputs())
+        except Exception as error:
+            raise ProgramError(stack, error, list(monitor.registrations)) from error
+        return ProgramRun(stack=stack, resources=list(monitor.registrations), outputs=outputs)
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+async def _stack_outputs() -> dict[str, Any]:
+    root = pulumi_settings.get_root_resource()
+    exported: dict[str, Any] = getattr(root, "outputs", {}) or {}
+    result: dict[str, Any] = {}
+    for name, value in exported.items():
+        result[name] = await pulumi.Output.from_input(value).future()
+    return result

@@ -1,0 +1,117 @@
+"""The catalogue of EC2 GPU instance types the platform supports.
+
+One table used by settings validation (is this a GPU instance? can it do MIG?) and by scheduling
+checks (how many GPUs, how much cpu and memory a node offers).  p2 and p3 are left out on purpose:
+the EKS AL2023 NVIDIA AMIs no longer support Kepler, and Volta is not worth new work.
+
+Source: the EC2 accelerated-computing instance pages and the EKS "ML AMI" page (AL2023 NVIDIA
+supports g4dn, g5, g6, g6e, p4d, p4de, p5, p5e, p5en, p6-b200), checked 2026-11-28.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GpuInstanceType:
+    """What one EC2 GPU instance type offers."""
+
+    name: str
+    gpus: int
+    gpu_model: str
+    gpu_memory_gib: int
+    mig_capable: bool
+    vcpus: int
+    memory_gib: int
+
+
+@dataclass(frozen=True)
+class _Family:
+    gpu_model: str
+    gpu_memory_gib: int
+    mig_capable: bool
+    sizes: tuple[tuple[str, int, int, int], ...]  # (size, gpus, vcpus, memory GiB)
+
+
+# g-families share a size ladder; the GPU count only grows at 12xlarge and up.
+_G_LADDER = (
+    ("xlarge", 1, 4, 16),
+    ("2xlarge", 1, 8, 32),
+    ("4xlarge", 1, 16, 64),
+    ("8xlarge", 1, 32, 128),
+    ("12xlarge", 4, 48, 192),
+    ("16xlarge", 1, 64, 256),
+    ("24xlarge", 4, 96, 384),
+    ("48xlarge", 8, 192, 768),
+)
+
+_FAMILIES: dict[str, _Family] = {
+    "g4dn": _Family(
+        "NVIDIA T4",
+        16,
+        False,
+        (
+            ("xlarge", 1, 4, 16),
+            ("2xlarge", 1, 8, 32),
+            ("4xlarge", 1, 16, 64),
+            ("8xlarge", 1, 32, 128),
+            ("12xlarge", 4, 48, 192),
+            ("16xlarge", 1, 64, 256),
+            ("metal", 8, 96, 384),
+        ),
+    ),
+    "g5": _Family("NVIDIA A10G", 24, False, _G_LADDER),
+    "g6": _Family("NVIDIA L4", 24, False, _G_LADDER),
+    "g6e": _Family(
+        "NVIDIA L40S",
+        48,
+        False,
+        tuple((size, gpus, vcpus, mem * 2) for size, gpus, vcpus, mem in _G_LADDER),
+    ),
+    "p4d": _Family("NVIDIA A100", 40, True, (("24xlarge", 8, 96, 1152),)),
+    "p4de": _Family("NVIDIA A100", 80, True, (("24xlarge", 8, 96, 1152),)),
+    "p5": _Family("NVIDIA H100", 80, True, (("4xlarge", 1, 16, 256), ("48xlarge", 8, 192, 2048))),
+    "p5e": _Family("NVIDIA H200", 141, True, (("48xlarge", 8, 192, 2048),)),
+    "p5en": _Family("NVIDIA H200", 141, True, (("48xlarge", 8, 192, 2048),)),
+    "p6-b200": _Family("NVIDIA B200", 179, True, (("48xlarge", 8, 192, 2048),)),
+}
+
+GPU_INSTANCE_TYPES: dict[str, GpuInstanceType] = {
+    f"{family}.{size}": GpuInstanceType(
+        name=f"{family}.{size}",
+        gpus=gpus,
+        gpu_model=spec.gpu_model,
+        gpu_memory_gib=spec.gpu_memory_gib,
+        mig_capable=spec.mig_capable,
+        vcpus=vcpus,
+        memory_gib=memory,
+    )
+    for family, spec in _FAMILIES.items()
+    for size, gpus, vcpus, memory in spec.sizes
+}
+
+# Families that carry an accelerator and must therefore not back a CPU pool; includes families we
+# do not support for GPU pools (p2, p3, inf, trn, dl) so they are refused with a clear message.
+_ACCELERATED_FAMILY = re.compile(r"^(p\d|g\d|inf\d|trn\d|dl\d|f\d|vt\d)")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|metal|\d*xlarge)$")
+
+
+def is_instance_type_name(name: str) -> bool:
+    """True if `name` looks like an EC2 instance type (family.size)."""
+    return bool(_INSTANCE_TYPE.match(name))
+
+
+def is_accelerated(name: str) -> bool:
+    """True for any instance type with a GPU or other accelerator, supported or not."""
+    return bool(_ACCELERATED_FAMILY.match(name))
+
+
+def gpu_instance(name: str) -> GpuInstanceType | None:
+    """The catalogue entry for a GPU instance type, or None if we do not support it."""
+    return GPU_INSTANCE_TYPES.get(name)
+
+
+def supported_gpu_families() -> list[str]:
+    return list(_FAMILIES)
