@@ -1,0 +1,213 @@
+"""Bad configurations stop the program before it registers anything, naming the offending key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from harness.program import ProgramError, run_program, stack_config
+from infra.settings import SettingsError
+
+Config = dict[str, Any]
+
+
+def _gpu(config: Config) -> Config:
+    pool: Config = config["ml-platform:nodePools"]["gpu"][0]
+    return pool
+
+
+def _set(path: str, value: Any) -> Callable[[Config], None]:
+    """Set `ml-platform:<a>.<b>...` to value (creating dicts on the way)."""
+
+    def apply(config: Config) -> None:
+        key, *rest = path.split(".")
+        target = config.setdefault(f"ml-platform:{key}", {})
+        for part in rest[:-1]:
+            target = target.setdefault(part, {})
+        if rest:
+            target[rest[-1]] = value
+        else:
+            config[f"ml-platform:{key}"] = value
+
+    return apply
+
+
+def _gpu_set(key: str, value: Any) -> Callable[[Config], None]:
+    def apply(config: Config) -> None:
+        _gpu(config)[key] = value
+
+    return apply
+
+
+def _duplicate_gpu_pool(config: Config) -> None:
+    pools = config["ml-platform:nodePools"]["gpu"]
+    pools.append(dict(pools[0]))
+
+
+def _duplicate_team(config: Config) -> None:
+    config["ml-platform:teams"].append({"name": "research"})
+
+
+def _drop(key: str) -> Callable[[Config], None]:
+    def apply(config: Config) -> None:
+        del config[f"ml-platform:{key}"]
+
+    return apply
+
+
+def _unknown_root_key(config: Config) -> None:
+    config["ml-platform:nodepools"] = {}
+
+
+# (stack to start from, change, key path the message must name, fragment it must contain)
+CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
+    "unknown root key": ("dev", _unknown_root_key, "ml-platform:nodepools", "Did you mean `nodePools`"),
+    "unknown nested key": (
+        "dev",
+        _set("cluster.kubernetesVersoin", "1.35"),
+        "ml-platform:cluster.kubernetesVersoin",
+        "unknown key",
+    ),
+    "wrong type": (
+        "dev",
+        _set("nodePools.system.minSize", "two"),
+        "ml-platform:nodePools.system.minSize",
+        "valid integer",
+    ),
+    "negative size": ("dev", _gpu_set("minSize", -1), "ml-platform:nodePools.gpu[0].minSize", "greater than or equal to 0"),
+    "zero max size": ("dev", _gpu_set("maxSize", 0), "ml-platform:nodePools.gpu[0].maxSize", "greater than or equal to 1"),
+    "min above max": (
+        "dev",
+        _gpu_set("minSize", 5),
+        "ml-platform:nodePools.gpu[0].minSize",
+        "larger than max size 4",
+    ),
+    "duplicate GPU pool": (
+        "dev",
+        _duplicate_gpu_pool,
+        "ml-platform:nodePools.gpu[1].name",
+        "duplicate GPU pool name 'gpu'",
+    ),
+    "duplicate team": ("dev", _duplicate_team, "ml-platform:teams[1].name", "duplicate team name"),
+    "empty AZ list": (
+        "dev",
+        _set("aws.availabilityZones", []),
+        "ml-platform:aws.availabilityZones",
+        "at least two availability zones",
+    ),
+    "AZ outside the region": (
+        "dev",
+        _set("aws.availabilityZones", ["us-east-1a", "eu-west-1b"]),
+        "ml-platform:aws.availabilityZones[1]",
+        "not an availability zone of region us-east-1",
+    ),
+    "GPU pool on a CPU instance": (
+        "dev",
+        _gpu_set("instanceTypes", ["m5.large", "m6i.large"]),
+        "ml-platform:nodePools.gpu[0].instanceTypes[0]",
+        "m5.large has no GPU",
+    ),
+    "GPU pool on an unsupported GPU": (
+        "dev",
+        _gpu_set("instanceTypes", ["p3.2xlarge", "g5.xlarge"]),
+        "ml-platform:nodePools.gpu[0].instanceTypes[0]",
+        "not a supported GPU instance type",
+    ),
+    "GPU pool with a CPU AMI": (
+        "dev",
+        _gpu_set("amiType", "AL2023_x86_64_STANDARD"),
+        "ml-platform:nodePools.gpu[0].amiType",
+        "no NVIDIA driver",
+    ),
+    "spot with one instance type": (
+        "dev",
+        _gpu_set("instanceTypes", ["g5.xlarge"]),
+        "ml-platform:nodePools.gpu[0].instanceTypes",
+        "at least two instance types",
+    ),
+    "unsupported Kubernetes version": (
+        "dev",
+        _set("cluster.kubernetesVersion", "1.29"),
+        "ml-platform:cluster.kubernetesVersion",
+        "not supported for EKS",
+    ),
+    "unquoted Kubernetes version": (
+        "dev",
+        _set("cluster.kubernetesVersion", 1.3),
+        "ml-platform:cluster.kubernetesVersion",
+        "quoted string",
+    ),
+    "size that is not a quantity": (
+        "dev",
+        _set("storage.sizes.models", "20 gigs"),
+        "ml-platform:storage.sizes.models",
+        "not a Kubernetes quantity",
+    ),
+    "eks without aws section": ("dev", _drop("aws"), "ml-platform:aws", "needs `aws:"),
+    "cluster is not an object": (
+        "dev",
+        _set("cluster", "eks"),
+        "ml-platform:cluster",
+        "valid dictionary",
+    ),
+    "existing cluster without context": (
+        "local",
+        _set("cluster.context", None),
+        "ml-platform:cluster.context",
+        "kubeconfig context",
+    ),
+    "NFS without a server": (
+        "local",
+        _set("storage.nfs", {"path": "/exports"}),
+        "ml-platform:storage.nfs.server",
+        "Field required",
+    ),
+    "existing cluster with EFS": (
+        "local",
+        _set("storage.mode", "efs"),
+        "ml-platform:storage.mode",
+        "no EFS",
+    ),
+    "baseline team without a reason": (
+        "local",
+        _set("teams", [{"name": "vision", "podSecurity": "baseline"}]),
+        "ml-platform:teams[0].podSecurityReason",
+        "must say why",
+    ),
+    "team named like a platform namespace": (
+        "local",
+        _set("teams", [{"name": "monitoring"}]),
+        "ml-platform:teams[0].name",
+        "platform namespace",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_config_fails_before_any_resource(case: str) -> None:
+    stack, change, key_path, fragment = CASES[case]
+    config = stack_config(stack)
+    change(config)
+    with pytest.raises(ProgramError) as caught:
+        run_program(stack, config)
+    error = caught.value
+    assert isinstance(error.cause, SettingsError), error.cause
+    message = str(error.cause)
+    assert message.startswith(f"Pulumi.{stack}.yaml: invalid configuration"), message
+    assert f"{key_path}:" in message, message
+    assert fragment in message, message
+    assert error.resources == [], [r.urn for r in error.resources]
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    config = stack_config("dev")
+    _set("nodePools.system.minSize", "two")(config)
+    _set("storage.sizes.models", "lots")(config)
+    with pytest.raises(ProgramError) as caught:
+        run_program("dev", config)
+    message = str(caught.value.cause)
+    assert "2 problem(s)" in message
+    assert "nodePools.system.minSize" in message
+    assert "storage.sizes.models" in message
