@@ -12,3 +12,14 @@ platform = build_platform(settings)
 pulumi.export("clusterName", settings.cluster.name)
 pulumi.export("kubernetesVersion", settings.cluster.kubernetes_version)
 pulumi.export("namespaces", sorted(platform.namespaces.namespaces))
+if platform.aws is not None:
+    eks = platform.aws.cluster
+    pulumi.export("clusterEndpoint", eks.cluster.endpoint)
+    pulumi.export("kubeconfig", eks.kubeconfig)
+    pulumi.export("vpcId", platform.aws.network.vpc_id)
+    pulumi.export("privateSubnetIds", platform.aws.network.private_subnet_ids)
+    pulumi.export("publicSubnetIds", platform.aws.network.public_subnet_ids)
+    pulumi.export(
+        "nodePools",
+        {pool: group.node_group.node_group_name for pool, group in platform.aws.node_pools.items()},
+    )

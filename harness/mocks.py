@@ -51,9 +51,202 @@ def _uuid(name: str) -> str:
     return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
 
+class _Context:
+    """What the mocks learn while the program runs (the AWS region from the provider)."""
+
+    region = "us-east-1"
+
+
+def _aws_id(prefix: str, name: str) -> str:
+    return f"{prefix}-{short_hash(prefix, name)}"
+
+
+def _arn(service: str, resource: str, region: bool = True) -> str:
+    where = _Context.region if region else ""
+    return f"arn:{PARTITION}:{service}:{where}:{ACCOUNT_ID}:{resource}"
+
+
+def _with(prefix: str, service: str, kind: str) -> ResourceHandler:
+    """A handler for resources whose outputs are just an id and an ARN."""
+
+    def handle(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+        resource_id = _aws_id(prefix, args.name)
+        state.setdefault("arn", _arn(service, f"{kind}/{resource_id}"))
+        state.setdefault("tagsAll", dict(state.get("tags") or {}))
+        return resource_id, state
+
+    return handle
+
+
+def _aws_provider(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    _Context.region = str(state.get("region") or _Context.region)
+    return _provider(args, state)
+
+
+def _vpc(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    resource_id, state = _with("vpc", "ec2", "vpc")(args, state)
+    state |= {
+        "defaultSecurityGroupId": _aws_id("sg", f"{args.name}-default"),
+        "mainRouteTableId": _aws_id("rtb", f"{args.name}-main"),
+        "ownerId": ACCOUNT_ID,
+    }
+    return resource_id, state
+
+
+def _eip(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    resource_id, state = _with("eipalloc", "ec2", "elastic-ip")(args, state)
+    octets = bytes.fromhex(short_hash("ip", args.name, length=4))
+    state["publicIp"] = f"198.51.{octets[0]}.{octets[1]}"  # documentation range
+    return resource_id, state
+
+
+def _named(service: str, kind: str, region: bool = True) -> ResourceHandler:
+    """Resources identified by a name: the given one, or an auto-name like Pulumi's."""
+
+    def handle(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+        name = state.get("name") or f"{args.name}-{short_hash(args.name, length=7)}"
+        state["name"] = name
+        state.setdefault("arn", _arn(service, f"{kind}{name}", region=region))
+        state.setdefault("tagsAll", dict(state.get("tags") or {}))
+        return str(name), state
+
+    return handle
+
+
+def _iam_role(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    resource_id, state = _named("iam", "role/", region=False)(args, state)
+    state["uniqueId"] = "AROA" + short_hash("role", args.name, length=17).upper()
+    return resource_id, state
+
+
+def _kms_key(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    key_id = _uuid(f"kms-{args.name}")
+    state |= {"keyId": key_id, "arn": _arn("kms", f"key/{key_id}")}
+    return key_id, state
+
+
+def _log_group(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    name = str(state.get("name") or args.name)
+    state |= {"name": name, "arn": _arn("logs", f"log-group:{name}")}
+    return name, state
+
+
+def _eks_cluster(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    name = str(state.get("name") or args.name)
+    endpoint_id = short_hash("eks", name, length=32).upper()
+    vpc_config = dict(state.get("vpcConfig") or {})
+    vpc_config |= {
+        "clusterSecurityGroupId": _aws_id("sg", f"{name}-cluster"),
+        "vpcId": _aws_id("vpc", f"{name}-vpc"),
+    }
+    state |= {
+        "name": name,
+        "arn": _arn("eks", f"cluster/{name}"),
+        "endpoint": f"https://{endpoint_id}.gr7.{_Context.region}.eks.amazonaws.com",
+        "certificateAuthority": {
+            "data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCm1vY2sKLS0tLS1FTkQ="
+        },
+        "identities": [
+            {
+                "oidcs": [
+                    {"issuer": f"https://oidc.eks.{_Context.region}.amazonaws.com/id/{endpoint_id}"}
+                ]
+            }
+        ],
+        "platformVersion": "eks.8",
+        "status": "ACTIVE",
+        "vpcConfig": vpc_config,
+    }
+    return name, state
+
+
+def _eks_child(kind: str, key: str) -> ResourceHandler:
+    """Resources of a cluster, identified as `<cluster>:<key>`."""
+
+    def handle(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+        resource_id = f"{state.get('clusterName')}:{state.get(key) or args.name}"
+        state.setdefault("arn", _arn("eks", f"{kind}/{resource_id}"))
+        return resource_id, state
+
+    return handle
+
+
+def _node_group(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    prefix = state.get("nodeGroupNamePrefix") or f"{args.name}-"
+    name = state.get("nodeGroupName") or f"{prefix}{short_hash('ng', args.name, length=26)}"
+    cluster = state.get("clusterName")
+    state |= {
+        "nodeGroupName": name,
+        "arn": _arn("eks", f"nodegroup/{cluster}/{name}/{_uuid(name)}"),
+        "status": "ACTIVE",
+        "resources": [
+            {
+                "autoscalingGroups": [{"name": f"eks-{name}-{_uuid(name)}"}],
+                "remoteAccessSecurityGroupId": "",
+            }
+        ],
+    }
+    return f"{cluster}:{name}", state
+
+
+def _launch_template(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    resource_id, state = _with("lt", "ec2", "launch-template")(args, state)
+    state |= {"latestVersion": 1, "defaultVersion": 1}
+    return resource_id, state
+
+
+def _helm_release(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    namespace, name = state.get("namespace", "default"), state.get("name", args.name)
+    state["status"] = {
+        "name": name,
+        "namespace": namespace,
+        "chart": state.get("chart"),
+        "version": state.get("version"),
+        "status": "deployed",
+        "revision": 1,
+    }
+    return f"{namespace}/{name}", state
+
+
+def _simple(prefix: str) -> ResourceHandler:
+    def handle(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+        return _aws_id(prefix, args.name), state
+
+    return handle
+
+
 # Exact resource types with their own output shapes.  Kubernetes objects and providers share
 # handlers (matched by prefix below).
-RESOURCE_HANDLERS: dict[str, ResourceHandler] = {}
+RESOURCE_HANDLERS: dict[str, ResourceHandler] = {
+    "pulumi:providers:aws": _aws_provider,
+    "aws:ec2/vpc:Vpc": _vpc,
+    "aws:ec2/subnet:Subnet": _with("subnet", "ec2", "subnet"),
+    "aws:ec2/internetGateway:InternetGateway": _with("igw", "ec2", "internet-gateway"),
+    "aws:ec2/routeTable:RouteTable": _with("rtb", "ec2", "route-table"),
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": _simple("rtbassoc"),
+    "aws:ec2/eip:Eip": _eip,
+    "aws:ec2/natGateway:NatGateway": _with("nat", "ec2", "natgateway"),
+    "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
+    "aws:ec2/securityGroup:SecurityGroup": _with("sg", "ec2", "security-group"),
+    "aws:kms/key:Key": _kms_key,
+    "aws:kms/alias:Alias": _named("kms", "alias/"),
+    "aws:cloudwatch/logGroup:LogGroup": _log_group,
+    "aws:iam/role:Role": _iam_role,
+    "aws:iam/rolePolicy:RolePolicy": _simple("rolepolicy"),
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": _simple("attachment"),
+    "aws:eks/cluster:Cluster": _eks_cluster,
+    "aws:eks/accessEntry:AccessEntry": _eks_child("access-entry", "principalArn"),
+    "aws:eks/accessPolicyAssociation:AccessPolicyAssociation": _eks_child(
+        "access-policy", "policyArn"
+    ),
+    "aws:eks/addon:Addon": _eks_child("addon", "addonName"),
+    "aws:eks/podIdentityAssociation:PodIdentityAssociation": _eks_child(
+        "podidentityassociation", "serviceAccount"
+    ),
+    "aws:eks/nodeGroup:NodeGroup": _node_group,
+    "aws:autoscaling/tag:Tag": _simple("asgtag"),
+    "kubernetes:helm.sh/v3:Release": _helm_release,
+}
 
 
 def _handler_for(args: pulumi.runtime.MockResourceArgs) -> ResourceHandler:
@@ -72,9 +265,18 @@ def _handler_for(args: pulumi.runtime.MockResourceArgs) -> ResourceHandler:
 INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "aws:index/getCallerIdentity:getCallerIdentity": lambda _: {
         "accountId": ACCOUNT_ID,
-        "arn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/ci-deployer",
+        "arn": f"arn:{PARTITION}:sts::{ACCOUNT_ID}:assumed-role/ci-deployer/pulumi-run",
         "userId": "AROAEXAMPLEID:ci",
         "id": ACCOUNT_ID,
+    },
+    # An assumed-role session ARN resolves to the role it was assumed from.
+    "aws:iam/getSessionContext:getSessionContext": lambda args: {
+        "arn": args["arn"],
+        "issuerArn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{args['arn'].split('/')[1]}",
+        "issuerId": "AROAEXAMPLEID",
+        "issuerName": args["arn"].split("/")[1],
+        "sessionName": args["arn"].split("/")[-1],
+        "id": args["arn"],
     },
     "aws:index/getPartition:getPartition": lambda _: {
         "partition": PARTITION,
@@ -94,11 +296,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return None, state  # components have no id or provider-computed state
         return _handler_for(args)(args, state)
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         handler = INVOKES.get(args.token)
         if handler is None:
             raise UnmockedCallError(
                 f"no mock for invoke {args.token!r}; add it to harness/mocks.py INVOKES with "
                 "camelCase keys, as the provider returns them"
             )
-        return handler(dict(args.args)), None
+        return handler(dict(args.args))

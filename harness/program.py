@@ -83,8 +83,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.registrations: list[RegisteredResource] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
         inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
@@ -164,14 +164,15 @@ def stack_config(stack: str) -> dict[str, Any]:
 
 
 def engine_config(config: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
-    """Flatten config values into the strings the engine passes a program; secrets become dummies."""
+    """Config values as the strings the engine hands a program; secrets become dummies."""
     flat: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in config.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
-            value = f"mock-secret-for-{key}"
+            flat[key] = f"mock-secret-for-{key}"
             secret_keys.append(key)
-        flat[key] = value if isinstance(value, str) else json.dumps(value)
+        else:
+            flat[key] = value if isinstance(value, str) else json.dumps(value)
     return flat, secret_keys
 
 
@@ -195,7 +196,9 @@ def run_program(
     try:
         pulumi.runtime.set_all_config(flat, secret_keys)
         pulumi_settings.ROOT.set(None)  # a fresh root Stack resource for this run
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+        pulumi.runtime.set_mocks(
+            mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor
+        )
         pulumi_settings.SETTINGS.rpc_manager.clear()
         pulumi_settings.SETTINGS.outputs.clear()
 

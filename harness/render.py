@@ -23,6 +23,9 @@ import yaml
 from harness.program import ROOT, ProgramError, ProgramRun, run_program, stack_names, whole_numbers
 from harness.schema import is_built_in, validation_errors
 
+# Custom resources of the Kubernetes provider that are not Kubernetes objects.
+NOT_OBJECTS = frozenset({"kubernetes:helm.sh/v3:Release"})
+
 # Apply order, as Helm installs: what others refer to comes first.
 KIND_ORDER = [
     "Namespace",
@@ -68,6 +71,8 @@ def kubernetes_objects(run: ProgramRun) -> list[dict[str, Any]]:
     objects = []
     for resource in run.resources:
         if not (resource.custom and resource.type.startswith("kubernetes:")):
+            continue
+        if resource.type in NOT_OBJECTS:
             continue
         obj = whole_numbers(dict(resource.inputs))
         metadata = dict(obj.get("metadata") or {})
@@ -127,7 +132,9 @@ def render(stack: str, out_dir: Path) -> list[str]:
     manifests = yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
     graph = [r.as_json() for r in sorted(run.resources, key=lambda r: r.urn)]
     _write_atomically(out_dir / stack / "manifests.yaml", manifests)
-    _write_atomically(out_dir / stack / "resources.json", json.dumps(graph, indent=2, sort_keys=True) + "\n")
+    _write_atomically(
+        out_dir / stack / "resources.json", json.dumps(graph, indent=2, sort_keys=True) + "\n"
+    )
     return schema_problems(objects, kubernetes_minor)
 
 

@@ -63,8 +63,10 @@ def _schema_dir(kubernetes_minor: str) -> Any:
 
 @functools.cache
 def _registry(kubernetes_minor: str) -> Registry:
-    definitions = json.loads(_schema_dir(kubernetes_minor).joinpath("_definitions.json").read_text())
-    return Resource.from_contents(definitions) @ Registry()  # type: ignore[return-value]
+    definitions = json.loads(
+        _schema_dir(kubernetes_minor).joinpath("_definitions.json").read_text()
+    )
+    return Resource.from_contents(definitions) @ Registry()
 
 
 @functools.cache

@@ -1,1 +1,1 @@
-"""Cluster-level components of the ML platform: settings, network, cluster, node pools, namespaces."""
+"""Cluster-level components: settings, network, cluster, node pools, namespaces."""

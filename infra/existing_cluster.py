@@ -1,4 +1,4 @@
-"""Access to a cluster the platform does not create (kind, minikube, on-prem, another team's EKS)."""
+"""Access to a cluster the platform does not create (kind, minikube, on-prem, another EKS)."""
 
 from __future__ import annotations
 

@@ -122,7 +122,10 @@ class PlatformNamespaces(pulumi.ComponentResource):
         psa_version = versions.pod_security_version(kubernetes_version)
         self.namespaces = {}
         for spec in specs:
-            ns_labels = {**labels.common(spec.purpose), **pod_security_labels(spec.enforce, psa_version)}
+            ns_labels = {
+                **labels.common(spec.purpose),
+                **pod_security_labels(spec.enforce, psa_version),
+            }
             if spec.team:
                 ns_labels[labels.TEAM] = spec.team
             self.namespaces[spec.name] = k8s.core.v1.Namespace(

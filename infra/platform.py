@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra.addons import ClusterAddons, addon_versions
+from infra.autoscaler import ClusterAutoscaler
+from infra.cluster import EksCluster
 from infra.existing_cluster import ExistingCluster
+from infra.iam import ServiceRole, managed_policy
 from infra.namespaces import PlatformNamespaces, namespace_specs
-from infra.settings import Settings
+from infra.network import Network
+from infra.node_pool import NodePool, PoolSpec
+from infra.settings import AwsSettings, Settings
+
+
+@dataclass
+class AwsLayer:
+    """What the AWS stacks build below Kubernetes."""
+
+    network: Network
+    cluster: EksCluster
+    node_pools: dict[str, NodePool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -19,15 +35,19 @@ class Platform:
     settings: Settings
     kubernetes: k8s.Provider
     namespaces: PlatformNamespaces
+    aws: AwsLayer | None
 
 
 def build_platform(settings: Settings) -> Platform:
     """Register every component of the platform for one stack."""
     name = settings.cluster.name
+    aws_layer: AwsLayer | None = None
     if settings.cluster.mode == "existing":
         kubernetes = ExistingCluster(name, settings.cluster).provider
     else:
-        raise NotImplementedError("the EKS cluster layer is not built yet")
+        assert settings.aws is not None  # the settings model requires it in mode `eks`
+        aws_layer = build_aws_layer(settings, settings.aws)
+        kubernetes = aws_layer.cluster.provider
 
     namespaces = PlatformNamespaces(
         f"{name}-namespaces",
@@ -35,4 +55,69 @@ def build_platform(settings: Settings) -> Platform:
         settings.cluster.kubernetes_version,
         opts=pulumi.ResourceOptions(provider=kubernetes),
     )
-    return Platform(settings=settings, kubernetes=kubernetes, namespaces=namespaces)
+    return Platform(settings=settings, kubernetes=kubernetes, namespaces=namespaces, aws=aws_layer)
+
+
+def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
+    """VPC, EKS control plane, add-ons, node pools and their autoscaler."""
+    name = settings.cluster.name
+    minor = settings.cluster.kubernetes_version
+    provider = aws.Provider(
+        f"{name}-aws",
+        region=aws_settings.region,
+        default_tags={
+            "tags": {
+                "ml-platform/cluster": name,
+                "ml-platform/stack": pulumi.get_stack(),
+                **aws_settings.tags,
+            }
+        },
+    )
+    on_aws = pulumi.ResourceOptions(provider=provider)
+
+    network = Network(f"{name}-network", aws_settings, name, opts=on_aws)
+    cluster = EksCluster(
+        name, settings.cluster, aws_settings, network.private_subnet_ids, opts=on_aws
+    )
+    addons = ClusterAddons(
+        f"{name}-addons", cluster.cluster, addon_versions(aws_settings, minor), opts=on_aws
+    )
+    node_role = ServiceRole(
+        f"{name}-nodes",
+        service="ec2.amazonaws.com",
+        managed_policies=[
+            managed_policy("AmazonEKSWorkerNodePolicy"),
+            managed_policy("AmazonEC2ContainerRegistryPullOnly"),
+        ],
+        description=f"Nodes of EKS cluster {name}",
+        opts=on_aws,
+    )
+    layer = AwsLayer(network=network, cluster=cluster)
+    specs = [
+        PoolSpec.system(settings.node_pools.system),
+        *(PoolSpec.gpu(pool) for pool in settings.node_pools.gpu),
+    ]
+    for spec in specs:
+        layer.node_pools[spec.name] = NodePool(
+            f"{name}-{spec.name}",
+            spec,
+            cluster_name=cluster.cluster.name,
+            node_role_arn=node_role.role.arn,
+            subnet_ids=network.private_subnet_ids,
+            opts=pulumi.ResourceOptions(
+                provider=provider, depends_on=[*addons.before_nodes, node_role]
+            ),
+        )
+    system_pool = layer.node_pools["system"]
+    coredns = addons.add_coredns(after=[system_pool])
+    ClusterAutoscaler(
+        f"{name}-autoscaler",
+        cluster=cluster.cluster,
+        cluster_name=name,
+        region=aws_settings.region,
+        kubernetes_minor=minor,
+        kubernetes=cluster.provider,
+        depends_on=[system_pool, coredns],
+        opts=on_aws,
+    )
+    return layer

@@ -7,7 +7,9 @@ key path, what is wrong and what is allowed.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -107,7 +109,7 @@ def _check_dns_label(value: str) -> str:
 def _reject_non_string_version(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise ValueError(
-            f"write the version as a quoted string such as \"1.35\"; YAML read {value!r} as a "
+            f'write the version as a quoted string such as "1.35"; YAML read {value!r} as a '
             "number (1.30 would become 1.3)"
         )
     return value
@@ -146,7 +148,7 @@ class ClusterSettings(_Settings):
     )
     kubernetes_version: Annotated[str, BeforeValidator(_reject_non_string_version)] = Field(
         default=versions.DEFAULT_KUBERNETES_VERSION,
-        description="Kubernetes minor version, quoted, e.g. \"1.35\".",
+        description='Kubernetes minor version, quoted, e.g. "1.35".',
     )
     kubeconfig: str | None = Field(
         default=None,
@@ -201,13 +203,141 @@ class ClusterSettings(_Settings):
 # --- AWS ------------------------------------------------------------------------------------------
 
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+_IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+_CLOUDWATCH_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+MAX_ZONES = 6
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.IPv4Network(value)
+    except ValueError as error:
+        raise ValueError(
+            f"{value!r} is not an IPv4 CIDR block such as 10.0.0.0/16 ({error})"
+        ) from None
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+
+
+class EndpointSettings(_Settings):
+    public_access: bool = Field(
+        default=True,
+        description="Serve the API endpoint publicly too (private access is always on).",
+    )
+    public_access_cidrs: list[Cidr] = Field(
+        default_factory=lambda: ["0.0.0.0/0"],
+        min_length=1,
+        description="Networks allowed to reach the public endpoint (CI runners, VPN egress).",
+    )
+
+
+class ExistingVpcSettings(_Settings):
+    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$", description="VPC to use.")
+    private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
+        description="One private subnet per availability zone, in the zones' order."
+    )
+    public_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
+        default_factory=list, description="Public subnets for internet-facing load balancers."
+    )
+
+
+class AccessSettings(_Settings):
+    admins: list[str] = Field(
+        default_factory=list,
+        description="IAM role/user ARNs given cluster-admin through EKS access entries.",
+    )
+    include_deployer: bool = Field(
+        default=True,
+        description="Also give cluster-admin to the IAM role running `pulumi up` (turn off when "
+        "several identities deploy and all are listed in `admins`).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> AccessSettings:
+        for index, arn in enumerate(self.admins):
+            if not _IAM_PRINCIPAL.match(arn):
+                raise ConfigProblem(
+                    ("admins", index),
+                    f"{arn!r} is not an IAM role or user ARN such as "
+                    "arn:aws:iam::123456789012:role/platform-admin (use the role ARN, not an "
+                    "assumed-role session ARN)",
+                )
+        _refuse_duplicates(self.admins, lambda a: a, ("admins",), "admin principal")
+        if not self.admins and not self.include_deployer:
+            raise ConfigProblem(
+                ("admins",),
+                "nobody would be able to reach the cluster: list admin principals or set "
+                "includeDeployer: true",
+            )
+        return self
+
+
+class AddonVersions(_Settings):
+    vpc_cni: str | None = Field(default=None, description="vpc-cni add-on version.")
+    coredns: str | None = Field(default=None, description="coredns add-on version.")
+    kube_proxy: str | None = Field(default=None, description="kube-proxy add-on version.")
+    pod_identity_agent: str | None = Field(
+        default=None, description="eks-pod-identity-agent add-on version."
+    )
 
 
 class AwsSettings(_Settings):
     region: str = Field(description="AWS region, e.g. `us-east-1`.")
     availability_zones: list[str] = Field(
         description="Availability zones of the region to spread subnets and nodes over "
-        "(at least two, as EKS requires)."
+        f"(2 to {MAX_ZONES}, as EKS needs at least two)."
+    )
+    vpc_cidr: Cidr = Field(
+        default="10.0.0.0/16",
+        description="CIDR of the VPC the program creates (a /16 to /20).",
+    )
+    nat_gateways: Literal["single", "perZone"] = Field(
+        default="single",
+        description="`single` NAT gateway (cheaper) or one `perZone` (survives a zone outage).",
+    )
+    existing_vpc: ExistingVpcSettings | None = Field(
+        default=None, description="Use this VPC and its subnets instead of creating one."
+    )
+    endpoint: EndpointSettings = Field(
+        default_factory=EndpointSettings, description="Cluster API endpoint access."
+    )
+    access: AccessSettings = Field(
+        default_factory=AccessSettings, description="Who administers the cluster."
+    )
+    log_retention_days: int = Field(
+        default=90, description="Retention of the control-plane logs in CloudWatch, in days."
+    )
+    addons: AddonVersions = Field(
+        default_factory=AddonVersions,
+        description="Managed add-on versions; default: the pins for the cluster's version.",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Extra tags on every AWS resource."
     )
 
     @model_validator(mode="after")
@@ -217,11 +347,12 @@ class AwsSettings(_Settings):
                 ("region",), f"{self.region!r} is not an AWS region name such as `us-east-1`"
             )
         zones = self.availability_zones
-        if len(zones) < 2:
+        if not 2 <= len(zones) <= MAX_ZONES:
             raise ConfigProblem(
                 ("availabilityZones",),
-                f"EKS needs subnets in at least two availability zones; got {len(zones)}. "
-                f"List zones of {self.region}, e.g. [{self.region}a, {self.region}b]",
+                f"EKS needs subnets in at least two availability zones and the VPC plan has "
+                f"room for {MAX_ZONES}; got {len(zones)}. List zones of {self.region}, e.g. "
+                f"[{self.region}a, {self.region}b]",
             )
         for index, zone in enumerate(zones):
             if not re.fullmatch(re.escape(self.region) + r"[a-z]", zone):
@@ -231,6 +362,24 @@ class AwsSettings(_Settings):
                     f"named {self.region}a, {self.region}b, ...",
                 )
         _refuse_duplicates(zones, lambda z: z, ("availabilityZones",), "availability zone")
+        prefix = ipaddress.IPv4Network(self.vpc_cidr).prefixlen
+        if not 16 <= prefix <= 20:
+            raise ConfigProblem(
+                ("vpcCidr",),
+                f"a /{prefix} VPC does not fit the subnet plan (pods take VPC addresses); use a "
+                "/16 to /20 block",
+            )
+        if self.existing_vpc and len(self.existing_vpc.private_subnet_ids) != len(zones):
+            raise ConfigProblem(
+                ("existingVpc", "privateSubnetIds"),
+                f"give one private subnet per availability zone ({len(zones)}), in the same order",
+            )
+        if self.log_retention_days not in _CLOUDWATCH_RETENTION_DAYS:
+            raise ConfigProblem(
+                ("logRetentionDays",),
+                f"CloudWatch does not offer {self.log_retention_days} days; use one of "
+                f"{', '.join(map(str, _CLOUDWATCH_RETENTION_DAYS))}",
+            )
         return self
 
 
@@ -352,7 +501,8 @@ class GpuPoolSettings(_PoolSettings):
             raise ConfigProblem(
                 ("instanceTypes",),
                 "all instance types of one pool must have the same number of GPUs (the "
-                f"autoscaler treats a pool's nodes as identical); got GPU counts {sorted(gpu_counts)}",
+                "autoscaler treats a pool's nodes as identical); got GPU counts "
+                f"{sorted(gpu_counts)}",
             )
         return self
 
@@ -585,10 +735,10 @@ def raw_project_config() -> dict[str, Any]:
             continue
         key = full_key[len(prefix) :]
         if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                pass  # a plain string: the model says whether that is allowed here
+            # Structured values arrive as JSON text; a plain string stays a string and the
+            # model says whether that is allowed here.
+            with contextlib.suppress(json.JSONDecodeError):
+                value = json.loads(value)  # noqa: PLW2901
         raw[key] = value
     return raw
 
@@ -620,7 +770,9 @@ def _describe(error: ValidationError, stack: str) -> str:
             hint = f" Did you mean `{guess[0]}`?" if guess else ""
             message = f"unknown key.{hint} Allowed keys here: {', '.join(allowed)}"
         else:
-            message = re.sub(r" or instance of \w+", "", detail["msg"].removeprefix("Value error, "))
+            message = re.sub(
+                r" or instance of \w+", "", detail["msg"].removeprefix("Value error, ")
+            )
             if detail["type"] not in ("missing", "value_error"):
                 message += f" (got {detail['input']!r})"
             description = _field_description(loc)

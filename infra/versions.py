@@ -15,7 +15,7 @@ class KubernetesRelease:
     """One Kubernetes minor version and how long the platform may run it."""
 
     minor: str
-    # Amazon EKS: end of standard support (docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html).
+    # Amazon EKS end of standard support (EKS user guide, "kubernetes-versions" page).
     # None: not offered by EKS, so only allowed for existing clusters.
     eks_standard_support_ends: dt.date | None
     eks_extended_support_ends: dt.date | None
@@ -42,8 +42,12 @@ def kubernetes_release(minor: str) -> KubernetesRelease | None:
 
 
 def eks_versions() -> list[str]:
-    """Minor versions that EKS offers (standard or extended support) and that we support."""
-    return [r.minor for r in KUBERNETES_RELEASES if r.eks_extended_support_ends is not None]
+    """Minor versions we build EKS clusters on: those EKS offers and we have add-on pins for."""
+    return [
+        r.minor
+        for r in KUBERNETES_RELEASES
+        if r.eks_extended_support_ends is not None and r.minor in EKS_ADDON_VERSIONS
+    ]
 
 
 def existing_cluster_versions() -> list[str]:
@@ -58,3 +62,46 @@ def pod_security_version(kubernetes_minor: str) -> str:
     running workloads; the pin moves when the stack's Kubernetes version moves.
     """
     return f"v{kubernetes_minor}"
+
+
+@dataclass(frozen=True)
+class EksAddonVersions:
+    vpc_cni: str
+    coredns: str
+    kube_proxy: str
+    pod_identity_agent: str
+
+
+# EKS managed add-ons per Kubernetes minor.  coredns and kube-proxy: the EKS user guide's
+# "latest version for each Kubernetes version" tables (managing-coredns, managing-kube-proxy).
+# vpc-cni and eks-pod-identity-agent have no such table: the versions are those
+# `aws eks describe-addon-versions` resolved for 1.31-1.36 clusters in 2026-09 (one CNI build
+# serves every minor).  A stack may override any of them under `ml-platform:aws.addons`.
+EKS_ADDON_VERSIONS: dict[str, EksAddonVersions] = {
+    "1.33": EksAddonVersions(
+        "v1.22.4-eksbuild.3", "v1.12.4-eksbuild.18", "v1.33.10-eksbuild.13", "v1.3.10-eksbuild.3"
+    ),
+    "1.34": EksAddonVersions(
+        "v1.22.4-eksbuild.3", "v1.13.2-eksbuild.11", "v1.34.6-eksbuild.13", "v1.3.10-eksbuild.3"
+    ),
+    "1.35": EksAddonVersions(
+        "v1.22.4-eksbuild.3", "v1.14.3-eksbuild.3", "v1.35.3-eksbuild.13", "v1.3.10-eksbuild.3"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class HelmChart:
+    chart: str
+    version: str
+    repository: str
+
+
+# kubernetes/autoscaler chart 9.59.0 (appVersion 1.35.0).  The image follows the cluster's minor
+# (the autoscaler supports only its own minor); tags from the cluster-autoscaler-1.3x.y releases
+# of 2026-07-23.
+CLUSTER_AUTOSCALER_CHART = HelmChart(
+    "cluster-autoscaler", "9.59.0", "https://kubernetes.github.io/autoscaler"
+)
+CLUSTER_AUTOSCALER_IMAGE = "registry.k8s.io/autoscaling/cluster-autoscaler"
+CLUSTER_AUTOSCALER_TAGS: dict[str, str] = {"1.33": "v1.33.6", "1.34": "v1.34.5", "1.35": "v1.35.2"}

@@ -63,7 +63,12 @@ def _unknown_root_key(config: Config) -> None:
 
 # (stack to start from, change, key path the message must name, fragment it must contain)
 CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
-    "unknown root key": ("dev", _unknown_root_key, "ml-platform:nodepools", "Did you mean `nodePools`"),
+    "unknown root key": (
+        "dev",
+        _unknown_root_key,
+        "ml-platform:nodepools",
+        "Did you mean `nodePools`",
+    ),
     "unknown nested key": (
         "dev",
         _set("cluster.kubernetesVersoin", "1.35"),
@@ -76,8 +81,18 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:nodePools.system.minSize",
         "valid integer",
     ),
-    "negative size": ("dev", _gpu_set("minSize", -1), "ml-platform:nodePools.gpu[0].minSize", "greater than or equal to 0"),
-    "zero max size": ("dev", _gpu_set("maxSize", 0), "ml-platform:nodePools.gpu[0].maxSize", "greater than or equal to 1"),
+    "negative size": (
+        "dev",
+        _gpu_set("minSize", -1),
+        "ml-platform:nodePools.gpu[0].minSize",
+        "greater than or equal to 0",
+    ),
+    "zero max size": (
+        "dev",
+        _gpu_set("maxSize", 0),
+        "ml-platform:nodePools.gpu[0].maxSize",
+        "greater than or equal to 1",
+    ),
     "min above max": (
         "dev",
         _gpu_set("minSize", 5),

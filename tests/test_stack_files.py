@@ -1,4 +1,4 @@
-"""Every stack file validates, and Pulumi.yaml declares exactly the keys the settings model reads."""
+"""Every stack file validates; Pulumi.yaml declares exactly the keys the settings read."""
 
 from __future__ import annotations
 
@@ -40,9 +40,15 @@ def test_project_declares_every_settings_key_with_type_and_description() -> None
 
 def test_project_defaults_are_valid_settings_defaults() -> None:
     """Defaults declared in Pulumi.yaml must mean the same as leaving the key out."""
-    defaults = {k.removeprefix(f"{PROJECT}:"): v for k, v in project_defaults().items() if k.startswith(f"{PROJECT}:")}
-    minimal = {"cluster": {"mode": "existing", "name": "x", "context": "c"},
-               "storage": {"mode": "storageClass", "storageClassName": "rwx"}}
+    defaults = {
+        k.removeprefix(f"{PROJECT}:"): v
+        for k, v in project_defaults().items()
+        if k.startswith(f"{PROJECT}:")
+    }
+    minimal = {
+        "cluster": {"mode": "existing", "name": "x", "context": "c"},
+        "storage": {"mode": "storageClass", "storageClassName": "rwx"},
+    }
     with_defaults = parse_settings({**defaults, **minimal}, "test")
     without = parse_settings(minimal, "test")
     assert with_defaults == without

@@ -1,0 +1,51 @@
+# ml-platform developer commands.  `make preview` and `make test` work on a fresh machine with
+# Python 3.11 and make; everything else is installed into .venv.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+UV := $(VENV)/bin/uv
+RUN := $(UV) run --frozen
+STACK ?= local
+
+.PHONY: help setup lint format test render render-all preview clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --quiet
+	@touch $@
+
+setup: $(VENV)/.synced ## Create .venv with the locked dependencies
+
+lint: setup ## ruff lint + format check, mypy
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy .
+
+format: setup ## Apply ruff fixes and formatting
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+test: lint ## Lint, then the whole test suite
+	$(RUN) pytest -n 2
+
+render: setup ## Write build/$(STACK)/manifests.yaml and resources.json (STACK=dev|prod|local)
+	$(RUN) python -m harness.render $(STACK)
+
+render-all: setup ## Render every stack
+	$(RUN) python -m harness.render --all
+
+preview: setup ## pulumi preview of STACK (default local) with a local state backend
+	@scripts/preview.sh $(STACK)
+
+clean: ## Remove build output and caches
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,92 @@
+"""The one scheduling contract between node pools and workloads.
+
+A pool's labels and taints are defined here once, from its settings.  Node pools apply them
+through the EKS API; workloads get their nodeSelector and tolerations from `placement()`, never
+by hand, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from infra import labels
+from infra.settings import GpuPoolSettings, Settings
+
+GPU_RESOURCE = "nvidia.com/gpu"
+
+POOL_LABEL = f"{labels.PREFIX}/pool"
+NODE_CLASS_LABEL = f"{labels.PREFIX}/node-class"
+ACCELERATOR_LABEL = f"{labels.PREFIX}/accelerator"
+
+SYSTEM_POOL = "system"
+
+_EKS_EFFECT = {
+    "NoSchedule": "NO_SCHEDULE",
+    "NoExecute": "NO_EXECUTE",
+    "PreferNoSchedule": "PREFER_NO_SCHEDULE",
+}
+
+
+@dataclass(frozen=True)
+class Taint:
+    """A node taint, spelled for Kubernetes; `eks()` gives the EKS API spelling."""
+
+    key: str
+    value: str
+    effect: Literal["NoSchedule", "NoExecute", "PreferNoSchedule"]
+
+    def eks(self) -> dict[str, str]:
+        return {"key": self.key, "value": self.value, "effect": _EKS_EFFECT[self.effect]}
+
+    def toleration(self) -> dict[str, str]:
+        return {"key": self.key, "operator": "Equal", "value": self.value, "effect": self.effect}
+
+
+# Keeps CPU pods off expensive GPU nodes.  Pods that request nvidia.com/gpu get a matching
+# toleration from EKS's ExtendedResourceToleration admission plugin, but we set it explicitly so
+# the contract also holds on clusters without that plugin.
+GPU_TAINT = Taint(GPU_RESOURCE, "present", "NoSchedule")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a workload may run: the pod spec's nodeSelector and tolerations."""
+
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, str]]
+
+    def pod_spec_fields(self) -> dict[str, Any]:
+        return {"nodeSelector": dict(self.node_selector), "tolerations": list(self.tolerations)}
+
+
+def system_pool_labels() -> dict[str, str]:
+    return {POOL_LABEL: SYSTEM_POOL, NODE_CLASS_LABEL: "system"}
+
+
+def gpu_pool_labels(pool: GpuPoolSettings) -> dict[str, str]:
+    return {POOL_LABEL: pool.name, NODE_CLASS_LABEL: "gpu", ACCELERATOR_LABEL: "nvidia"}
+
+
+def gpu_pool_taints(pool: GpuPoolSettings) -> list[Taint]:
+    del pool  # every GPU pool carries the same taint; the parameter keeps call sites uniform
+    return [GPU_TAINT]
+
+
+def placement(settings: Settings, pool_name: str) -> Placement:
+    """The nodeSelector and tolerations that land a workload on the named pool."""
+    if pool_name == SYSTEM_POOL:
+        return Placement({POOL_LABEL: SYSTEM_POOL}, [])
+    for pool in settings.node_pools.gpu:
+        if pool.name == pool_name:
+            return Placement(
+                {POOL_LABEL: pool.name},
+                [taint.toleration() for taint in gpu_pool_taints(pool)],
+            )
+    known = [SYSTEM_POOL, *(p.name for p in settings.node_pools.gpu)]
+    raise KeyError(f"no node pool {pool_name!r} in this stack; pools: {', '.join(known)}")
+
+
+def gpu_node_agent_placement() -> Placement:
+    """For DaemonSets that must run on every GPU node whatever its pool (device plugin, DCGM)."""
+    return Placement({NODE_CLASS_LABEL: "gpu"}, [GPU_TAINT.toleration()])
