@@ -38,6 +38,7 @@ class RegisteredResource:
     provider: str | None
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    ignore_changes: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class ProgramRun:
     stack: str
     resources: list[RegisteredResource]
     outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: frozenset[str] = frozenset()
 
     def of_type(self, type_: str) -> list[RegisteredResource]:
         return [r for r in self.resources if r.type == type_]
@@ -96,10 +98,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 name=request.name,
                 custom=bool(request.custom),
                 parent=request.parent or None,
-                dependencies=tuple(request.dependencies),
+                dependencies=tuple(sorted(set(request.dependencies))),  # engine order varies
                 provider=_provider_urn(request.provider),
                 inputs=_plain(inputs),
                 outputs=_plain(outputs),
+                ignore_changes=tuple(request.ignoreChanges),
             )
         )
         return response
@@ -207,20 +210,30 @@ def run_program(
 
         try:
             loop.run_until_complete(run_pulumi_func(program))
-            outputs = loop.run_until_complete(_stack_outputs())
+            outputs, secrets = loop.run_until_complete(_stack_outputs())
         except Exception as error:
             raise ProgramError(stack, error, list(monitor.registrations)) from error
-        return ProgramRun(stack=stack, resources=list(monitor.registrations), outputs=outputs)
+        return ProgramRun(
+            stack=stack,
+            resources=list(monitor.registrations),
+            outputs=outputs,
+            secret_outputs=frozenset(secrets),
+        )
     finally:
         pulumi.runtime.set_all_config({}, [])
         asyncio.set_event_loop(None)
         loop.close()
 
 
-async def _stack_outputs() -> dict[str, Any]:
+async def _stack_outputs() -> tuple[dict[str, Any], set[str]]:
+    """The values of `pulumi.export`ed outputs, and which of them are secret."""
     root = pulumi_settings.get_root_resource()
     exported: dict[str, Any] = getattr(root, "outputs", {}) or {}
-    result: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+    secrets: set[str] = set()
     for name, value in exported.items():
-        result[name] = await pulumi.Output.from_input(value).future()
-    return result
+        output = pulumi.Output.from_input(value)
+        values[name] = await output.future()
+        if await output.is_secret():
+            secrets.add(name)
+    return values, secrets
