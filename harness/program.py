@@ -39,8 +39,10 @@ class RegisteredResource:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     ignore_changes: tuple[str, ...] = ()
+    secret_inputs: frozenset[str] = frozenset()  # paths into `inputs` that hold secrets
 
     def as_json(self) -> dict[str, Any]:
+        """The resource for resources.json, with secret inputs masked."""
         return {
             "type": self.type,
             "name": self.name,
@@ -48,7 +50,7 @@ class RegisteredResource:
             "parent": self.parent,
             "dependencies": list(self.dependencies),
             "provider": self.provider,
-            "inputs": whole_numbers(self.inputs),
+            "inputs": whole_numbers(_masked(self.inputs, self.secret_inputs)),
         }
 
 
@@ -91,6 +93,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             return response
         inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
         outputs = self.resources[response.urn].state
+        secrets: set[str] = set()
         self.registrations.append(
             RegisteredResource(
                 urn=response.urn,
@@ -100,9 +103,10 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent=request.parent or None,
                 dependencies=tuple(sorted(set(request.dependencies))),  # engine order varies
                 provider=_provider_urn(request.provider),
-                inputs=_plain(inputs),
+                inputs=_plain(inputs, secrets=secrets),
                 outputs=_plain(outputs),
                 ignore_changes=tuple(request.ignoreChanges),
+                secret_inputs=frozenset(secrets),
             )
         )
         return response
@@ -113,12 +117,34 @@ def _provider_urn(reference: str) -> str | None:
     return reference.rsplit("::", 1)[0] if reference else None
 
 
-def _plain(value: Any) -> Any:
-    """Deep-copy deserialized properties into plain dicts and lists."""
+_SIG_KEY = "4dabf18193072939515e22adb298388d"  # pulumi.runtime.rpc: a value's type signature
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # ... marking a secret
+SECRET_MASK = "[secret]"
+
+
+def _plain(value: Any, path: str = "", secrets: set[str] | None = None) -> Any:
+    """Deep-copy deserialized properties into plain values, unwrapping secrets.
+
+    The paths of secret values are added to `secrets`, so they can be masked when written out.
+    """
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            if secrets is not None:
+                secrets.add(path)
+            return _plain(value.get("value"), path, secrets)
+        return {str(k): _plain(v, f"{path}.{k}".lstrip("."), secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_plain(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    return value
+
+
+def _masked(value: Any, secrets: frozenset[str], path: str = "") -> Any:
+    if path in secrets:
+        return SECRET_MASK
+    if isinstance(value, dict):
+        return {k: _masked(v, secrets, f"{path}.{k}".lstrip(".")) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, secrets, f"{path}[{i}]") for i, v in enumerate(value)]
     return value
 
 

@@ -64,7 +64,11 @@ def _root_device(ami_type: str) -> str:
 
 
 class NodePool(pulumi.ComponentResource):
-    """One managed node group with a hardened launch template and autoscaler tags."""
+    """One managed node group with a hardened launch template and autoscaler tags.
+
+    `after`: what must exist before the first node boots (networking add-ons, the node role);
+    a component's own `depends_on` would not hold its children back, so it is passed on here.
+    """
 
     node_group: aws.eks.NodeGroup
 
@@ -76,6 +80,7 @@ class NodePool(pulumi.ComponentResource):
         cluster_name: pulumi.Input[str],
         node_role_arn: pulumi.Input[str],
         subnet_ids: list[pulumi.Output[str]],
+        after: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("ml-platform:nodes:NodePool", name, None, opts)
@@ -135,6 +140,7 @@ class NodePool(pulumi.ComponentResource):
             tags=template_tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
+                depends_on=after,
                 # The autoscaler owns the node count once the pool exists.
                 ignore_changes=["scalingConfig.desiredSize"],
             ),

@@ -104,9 +104,8 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
             cluster_name=cluster.cluster.name,
             node_role_arn=node_role.role.arn,
             subnet_ids=network.private_subnet_ids,
-            opts=pulumi.ResourceOptions(
-                provider=provider, depends_on=[*addons.before_nodes, node_role]
-            ),
+            after=[*addons.before_nodes, node_role],
+            opts=on_aws,
         )
     system_pool = layer.node_pools["system"]
     coredns = addons.add_coredns(after=[system_pool])

@@ -5,15 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from harness.program import ROOT, project_defaults, stack_config
+from harness.program import ROOT, project_defaults
 from infra.settings import PROJECT, Settings, parse_settings
-from tests.conftest import STACKS
-
-
-def _raw(stack: str) -> dict[str, object]:
-    merged = {**project_defaults(), **stack_config(stack)}
-    prefix = f"{PROJECT}:"
-    return {k.removeprefix(prefix): v for k, v in merged.items() if k.startswith(prefix)}
+from tests.conftest import STACKS, raw_settings
 
 
 def test_the_three_environments_exist() -> None:
@@ -22,7 +16,7 @@ def test_the_three_environments_exist() -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_file_validates(stack: str) -> None:
-    settings = parse_settings(_raw(stack), stack)
+    settings = parse_settings(raw_settings(stack), stack)
     assert settings.cluster.name
 
 
