@@ -186,8 +186,8 @@ def test_gpu_pools_carry_scale_from_zero_tags(aws_run: ProgramRun) -> None:
     by_urn = _by_urn(aws_run)
     tags: dict[str, dict[str, str]] = {}
     for tag in aws_run.of_type("aws:autoscaling/tag:Tag"):
-        pool = by_urn[tag.parent or ""].name
-        tags.setdefault(pool, {})[tag.inputs["tag"]["key"]] = tag.inputs["tag"]["value"]
+        component = by_urn[tag.parent or ""].name
+        tags.setdefault(component, {})[tag.inputs["tag"]["key"]] = tag.inputs["tag"]["value"]
         assert tag.inputs["autoscalingGroupName"].startswith("eks-")
     template = "k8s.io/cluster-autoscaler/node-template"
     for pool in settings.node_pools.gpu:
