@@ -11,7 +11,7 @@ UV := $(VENV)/bin/uv
 RUN := $(UV) run --frozen
 STACK ?= local
 
-.PHONY: help setup lint format test render render-all preview clean
+.PHONY: help setup lint format test render render-all preview docs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ render-all: setup ## Render every stack
 
 preview: setup ## pulumi preview of STACK (default local) with a local state backend
 	@scripts/preview.sh $(STACK)
+
+docs: setup ## Regenerate docs/configuration.md from the settings models
+	$(RUN) python -m infra.config_reference > docs/configuration.md
 
 clean: ## Remove build output and caches
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -811,12 +811,12 @@ def _model_at(loc: tuple[str | int, ...]) -> tuple[type[BaseModel] | None, str |
         if field is None:
             return None, None
         field_name = field[0]
-        model = _unwrap(field[1].annotation)
+        model = unwrap_annotation(field[1].annotation)
     last = model if isinstance(model, type) and issubclass(model, BaseModel) else None
     return last, field_name
 
 
-def _unwrap(annotation: Any) -> Any:
+def unwrap_annotation(annotation: Any) -> Any:
     """Strip Optional[...], list[...] and Annotated[...] down to the model class, if any."""
     while True:
         origin = get_origin(annotation)

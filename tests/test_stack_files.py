@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from harness.program import ROOT, project_defaults
+from infra.config_reference import reference
 from infra.settings import PROJECT, Settings, parse_settings
 from tests.conftest import STACKS, raw_settings
 
@@ -52,3 +53,9 @@ def test_stack_tags_are_declared() -> None:
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     assert project["config"]["pulumi:tags"]["value"]["project"] == "ml-platform"
     assert project["runtime"]["options"]["toolchain"] == "uv"
+
+
+def test_configuration_reference_is_current() -> None:
+    """docs/configuration.md is generated; regenerate it when the settings change."""
+    current = (ROOT / "docs" / "configuration.md").read_text()
+    assert current == reference(), "run: python -m infra.config_reference > docs/configuration.md"
