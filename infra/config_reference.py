@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -18,22 +18,19 @@ from pydantic_core import PydanticUndefined
 
 from infra.settings import PROJECT, Settings, unwrap_annotation
 
+_SCALARS = {str: "string", int: "integer", bool: "boolean"}
+
 
 def _type_name(annotation: Any) -> str:
     origin = get_origin(annotation)
     args = [a for a in get_args(annotation) if a is not type(None)]
     if origin is None:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            return "object"
-        return getattr(annotation, "__name__", str(annotation)).replace("str", "string")
-    name = getattr(origin, "__name__", str(origin))
-    if name == "Literal":
-        return " \\| ".join(f"`{a}`" for a in get_args(annotation))
-    if name == "list":
-        return f"list of {_type_name(args[0])}"
-    if name == "dict":
-        return "map of string"
-    if name == "Annotated":
+        return _SCALARS.get(annotation, "object")
+    if origin is Literal:
+        return " \\| ".join(f"`{a}`" for a in args)
+    if origin in (list, dict):
+        return f"list of {_type_name(args[0])}" if origin is list else "map of string"
+    if origin is Annotated:
         return _type_name(args[0])
     optional = " (optional)" if type(None) in get_args(annotation) else ""
     return " or ".join(_type_name(a) for a in args) + optional
@@ -72,8 +69,8 @@ def reference() -> str:
         "# Stack configuration reference",
         "",
         "Generated from `infra/settings.py` by `python -m infra.config_reference`; do not edit.",
-        f"Every key lives under the `{PROJECT}:` namespace in `Pulumi.<stack>.yaml`. Unknown keys are",
-        "errors, and so is every value outside what the table allows.",
+        f"Every key lives under the `{PROJECT}:` namespace in `Pulumi.<stack>.yaml`. Unknown",
+        "keys are errors, and so is every value outside what the table allows.",
         "",
     ]
     for name, info in Settings.model_fields.items():
