@@ -66,9 +66,6 @@ class ProgramRun:
     def of_type(self, type_: str) -> list[RegisteredResource]:
         return [r for r in self.resources if r.type == type_]
 
-    def by_urn(self, urn: str) -> RegisteredResource:
-        return next(r for r in self.resources if r.urn == urn)
-
 
 class ProgramError(RuntimeError):
     """The program failed; `resources` holds what it registered before failing."""

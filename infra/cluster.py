@@ -131,6 +131,7 @@ class EksCluster(pulumi.ComponentResource):
                 "resources": ["secrets"],
             },
             enabled_cluster_log_types=CONTROL_PLANE_LOG_TYPES,
+            deletion_protection=aws_settings.deletion_protection,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, role]),
         )
 

@@ -8,7 +8,7 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import labels, versions
+from infra import labels, names, versions
 from infra.settings import Settings
 
 PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
@@ -47,7 +47,7 @@ def namespace_specs(settings: Settings) -> list[NamespaceSpec]:
     """The namespaces a stack needs, derived from which components it enables."""
     specs = [
         NamespaceSpec(
-            "ml-system",
+            names.PLATFORM,
             "platform",
             "restricted",
             "platform jobs and controllers run as non-root with no host access",
@@ -56,7 +56,7 @@ def namespace_specs(settings: Settings) -> list[NamespaceSpec]:
     if settings.node_pools.gpu:
         specs.append(
             NamespaceSpec(
-                "gpu-system",
+                names.GPU,
                 "gpu",
                 "privileged",
                 "the NVIDIA device plugin and DCGM exporter mount host paths and devices",
@@ -65,7 +65,7 @@ def namespace_specs(settings: Settings) -> list[NamespaceSpec]:
     if settings.kubeflow.any_enabled:
         specs.append(
             NamespaceSpec(
-                "kubeflow",
+                names.KUBEFLOW,
                 "kubeflow",
                 "baseline",
                 "upstream Kubeflow controllers and the Pipelines store do not all meet restricted",
@@ -74,13 +74,13 @@ def namespace_specs(settings: Settings) -> list[NamespaceSpec]:
     if settings.serving.enabled:
         specs.append(
             NamespaceSpec(
-                "serving", "serving", "restricted", "model servers run as non-root, read-only"
+                names.SERVING, "serving", "restricted", "model servers run as non-root, read-only"
             )
         )
     if settings.monitoring.enabled:
         specs.append(
             NamespaceSpec(
-                "monitoring",
+                names.MONITORING,
                 "monitoring",
                 "privileged",
                 "node-exporter reads host namespaces and paths",
@@ -89,7 +89,10 @@ def namespace_specs(settings: Settings) -> list[NamespaceSpec]:
     if settings.logging.enabled:
         specs.append(
             NamespaceSpec(
-                "logging", "logging", "privileged", "Fluent Bit tails container logs on each node"
+                names.LOGGING,
+                "logging",
+                "privileged",
+                "Fluent Bit tails container logs on each node",
             )
         )
     for team in settings.teams:
@@ -138,12 +141,3 @@ class PlatformNamespaces(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
         self.register_outputs({"names": sorted(self.namespaces)})
-
-    def get(self, name: str) -> k8s.core.v1.Namespace:
-        """The namespace resource called `name`; other components depend on it."""
-        try:
-            return self.namespaces[name]
-        except KeyError:
-            raise KeyError(
-                f"namespace {name!r} is not part of this stack; have {sorted(self.namespaces)}"
-            ) from None

@@ -8,10 +8,10 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.scheduling import (
+    GPU_POOL_TAINTS,
     GPU_RESOURCE,
     Taint,
     gpu_pool_labels,
-    gpu_pool_taints,
     system_pool_labels,
 )
 from infra.settings import GpuPoolSettings, SystemPoolSettings
@@ -39,7 +39,7 @@ class PoolSpec:
             settings.name,
             settings,
             gpu_pool_labels(settings),
-            gpu_pool_taints(settings),
+            list(GPU_POOL_TAINTS),
             settings.gpus_per_node,
         )
 

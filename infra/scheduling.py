@@ -8,7 +8,7 @@ by hand, so the two cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from infra import labels
 from infra.settings import GpuPoolSettings, Settings
@@ -56,9 +56,6 @@ class Placement:
     node_selector: dict[str, str]
     tolerations: list[dict[str, str]]
 
-    def pod_spec_fields(self) -> dict[str, Any]:
-        return {"nodeSelector": dict(self.node_selector), "tolerations": list(self.tolerations)}
-
 
 def system_pool_labels() -> dict[str, str]:
     return {POOL_LABEL: SYSTEM_POOL, NODE_CLASS_LABEL: "system"}
@@ -68,9 +65,8 @@ def gpu_pool_labels(pool: GpuPoolSettings) -> dict[str, str]:
     return {POOL_LABEL: pool.name, NODE_CLASS_LABEL: "gpu", ACCELERATOR_LABEL: "nvidia"}
 
 
-def gpu_pool_taints(pool: GpuPoolSettings) -> list[Taint]:
-    del pool  # every GPU pool carries the same taint; the parameter keeps call sites uniform
-    return [GPU_TAINT]
+# Every GPU pool carries the same taint, whatever its instance types.
+GPU_POOL_TAINTS = (GPU_TAINT,)
 
 
 def placement(settings: Settings, pool_name: str) -> Placement:
@@ -81,12 +77,7 @@ def placement(settings: Settings, pool_name: str) -> Placement:
         if pool.name == pool_name:
             return Placement(
                 {POOL_LABEL: pool.name},
-                [taint.toleration() for taint in gpu_pool_taints(pool)],
+                [taint.toleration() for taint in GPU_POOL_TAINTS],
             )
     known = [SYSTEM_POOL, *(p.name for p in settings.node_pools.gpu)]
     raise KeyError(f"no node pool {pool_name!r} in this stack; pools: {', '.join(known)}")
-
-
-def gpu_node_agent_placement() -> Placement:
-    """For DaemonSets that must run on every GPU node whatever its pool (device plugin, DCGM)."""
-    return Placement({NODE_CLASS_LABEL: "gpu"}, [GPU_TAINT.toleration()])

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from infra import instances, versions
+from infra import instances, names, versions
 
 PROJECT = "ml-platform"
 
@@ -195,10 +195,6 @@ class ClusterSettings(_Settings):
             )
         return self
 
-    @property
-    def kubernetes_minor(self) -> str:
-        return self.kubernetes_version
-
 
 # --- AWS ------------------------------------------------------------------------------------------
 
@@ -328,6 +324,10 @@ class AwsSettings(_Settings):
     )
     access: AccessSettings = Field(
         default_factory=AccessSettings, description="Who administers the cluster."
+    )
+    deletion_protection: bool = Field(
+        default=True,
+        description="Refuse to delete the EKS cluster until this is turned off (dev may opt out).",
     )
     log_retention_days: int = Field(
         default=90, description="Retention of the control-plane logs in CloudWatch, in days."
@@ -599,21 +599,6 @@ class KubeflowSettings(_Settings):
 
 # --- teams ----------------------------------------------------------------------------------------
 
-RESERVED_NAMESPACES = frozenset(
-    {
-        "default",
-        "kube-system",
-        "kube-public",
-        "kube-node-lease",
-        "ml-system",
-        "gpu-system",
-        "kubeflow",
-        "serving",
-        "monitoring",
-        "logging",
-    }
-)
-
 
 class TeamQuota(_Settings):
     gpus: Size = Field(default=0, description="GPUs the team's pods may request in total.")
@@ -634,7 +619,7 @@ class TeamSettings(_Settings):
 
     @model_validator(mode="after")
     def _check(self) -> TeamSettings:
-        if self.name in RESERVED_NAMESPACES or self.name.startswith("kube-"):
+        if self.name in names.RESERVED_NAMESPACES or self.name.startswith("kube-"):
             raise ConfigProblem(
                 ("name",), f"{self.name!r} is a platform namespace; choose another team name"
             )
@@ -695,11 +680,6 @@ class Settings(_Settings):
                 )
         _refuse_duplicates(self.teams, lambda t: t.name, ("teams",), "team name", field="name")
         return self
-
-    @property
-    def storage_mode(self) -> str:
-        """The storage mode in force: `efs` unless the stack chose another."""
-        return self.storage.mode or "efs"
 
 
 # --- loading and error reporting --------------------------------------------------------------

@@ -36,11 +36,6 @@ KUBERNETES_RELEASES: tuple[KubernetesRelease, ...] = (
 DEFAULT_KUBERNETES_VERSION = "1.35"
 
 
-def kubernetes_release(minor: str) -> KubernetesRelease | None:
-    """The release entry for a minor version such as "1.35", or None if we do not support it."""
-    return next((r for r in KUBERNETES_RELEASES if r.minor == minor), None)
-
-
 def eks_versions() -> list[str]:
     """Minor versions we build EKS clusters on: those EKS offers and we have add-on pins for."""
     return [

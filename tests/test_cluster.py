@@ -76,6 +76,11 @@ def test_cluster_uses_access_entries_encryption_and_logging(aws_run: ProgramRun)
     assert cluster["vpcConfig"]["endpointPrivateAccess"] is True
 
 
+def test_deletion_protection_per_stack() -> None:
+    assert _one(stack_run("prod"), "aws:eks/cluster:Cluster").inputs["deletionProtection"] is True
+    assert _one(stack_run("dev"), "aws:eks/cluster:Cluster").inputs["deletionProtection"] is False
+
+
 def test_prod_endpoint_is_private_with_a_restricted_public_side() -> None:
     vpc = _one(stack_run("prod"), "aws:eks/cluster:Cluster").inputs["vpcConfig"]
     assert vpc["endpointPrivateAccess"] is True

@@ -1,0 +1,1 @@
+"""Training code and its image: data preparation, the trainer, the KFP pipeline."""
