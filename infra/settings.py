@@ -385,6 +385,9 @@ class AwsSettings(_Settings):
 
 # --- node pools ---------------------------------------------------------------------------------
 
+# EKS node group names are at most 63 characters: "<pool>-" plus a 26-character unique suffix.
+MAX_POOL_NAME = 63 - 26 - 1
+
 CPU_AMI_TYPES = ("AL2023_x86_64_STANDARD", "BOTTLEROCKET_x86_64")
 GPU_AMI_TYPES = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
 
@@ -478,6 +481,12 @@ class GpuPoolSettings(_PoolSettings):
 
     @model_validator(mode="after")
     def _check(self) -> GpuPoolSettings:
+        if len(self.name) > MAX_POOL_NAME:
+            raise ConfigProblem(
+                ("name",),
+                f"{self.name!r} is too long: the node group name is the pool name plus a "
+                f"26-character suffix within EKS's 63, so use at most {MAX_POOL_NAME} characters",
+            )
         self._check_sizes()
         if self.ami_type not in GPU_AMI_TYPES:
             raise ConfigProblem(

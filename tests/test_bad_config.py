@@ -105,6 +105,12 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:nodePools.gpu[1].name",
         "duplicate GPU pool name 'gpu'",
     ),
+    "GPU pool name too long for EKS": (
+        "dev",
+        _gpu_set("name", "a-very-long-gpu-pool-name-for-training-jobs"),
+        "ml-platform:nodePools.gpu[0].name",
+        "at most 36 characters",
+    ),
     "duplicate team": ("dev", _duplicate_team, "ml-platform:teams[1].name", "duplicate team name"),
     "empty AZ list": (
         "dev",
