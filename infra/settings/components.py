@@ -1,0 +1,109 @@
+"""Platform components and tenants: storage, Kubeflow, serving, observability, teams."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from infra import names
+from infra.settings.base import (
+    ConfigProblem,
+    DnsLabel,
+    Quantity,
+    SettingsModel,
+    Size,
+)
+
+
+class NfsSettings(SettingsModel):
+    server: str = Field(min_length=1, description="NFS server host name or address.")
+    path: str = Field(pattern=r"^/", description="Exported path on the server, e.g. /exports/ml.")
+
+
+class VolumeSizes(SettingsModel):
+    datasets: Quantity = Field(default="100Gi", description="Training data volume (RWX).")
+    models: Quantity = Field(default="50Gi", description="Exported models volume (RWX).")
+    workspace: Quantity = Field(default="20Gi", description="Per-team notebook workspace.")
+
+
+class StorageSettings(SettingsModel):
+    mode: Literal["efs", "nfs", "storageClass"] | None = Field(
+        default=None,
+        description="`efs` (AWS stacks; the default there), `nfs` (a static NFS export), or "
+        "`storageClass` (an RWX class the cluster already has).",
+    )
+    nfs: NfsSettings | None = Field(default=None, description="Required for mode `nfs`.")
+    storage_class_name: str | None = Field(
+        default=None, description="Required for mode `storageClass`."
+    )
+    sizes: VolumeSizes = Field(default_factory=VolumeSizes, description="Volume sizes.")
+
+    @model_validator(mode="after")
+    def _check(self) -> StorageSettings:
+        if self.mode == "nfs" and self.nfs is None:
+            raise ConfigProblem(
+                ("nfs",), "mode `nfs` needs `nfs: {server: <host>, path: /<export>}`"
+            )
+        if self.mode == "storageClass" and not self.storage_class_name:
+            raise ConfigProblem(
+                ("storageClassName",),
+                "mode `storageClass` needs the name of an RWX StorageClass in the cluster",
+            )
+        return self
+
+
+class Switch(SettingsModel):
+    enabled: bool = Field(default=True, description="Install this component.")
+
+
+class NotebookSettings(Switch):
+    cull_idle_minutes: Annotated[int, Field(ge=10)] = Field(
+        default=60, description="Stop notebook servers idle this long (frees their GPUs)."
+    )
+
+
+class KubeflowSettings(SettingsModel):
+    training_operator: Switch = Field(
+        default_factory=Switch, description="Training operator v1 (TFJob, PyTorchJob)."
+    )
+    notebooks: NotebookSettings = Field(
+        default_factory=NotebookSettings, description="Notebook controller."
+    )
+    pipelines: Switch = Field(default_factory=Switch, description="Kubeflow Pipelines v2.")
+
+    @property
+    def any_enabled(self) -> bool:
+        return self.training_operator.enabled or self.notebooks.enabled or self.pipelines.enabled
+
+
+class TeamQuota(SettingsModel):
+    gpus: Size = Field(default=0, description="GPUs the team's pods may request in total.")
+    cpu: Quantity = Field(default="32", description="Total cpu requests.")
+    memory: Quantity = Field(default="128Gi", description="Total memory requests.")
+
+
+class TeamSettings(SettingsModel):
+    name: DnsLabel = Field(description="Team name; also its namespace.")
+    pod_security: Literal["restricted", "baseline"] = Field(
+        default="restricted",
+        description="Pod Security Standard enforced on the namespace.",
+    )
+    pod_security_reason: str | None = Field(
+        default=None, description="Why the team needs `baseline` (required with it)."
+    )
+    quota: TeamQuota = Field(default_factory=TeamQuota, description="Resource quota.")
+
+    @model_validator(mode="after")
+    def _check(self) -> TeamSettings:
+        if self.name in names.RESERVED_NAMESPACES or self.name.startswith("kube-"):
+            raise ConfigProblem(
+                ("name",), f"{self.name!r} is a platform namespace; choose another team name"
+            )
+        if self.pod_security == "baseline" and not self.pod_security_reason:
+            raise ConfigProblem(
+                ("podSecurityReason",),
+                "a `baseline` team must say why it cannot run `restricted` pods (e.g. an image "
+                "that runs as root)",
+            )
+        return self

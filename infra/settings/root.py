@@ -1,0 +1,202 @@
+"""The root settings model: every `ml-platform:*` key of a stack, and how it is loaded.
+
+Every key of `Pulumi.<stack>.yaml` is validated here before the program registers a single
+resource.  A bad value stops the program with a message that names the stack file, the full key
+path, what is wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, get_args, get_origin
+
+import pulumi
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from infra.settings.base import (
+    PROJECT,
+    ConfigProblem,
+    SettingsError,
+    SettingsModel,
+    refuse_duplicates,
+)
+from infra.settings.cluster import AwsSettings, ClusterSettings
+from infra.settings.components import KubeflowSettings, StorageSettings, Switch, TeamSettings
+from infra.settings.pools import NodePoolsSettings
+
+
+class Settings(SettingsModel):
+    """Everything a stack configures, keyed as `ml-platform:<key>` in `Pulumi.<stack>.yaml`."""
+
+    cluster: ClusterSettings = Field(description="Which cluster to build or use.")
+    aws: AwsSettings | None = Field(default=None, description="AWS placement (mode `eks`).")
+    node_pools: NodePoolsSettings = Field(
+        default_factory=NodePoolsSettings, description="System and GPU node pools."
+    )
+    storage: StorageSettings = Field(
+        default_factory=StorageSettings, description="Shared datasets, models and workspaces."
+    )
+    kubeflow: KubeflowSettings = Field(
+        default_factory=KubeflowSettings, description="Kubeflow components to install."
+    )
+    serving: Switch = Field(default_factory=Switch, description="TF Serving and inference API.")
+    monitoring: Switch = Field(
+        default_factory=Switch, description="Prometheus, Grafana and DCGM GPU metrics."
+    )
+    logging: Switch = Field(default_factory=Switch, description="Fluent Bit log shipping.")
+    teams: list[TeamSettings] = Field(
+        default_factory=list, description="ML teams, each with its own namespace."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.cluster.mode == "eks":
+            if self.aws is None:
+                raise ConfigProblem(
+                    ("aws",),
+                    "mode `eks` needs `aws: {region: ..., availabilityZones: [...]}`",
+                )
+        else:
+            if self.aws is not None:
+                raise ConfigProblem(
+                    ("aws",),
+                    "mode `existing` creates no AWS resource; remove the `aws` section",
+                )
+            if self.storage.mode in (None, "efs"):
+                raise ConfigProblem(
+                    ("storage", "mode"),
+                    "an existing cluster has no EFS created by this program; set `nfs` (with "
+                    "`nfs: {server, path}`) or `storageClass` (with `storageClassName`)",
+                )
+        refuse_duplicates(self.teams, lambda t: t.name, ("teams",), "team name", field="name")
+        return self
+
+
+def raw_project_config() -> dict[str, Any]:
+    """The stack's `ml-platform:*` config as plain data, keyed without the namespace."""
+    merged: dict[str, Any] = dict(pulumi.runtime.config.get_config_env())
+    merged.update(pulumi.runtime.config.CONFIG.get())
+    prefix = f"{PROJECT}:"
+    raw: dict[str, Any] = {}
+    for full_key, value in merged.items():
+        if not full_key.startswith(prefix):
+            continue
+        key = full_key[len(prefix) :]
+        if isinstance(value, str):
+            # Structured values arrive as JSON text; a plain string stays a string and the
+            # model says whether that is allowed here.
+            with contextlib.suppress(json.JSONDecodeError):
+                value = json.loads(value)  # noqa: PLW2901
+        raw[key] = value
+    return raw
+
+
+def parse_settings(raw: Mapping[str, Any], stack: str) -> Settings:
+    """Validate raw config into Settings, or raise SettingsError naming every bad key."""
+    try:
+        return Settings.model_validate(dict(raw))
+    except ValidationError as error:
+        raise SettingsError(_describe(error, stack)) from None
+
+
+def load_settings() -> Settings:
+    """Parse the running stack's configuration; call this before registering any resource."""
+    return parse_settings(raw_project_config(), pulumi.get_stack())
+
+
+def _describe(error: ValidationError, stack: str) -> str:
+    lines = [f"Pulumi.{stack}.yaml: invalid configuration ({error.error_count()} problem(s)):"]
+    for detail in error.errors(include_url=False):
+        loc: tuple[str | int, ...] = tuple(detail["loc"])
+        cause = detail.get("ctx", {}).get("error")
+        if isinstance(cause, ConfigProblem):
+            loc = (*loc, *cause.loc)
+            message = cause.message
+        elif detail["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" Did you mean `{guess[0]}`?" if guess else ""
+            message = f"unknown key.{hint} Allowed keys here: {', '.join(allowed)}"
+        else:
+            message = re.sub(
+                r" or instance of \w+", "", detail["msg"].removeprefix("Value error, ")
+            )
+            if detail["type"] not in ("missing", "value_error"):
+                message += f" (got {detail['input']!r})"
+            description = _field_description(loc)
+            if description:
+                message += f". This key: {description}"
+        lines.append(f"  - {_key_path(loc)}: {message}")
+    return "\n".join(lines)
+
+
+def _key_path(loc: tuple[str | int, ...]) -> str:
+    if not loc:
+        return f"{PROJECT}:<root>"
+    path = f"{PROJECT}:{loc[0]}"
+    for part in loc[1:]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _model_at(loc: tuple[str | int, ...]) -> tuple[type[BaseModel] | None, str | None]:
+    """Walk the settings models along an error location; return (model, last field name)."""
+    model: Any = Settings
+    field_name: str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None, None
+        field = next(
+            (
+                (name, info)
+                for name, info in model.model_fields.items()
+                if part in (name, info.alias)
+            ),
+            None,
+        )
+        if field is None:
+            return None, None
+        field_name = field[0]
+        model = unwrap_annotation(field[1].annotation)
+    last = model if isinstance(model, type) and issubclass(model, BaseModel) else None
+    return last, field_name
+
+
+def unwrap_annotation(annotation: Any) -> Any:
+    """Strip Optional[...], list[...] and Annotated[...] down to the model class, if any."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is None:
+            return annotation
+        candidates = [arg for arg in get_args(annotation) if arg is not type(None)]
+        models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if models:
+            return models[0]
+        nested = [c for c in candidates if get_origin(c) is not None]
+        if not nested:
+            return annotation
+        annotation = nested[0]
+
+
+def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
+    model, _ = _model_at(loc) if loc else (Settings, None)
+    if model is None:
+        return []
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _field_description(loc: tuple[str | int, ...]) -> str | None:
+    parent, _ = _model_at(loc[:-1]) if len(loc) > 1 else (Settings, None)
+    keys = [part for part in loc if isinstance(part, str)]
+    if parent is None or not keys:
+        return None
+    for name, info in parent.model_fields.items():
+        if keys[-1] in (name, info.alias):
+            return info.description
+    return None
