@@ -68,7 +68,7 @@ def reference() -> str:
     lines = [
         "# Stack configuration reference",
         "",
-        "Generated from `infra/settings.py` by `python -m infra.config_reference`; do not edit.",
+        "Generated from the models in `infra/settings/` by `make docs`; do not edit by hand.",
         f"Every key lives under the `{PROJECT}:` namespace in `Pulumi.<stack>.yaml`. Unknown",
         "keys are errors, and so is every value outside what the table allows.",
         "",
