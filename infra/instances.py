@@ -98,6 +98,61 @@ _ACCELERATED_FAMILY = re.compile(r"^(p\d|g\d|inf\d|trn\d|dl\d|f\d|vt\d)")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|metal|\d*xlarge)$")
 
 
+# MIG profiles per GPU model and memory: profile -> most instances of it one GPU holds.  Only
+# whole-GPU-uniform layouts are offered (every GPU of a node cut into one profile), so a pool's
+# capacity is simply GPUs x instances.  Sources: NVIDIA MIG user guide, "Supported MIG Profiles"
+# (A100-40GB) and NVIDIA/mig-parted's default config (80GB A100/H100, H200, B200).
+MIG_PROFILES: dict[tuple[str, int], dict[str, int]] = {
+    ("NVIDIA A100", 40): {
+        "1g.5gb": 7,
+        "1g.10gb": 4,
+        "2g.10gb": 3,
+        "3g.20gb": 2,
+        "4g.20gb": 1,
+        "7g.40gb": 1,
+    },
+    ("NVIDIA A100", 80): {
+        "1g.10gb": 7,
+        "1g.20gb": 4,
+        "2g.20gb": 3,
+        "3g.40gb": 2,
+        "4g.40gb": 1,
+        "7g.80gb": 1,
+    },
+    ("NVIDIA H100", 80): {
+        "1g.10gb": 7,
+        "1g.20gb": 4,
+        "2g.20gb": 3,
+        "3g.40gb": 2,
+        "4g.40gb": 1,
+        "7g.80gb": 1,
+    },
+    ("NVIDIA H200", 141): {
+        "1g.18gb": 7,
+        "1g.35gb": 4,
+        "2g.35gb": 3,
+        "3g.71gb": 2,
+        "4g.71gb": 1,
+        "7g.141gb": 1,
+    },
+    ("NVIDIA B200", 179): {
+        "1g.23gb": 7,
+        "1g.45gb": 4,
+        "2g.45gb": 3,
+        "3g.90gb": 2,
+        "4g.90gb": 1,
+        "7g.180gb": 1,
+    },
+}
+
+
+def mig_profiles(instance: GpuInstanceType) -> dict[str, int]:
+    """The uniform MIG profiles one GPU of this instance type can be cut into ({} if none)."""
+    if not instance.mig_capable:
+        return {}
+    return MIG_PROFILES.get((instance.gpu_model, instance.gpu_memory_gib), {})
+
+
 def is_instance_type_name(name: str) -> bool:
     """True if `name` looks like an EC2 instance type (family.size)."""
     return bool(_INSTANCE_TYPE.match(name))
@@ -115,3 +170,7 @@ def gpu_instance(name: str) -> GpuInstanceType | None:
 
 def supported_gpu_families() -> list[str]:
     return list(_FAMILIES)
+
+
+def family_mig_capable(family: str) -> bool:
+    return _FAMILIES[family].mig_capable

@@ -8,14 +8,19 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra import gpu_sharing, names
 from infra.addons import ClusterAddons, addon_versions
 from infra.autoscaler import ClusterAutoscaler
+from infra.binpack_scheduler import BinPackingScheduler
 from infra.cluster import EksCluster
 from infra.existing_cluster import ExistingCluster
+from infra.gpu_operator import GpuOperator
 from infra.iam import ServiceRole, managed_policy
 from infra.namespaces import PlatformNamespaces, namespace_specs
 from infra.network import Network
 from infra.node_pool import NodePool, PoolSpec
+from infra.priorities import PriorityClasses
+from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import AwsSettings, Settings
 
 
@@ -26,6 +31,8 @@ class AwsLayer:
     network: Network
     cluster: EksCluster
     node_pools: dict[str, NodePool] = field(default_factory=dict)
+    # What must run before anything that starts pods (Helm releases that wait for readiness).
+    ready: list[pulumi.Resource] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -49,13 +56,42 @@ def build_platform(settings: Settings) -> Platform:
         aws_layer = build_aws_layer(settings, settings.aws)
         kubernetes = aws_layer.cluster.provider
 
+    on_cluster = pulumi.ResourceOptions(provider=kubernetes)
     namespaces = PlatformNamespaces(
         f"{name}-namespaces",
         namespace_specs(settings),
         settings.cluster.kubernetes_version,
-        opts=pulumi.ResourceOptions(provider=kubernetes),
+        opts=on_cluster,
     )
+    build_gpu_scheduling(settings, namespaces, on_cluster, aws_layer.ready if aws_layer else [])
     return Platform(settings=settings, kubernetes=kubernetes, namespaces=namespaces, aws=aws_layer)
+
+
+def build_gpu_scheduling(
+    settings: Settings,
+    namespaces: PlatformNamespaces,
+    on_cluster: pulumi.ResourceOptions,
+    ready: list[pulumi.Resource],
+) -> None:
+    """Priority classes, the GPU Operator (with GPU pools) and the bin-packing scheduler."""
+    name = settings.cluster.name
+    PriorityClasses(f"{name}-priorities", opts=on_cluster)
+    pools = settings.node_pools.gpu
+    if pools:
+        GpuOperator(
+            f"{name}-gpu-operator",
+            settings,
+            namespaces.namespaces[names.GPU],
+            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=ready)),
+        )
+    if settings.gpu.bin_packing_scheduler:
+        BinPackingScheduler(
+            f"{name}-binpack",
+            kubernetes_minor=settings.cluster.kubernetes_version,
+            gpu_resources=[gpu_sharing.GPU, *(gpu_sharing.resource_name(p) for p in pools)],
+            placement=placement(settings, SYSTEM_POOL),
+            opts=on_cluster,
+        )
 
 
 def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
@@ -109,6 +145,7 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
         )
     system_pool = layer.node_pools["system"]
     coredns = addons.add_coredns(after=[system_pool])
+    layer.ready = [system_pool, coredns]
     ClusterAutoscaler(
         f"{name}-autoscaler",
         cluster=cluster.cluster,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from infra import labels
+from infra import gpu_sharing, labels
 from infra.settings import GpuPoolSettings, Settings
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -62,7 +62,13 @@ def system_pool_labels() -> dict[str, str]:
 
 
 def gpu_pool_labels(pool: GpuPoolSettings) -> dict[str, str]:
-    return {POOL_LABEL: pool.name, NODE_CLASS_LABEL: "gpu", ACCELERATOR_LABEL: "nvidia"}
+    """The pool's identity plus the labels that select its GPU sharing configuration."""
+    return {
+        POOL_LABEL: pool.name,
+        NODE_CLASS_LABEL: "gpu",
+        ACCELERATOR_LABEL: "nvidia",
+        **gpu_sharing.node_labels(pool),
+    }
 
 
 # Every GPU pool carries the same taint, whatever its instance types.

@@ -100,3 +100,14 @@ CLUSTER_AUTOSCALER_CHART = HelmChart(
 )
 CLUSTER_AUTOSCALER_IMAGE = "registry.k8s.io/autoscaling/cluster-autoscaler"
 CLUSTER_AUTOSCALER_TAGS: dict[str, str] = {"1.33": "v1.33.6", "1.34": "v1.34.5", "1.35": "v1.35.2"}
+
+
+# NVIDIA GPU Operator: device plugin, GPU feature discovery, MIG manager, DCGM exporter, and (for
+# clusters without them) the driver and container toolkit.  v26.7.1 (chart on helm.ngc.nvidia.com,
+# released 2026-10); 26.7.x is NVIDIA's supported line, 26.3.x deprecated.
+GPU_OPERATOR_CHART = HelmChart("gpu-operator", "v26.7.1", "https://helm.ngc.nvidia.com/nvidia")
+
+# The second scheduler must match the control plane's minor version (version-skew policy).
+# Newest patch releases seen: kubernetes.io/releases (1.35.9 of 2026-09-15, 1.34.9) and 1.33.13.
+KUBE_SCHEDULER_IMAGE = "registry.k8s.io/kube-scheduler"
+KUBE_SCHEDULER_TAGS: dict[str, str] = {"1.33": "v1.33.13", "1.34": "v1.34.9", "1.35": "v1.35.9"}

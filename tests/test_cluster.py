@@ -250,7 +250,11 @@ def test_only_expected_managed_policies(aws_run: ProgramRun) -> None:
 
 def test_autoscaler_is_pinned_and_scoped_to_this_cluster(aws_run: ProgramRun) -> None:
     settings = stack_settings(aws_run.stack)
-    release = _one(aws_run, "kubernetes:helm.sh/v3:Release").inputs
+    [release] = [
+        r.inputs
+        for r in aws_run.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["chart"] == "cluster-autoscaler"
+    ]
     assert release["chart"] == versions.CLUSTER_AUTOSCALER_CHART.chart
     assert release["version"] == versions.CLUSTER_AUTOSCALER_CHART.version
     values = release["values"]

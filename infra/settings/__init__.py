@@ -16,6 +16,7 @@ from infra.settings.cluster import (
     ExistingVpcSettings,
 )
 from infra.settings.components import (
+    GpuSettings,
     KubeflowSettings,
     NfsSettings,
     NotebookSettings,
@@ -30,6 +31,7 @@ from infra.settings.pools import (
     GPU_AMI_TYPES,
     MAX_POOL_NAME,
     GpuPoolSettings,
+    GpuSharingSettings,
     NodePoolsSettings,
     SystemPoolSettings,
 )
@@ -54,6 +56,8 @@ __all__ = [
     "EndpointSettings",
     "ExistingVpcSettings",
     "GpuPoolSettings",
+    "GpuSettings",
+    "GpuSharingSettings",
     "KubeflowSettings",
     "NfsSettings",
     "NodePoolsSettings",

@@ -107,3 +107,16 @@ class TeamSettings(SettingsModel):
                 "that runs as root)",
             )
         return self
+
+
+class GpuSettings(SettingsModel):
+    driver: Literal["preinstalled", "operator"] = Field(
+        default="preinstalled",
+        description="`preinstalled`: the node image has the NVIDIA driver and container toolkit "
+        "(EKS NVIDIA AMIs); `operator`: the GPU Operator installs them (other clusters).",
+    )
+    bin_packing_scheduler: bool = Field(
+        default=False,
+        description="Run the `gpu-binpack` scheduler, which packs GPU pods onto the fewest nodes; "
+        "workloads opt in with `schedulerName: gpu-binpack`.",
+    )

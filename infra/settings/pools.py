@@ -7,7 +7,13 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from infra import instances
-from infra.settings.base import ConfigProblem, DnsLabel, SettingsModel, Size, refuse_duplicates
+from infra.settings.base import (
+    ConfigProblem,
+    DnsLabel,
+    SettingsModel,
+    Size,
+    refuse_duplicates,
+)
 
 # EKS node group names are at most 63 characters: "<pool>-" plus a 26-character unique suffix.
 MAX_POOL_NAME = 63 - 26 - 1
@@ -96,12 +102,64 @@ class SystemPoolSettings(_PoolSettings):
         return self
 
 
+class GpuSharingSettings(SettingsModel):
+    mode: Literal["none", "time-slicing", "mig"] = Field(
+        default="none",
+        description="`none` (one pod per GPU), `time-slicing` (pods take turns on a GPU; no "
+        "memory or fault isolation) or `mig` (hardware partitions; p4d, p4de, p5, p5e, p5en, "
+        "p6-b200 only).",
+    )
+    replicas: Annotated[int, Field(ge=2, le=64)] | None = Field(
+        default=None, description="time-slicing: pods that share one GPU."
+    )
+    rename_shared: bool = Field(
+        default=True,
+        description="time-slicing: advertise shares as `nvidia.com/gpu.shared`, so a pod asking "
+        "for a whole `nvidia.com/gpu` never lands on a shared one.",
+    )
+    mig_profile: str | None = Field(
+        default=None,
+        description="mig: the profile every GPU is cut into, e.g. `1g.10gb` (7 per H100).",
+    )
+    mig_strategy: Literal["single", "mixed"] = Field(
+        default="single",
+        description="mig: `single` advertises slices as `nvidia.com/gpu`; `mixed` as "
+        "`nvidia.com/mig-<profile>`.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> GpuSharingSettings:
+        given = self.model_fields_set
+        own = {
+            "none": set(),
+            "time-slicing": {"replicas", "rename_shared"},
+            "mig": {"mig_profile", "mig_strategy"},
+        }[self.mode]
+        for key in sorted(given - own - {"mode"}):
+            alias = self.model_fields[key].alias or key
+            raise ConfigProblem(
+                (alias,), f"does not apply to sharing mode `{self.mode}`; remove it"
+            )
+        if self.mode == "time-slicing" and self.replicas is None:
+            raise ConfigProblem(
+                ("replicas",), "time-slicing needs the number of pods per GPU, e.g. replicas: 4"
+            )
+        if self.mode == "mig" and not self.mig_profile:
+            raise ConfigProblem(
+                ("migProfile",), "mig needs the profile to cut each GPU into, e.g. 1g.10gb"
+            )
+        return self
+
+
 class GpuPoolSettings(_PoolSettings):
     name: DnsLabel = Field(description="Pool name, used in node labels and resource names.")
     instance_types: list[str] = Field(
         min_length=1, description="GPU instance types from the supported catalogue."
     )
     ami_type: str = Field(default="AL2023_x86_64_NVIDIA", description="EKS NVIDIA AMI type.")
+    sharing: GpuSharingSettings = Field(
+        default_factory=GpuSharingSettings, description="How pods share this pool's GPUs."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> GpuPoolSettings:
@@ -137,7 +195,36 @@ class GpuPoolSettings(_PoolSettings):
                 "autoscaler treats a pool's nodes as identical); got GPU counts "
                 f"{sorted(gpu_counts)}",
             )
+        if self.sharing.mode == "mig":
+            self._check_mig()
         return self
+
+    def _check_mig(self) -> None:
+        capable = [f for f in instances.supported_gpu_families() if instances.family_mig_capable(f)]
+        models = set()
+        for index, instance_type in enumerate(self.instance_types):
+            instance = instances.GPU_INSTANCE_TYPES[instance_type]
+            if not instance.mig_capable:
+                raise ConfigProblem(
+                    ("sharing", "mode"),
+                    f"pool {self.name!r}: {instance_type} ({instance.gpu_model}) cannot be "
+                    f"partitioned with MIG (instanceTypes[{index}]); MIG needs one of "
+                    f"{', '.join(capable)}, or use time-slicing",
+                )
+            models.add((instance.gpu_model, instance.gpu_memory_gib))
+        if len(models) > 1:
+            raise ConfigProblem(
+                ("instanceTypes",),
+                f"pool {self.name!r}: MIG profiles differ between GPU models; use instance types "
+                f"with one GPU model (got {sorted(m for m, _ in models)})",
+            )
+        offered = instances.mig_profiles(instances.GPU_INSTANCE_TYPES[self.instance_types[0]])
+        if self.sharing.mig_profile not in offered:
+            raise ConfigProblem(
+                ("sharing", "migProfile"),
+                f"pool {self.name!r}: {self.sharing.mig_profile!r} is not a MIG profile of "
+                f"{self.instance_types[0]}; use one of {', '.join(offered)}",
+            )
 
     @property
     def gpus_per_node(self) -> int:
@@ -155,6 +242,13 @@ class NodePoolsSettings(SettingsModel):
     @model_validator(mode="after")
     def _check(self) -> NodePoolsSettings:
         refuse_duplicates(self.gpu, lambda p: p.name, ("gpu",), "GPU pool name", field="name")
+        strategies = {p.sharing.mig_strategy for p in self.gpu if p.sharing.mode == "mig"}
+        if len(strategies) > 1:
+            raise ConfigProblem(
+                ("gpu",),
+                "MIG pools must share one migStrategy (the GPU Operator applies it to every "
+                f"node); got {sorted(strategies)}",
+            )
         for index, pool in enumerate(self.gpu):
             if pool.name == "system":
                 raise ConfigProblem(

@@ -17,6 +17,7 @@ from typing import Any, get_args, get_origin
 import pulumi
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from infra import versions
 from infra.settings.base import (
     PROJECT,
     ConfigProblem,
@@ -25,7 +26,13 @@ from infra.settings.base import (
     refuse_duplicates,
 )
 from infra.settings.cluster import AwsSettings, ClusterSettings
-from infra.settings.components import KubeflowSettings, StorageSettings, Switch, TeamSettings
+from infra.settings.components import (
+    GpuSettings,
+    KubeflowSettings,
+    StorageSettings,
+    Switch,
+    TeamSettings,
+)
 from infra.settings.pools import NodePoolsSettings
 
 
@@ -48,6 +55,9 @@ class Settings(SettingsModel):
         default_factory=Switch, description="Prometheus, Grafana and DCGM GPU metrics."
     )
     logging: Switch = Field(default_factory=Switch, description="Fluent Bit log shipping.")
+    gpu: GpuSettings = Field(
+        default_factory=GpuSettings, description="GPU drivers and GPU-aware scheduling."
+    )
     teams: list[TeamSettings] = Field(
         default_factory=list, description="ML teams, each with its own namespace."
     )
@@ -73,6 +83,14 @@ class Settings(SettingsModel):
                     "`nfs: {server, path}`) or `storageClass` (with `storageClassName`)",
                 )
         refuse_duplicates(self.teams, lambda t: t.name, ("teams",), "team name", field="name")
+        minor = self.cluster.kubernetes_version
+        pinned = ", ".join(versions.KUBE_SCHEDULER_TAGS)
+        if self.gpu.bin_packing_scheduler and minor not in versions.KUBE_SCHEDULER_TAGS:
+            raise ConfigProblem(
+                ("gpu", "binPackingScheduler"),
+                f"no kube-scheduler image is pinned for Kubernetes {minor}; the scheduler must "
+                f"match the cluster's minor version (pinned: {pinned})",
+            )
         return self
 
 

@@ -1,0 +1,94 @@
+"""The NVIDIA GPU Operator on the GPU nodes.
+
+Why the operator rather than the bare device-plugin chart: besides the device plugin and GPU
+feature discovery it runs the MIG manager, which partitions GPUs as each pool's
+`nvidia.com/mig.config` label asks, and the DCGM exporter.  On the EKS NVIDIA AMIs the driver and
+container toolkit are already on the node, so the operator leaves them alone there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import gpu_sharing, versions
+from infra.scheduling import GPU_TAINT
+from infra.settings import GpuPoolSettings, Settings
+
+RELEASE = "gpu-operator"
+DEVICE_PLUGIN_CONFIGMAP = "device-plugin-config"
+
+
+def operator_values(settings: Settings) -> dict[str, Any]:
+    pools: list[GpuPoolSettings] = list(settings.node_pools.gpu)
+    install_driver = settings.gpu.driver == "operator"
+    uses_mig = any(p.sharing.mode == "mig" for p in pools)
+    return {
+        "driver": {"enabled": install_driver},
+        "toolkit": {"enabled": install_driver},
+        "nfd": {"enabled": True},
+        "gfd": {"enabled": True},
+        "devicePlugin": {
+            "enabled": True,
+            "config": {
+                "create": True,
+                "name": DEVICE_PLUGIN_CONFIGMAP,
+                "default": gpu_sharing.DEFAULT_CONFIG,
+                "data": gpu_sharing.device_plugin_configs(pools),
+            },
+        },
+        "mig": {"strategy": gpu_sharing.mig_strategy(pools)},
+        "migManager": {"enabled": uses_mig, "config": {"default": "all-disabled"}},
+        # The exporter's ServiceMonitor needs the Prometheus Operator's CRDs; it stays off until
+        # the monitoring stack that installs them is part of the platform.
+        "dcgmExporter": {
+            "enabled": settings.monitoring.enabled,
+            "serviceMonitor": {"enabled": False},
+        },
+        # Operands run only where NFD finds an NVIDIA PCI device; they must tolerate the taint
+        # every GPU pool carries.
+        "daemonsets": {
+            "tolerations": [
+                {"key": GPU_TAINT.key, "operator": "Exists", "effect": GPU_TAINT.effect}
+            ],
+            "priorityClassName": "system-node-critical",
+        },
+        "node-feature-discovery": {
+            "worker": {
+                "tolerations": [
+                    {"key": GPU_TAINT.key, "operator": "Exists", "effect": GPU_TAINT.effect}
+                ]
+            }
+        },
+    }
+
+
+class GpuOperator(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        namespace: k8s.core.v1.Namespace,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("ml-platform:gpu:GpuOperator", name, None, opts)
+        chart = versions.GPU_OPERATOR_CHART
+        self.release = k8s.helm.v3.Release(
+            name,
+            name=RELEASE,
+            chart=chart.chart,
+            version=chart.version,
+            repository_opts={"repo": chart.repository},
+            namespace=namespace.metadata.name,
+            values=operator_values(settings),
+            atomic=True,
+            cleanup_on_fail=True,
+            # The operator's own CRDs (ClusterPolicy, NVIDIADriver) come with the chart.
+            skip_crds=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
+        )
+        self.register_outputs({"release": self.release.name})
