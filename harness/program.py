@@ -19,6 +19,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
 from harness.mocks import PlatformMocks
+from infra.settings import Settings, parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAM = ROOT / "__main__.py"
@@ -187,6 +188,18 @@ def stack_config(stack: str) -> dict[str, Any]:
         (key if ":" in key else f"{PROJECT}:{key}"): copy.deepcopy(value)
         for key, value in config.items()
     }
+
+
+def raw_settings(stack: str) -> dict[str, Any]:
+    """The stack's `ml-platform:*` config over the Pulumi.yaml defaults, keys without namespace."""
+    merged = {**project_defaults(), **stack_config(stack)}
+    prefix = f"{PROJECT}:"
+    return {k.removeprefix(prefix): v for k, v in merged.items() if k.startswith(prefix)}
+
+
+def stack_settings(stack: str) -> Settings:
+    """The stack's validated settings, as the program parses them."""
+    return parse_settings(raw_settings(stack), stack)
 
 
 def engine_config(config: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:

@@ -20,8 +20,17 @@ from typing import Any
 
 import yaml
 
-from harness.program import ROOT, ProgramError, ProgramRun, run_program, stack_names, whole_numbers
+from harness.program import (
+    ROOT,
+    ProgramError,
+    ProgramRun,
+    run_program,
+    stack_names,
+    stack_settings,
+    whole_numbers,
+)
 from harness.schema import is_built_in, validation_errors
+from infra import schedulability
 
 # Custom resources of the Kubernetes provider that are not Kubernetes objects.
 NOT_OBJECTS = frozenset({"kubernetes:helm.sh/v3:Release"})
@@ -125,7 +134,10 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def render(stack: str, out_dir: Path) -> list[str]:
-    """Render one stack into out_dir/<stack>/; return the schema problems found (none = valid)."""
+    """Render one stack into out_dir/<stack>/; return the problems found (none = valid).
+
+    Problems: strict schema errors, and GPU workloads no node pool can run.
+    """
     run = run_program(stack)
     objects = kubernetes_objects(run)
     kubernetes_minor = str(run.outputs["kubernetesVersion"])
@@ -135,7 +147,9 @@ def render(stack: str, out_dir: Path) -> list[str]:
     _write_atomically(
         out_dir / stack / "resources.json", json.dumps(graph, indent=2, sort_keys=True) + "\n"
     )
-    return schema_problems(objects, kubernetes_minor)
+    return schema_problems(objects, kubernetes_minor) + schedulability.check(
+        objects, stack_settings(stack)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         where = args.out / stack
         if problems:
-            print(f"render {stack}: {len(problems)} schema error(s) in {where}/manifests.yaml:")
+            print(f"render {stack}: {len(problems)} problem(s) in {where}/manifests.yaml:")
             for problem in problems:
                 print(f"  - {problem}")
             status = 1

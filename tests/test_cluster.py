@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from harness.program import ProgramRun, RegisteredResource
+from harness.program import ProgramRun, RegisteredResource, stack_settings
 from infra import versions
 from infra.scheduling import GPU_TAINT, placement
-from tests.conftest import stack_run, stack_settings
+from tests.conftest import stack_run
 
 AWS_STACKS = ["dev", "prod"]
 

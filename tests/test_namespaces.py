@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from harness.program import raw_settings, stack_settings
 from infra.namespaces import namespace_specs
 from infra.settings import parse_settings
-from tests.conftest import raw_settings, stack_settings
 
 PSA = "pod-security.kubernetes.io"
 NODE_AGENT_NAMESPACES = {"gpu-system", "monitoring", "logging"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from harness.program import ROOT, project_defaults
+from harness.program import ROOT, project_defaults, raw_settings
 from infra.config_reference import reference
 from infra.settings import PROJECT, Settings, parse_settings
-from tests.conftest import STACKS, raw_settings
+from tests.conftest import STACKS
 
 
 def test_the_three_environments_exist() -> None:
