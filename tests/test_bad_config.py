@@ -57,6 +57,22 @@ def _drop(key: str) -> Callable[[Config], None]:
     return apply
 
 
+def _mig_pool(profile: str) -> Callable[[Config], None]:
+    def apply(config: Config) -> None:
+        _gpu(config).update(
+            instanceTypes=["p5.48xlarge"],
+            capacityType="ON_DEMAND",
+            sharing={"mode": "mig", "migProfile": profile},
+        )
+
+    return apply
+
+
+def _old_cluster_with_bin_packing(config: Config) -> None:
+    config["ml-platform:cluster"]["kubernetesVersion"] = "1.31"
+    config["ml-platform:gpu"] = {"binPackingScheduler": True}
+
+
 def _unknown_root_key(config: Config) -> None:
     config["ml-platform:nodepools"] = {}
 
@@ -110,6 +126,36 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         _gpu_set("name", "a-very-long-gpu-pool-name-for-training-jobs"),
         "ml-platform:nodePools.gpu[0].name",
         "at most 36 characters",
+    ),
+    "MIG on a GPU without MIG": (
+        "dev",
+        _gpu_set("sharing", {"mode": "mig", "migProfile": "1g.10gb"}),
+        "ml-platform:nodePools.gpu[0].sharing.mode",
+        "pool 'gpu': g5.xlarge (NVIDIA A10G) cannot be partitioned with MIG",
+    ),
+    "MIG profile the GPU does not have": (
+        "dev",
+        _mig_pool("1g.5gb"),
+        "ml-platform:nodePools.gpu[0].sharing.migProfile",
+        "'1g.5gb' is not a MIG profile of p5.48xlarge",
+    ),
+    "time-slicing without replicas": (
+        "dev",
+        _gpu_set("sharing", {"mode": "time-slicing"}),
+        "ml-platform:nodePools.gpu[0].sharing.replicas",
+        "number of pods per GPU",
+    ),
+    "sharing key of another mode": (
+        "dev",
+        _gpu_set("sharing", {"mode": "time-slicing", "replicas": 4, "migProfile": "1g.10gb"}),
+        "ml-platform:nodePools.gpu[0].sharing.migProfile",
+        "does not apply to sharing mode `time-slicing`",
+    ),
+    "bin-packing scheduler on an unpinned version": (
+        "local",
+        _old_cluster_with_bin_packing,
+        "ml-platform:gpu.binPackingScheduler",
+        "no kube-scheduler image is pinned",
     ),
     "duplicate team": ("dev", _duplicate_team, "ml-platform:teams[1].name", "duplicate team name"),
     "empty AZ list": (

@@ -136,7 +136,7 @@ class GpuSharingSettings(SettingsModel):
             "mig": {"mig_profile", "mig_strategy"},
         }[self.mode]
         for key in sorted(given - own - {"mode"}):
-            alias = self.model_fields[key].alias or key
+            alias = type(self).model_fields[key].alias or key
             raise ConfigProblem(
                 (alias,), f"does not apply to sharing mode `{self.mode}`; remove it"
             )
