@@ -13,8 +13,9 @@ import yaml
 from harness import render
 from harness.program import ProgramRun, raw_settings, stack_settings
 from harness.render import kubernetes_objects
-from infra import gpu_sharing, schedulability, versions
+from infra import gpu_sharing, instances, schedulability, versions
 from infra.binpack_scheduler import SCHEDULER_NAME
+from infra.gpu_operator import operator_values
 from infra.priorities import BATCH, SERVING, TRAINING
 from infra.scheduling import GPU_TAINT, placement
 from infra.settings import Settings, parse_settings
@@ -386,3 +387,23 @@ def test_render_reports_unschedulable_workloads(
     monkeypatch.setattr(render, "kubernetes_objects", with_a_bad_job)
     assert render.main(["dev", "--out", str(tmp_path)]) == 1
     assert "is not a whole number of devices" in capsys.readouterr().out
+
+
+def test_operator_installs_drivers_only_when_asked() -> None:
+    raw = raw_settings("local")
+    raw["nodePools"] = {
+        "gpu": [{"name": "onprem", "instanceTypes": ["g5.xlarge"], "minSize": 1, "maxSize": 1}]
+    }
+    raw["gpu"] = {"driver": "operator"}
+    values = operator_values(parse_settings(raw, "local"))
+    assert values["driver"]["enabled"] is True
+    assert values["toolkit"]["enabled"] is True
+    assert values["migManager"]["enabled"] is False
+
+
+def test_instance_catalogue_is_consistent() -> None:
+    assert not [name for name in instances.GPU_INSTANCE_TYPES if name.startswith(("p2.", "p3."))]
+    for instance in instances.GPU_INSTANCE_TYPES.values():
+        assert instance.gpus >= 1
+        assert instance.vcpus >= 4 * instance.gpus or instance.name.startswith("p")
+        assert bool(instances.mig_profiles(instance)) == instance.mig_capable
