@@ -102,6 +102,15 @@ _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|m
 # whole-GPU-uniform layouts are offered (every GPU of a node cut into one profile), so a pool's
 # capacity is simply GPUs x instances.  Sources: NVIDIA MIG user guide, "Supported MIG Profiles"
 # (A100-40GB) and NVIDIA/mig-parted's default config (80GB A100/H100, H200, B200).
+# The 80 GB A100 and the H100 cut into the same slices.
+_EIGHTY_GB_PROFILES = {
+    "1g.10gb": 7,
+    "1g.20gb": 4,
+    "2g.20gb": 3,
+    "3g.40gb": 2,
+    "4g.40gb": 1,
+    "7g.80gb": 1,
+}
 MIG_PROFILES: dict[tuple[str, int], dict[str, int]] = {
     ("NVIDIA A100", 40): {
         "1g.5gb": 7,
@@ -111,22 +120,8 @@ MIG_PROFILES: dict[tuple[str, int], dict[str, int]] = {
         "4g.20gb": 1,
         "7g.40gb": 1,
     },
-    ("NVIDIA A100", 80): {
-        "1g.10gb": 7,
-        "1g.20gb": 4,
-        "2g.20gb": 3,
-        "3g.40gb": 2,
-        "4g.40gb": 1,
-        "7g.80gb": 1,
-    },
-    ("NVIDIA H100", 80): {
-        "1g.10gb": 7,
-        "1g.20gb": 4,
-        "2g.20gb": 3,
-        "3g.40gb": 2,
-        "4g.40gb": 1,
-        "7g.80gb": 1,
-    },
+    ("NVIDIA A100", 80): _EIGHTY_GB_PROFILES,
+    ("NVIDIA H100", 80): _EIGHTY_GB_PROFILES,
     ("NVIDIA H200", 141): {
         "1g.18gb": 7,
         "1g.35gb": 4,
