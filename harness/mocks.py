@@ -195,6 +195,20 @@ def _launch_template(args: pulumi.runtime.MockResourceArgs, state: State) -> tup
     return resource_id, state
 
 
+def _efs_file_system(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    resource_id, state = _with("fs", "elasticfilesystem", "file-system")(args, state)
+    state["dnsName"] = f"{resource_id}.efs.{_Context.region}.amazonaws.com"
+    state["numberOfMountTargets"] = 0
+    return resource_id, state
+
+
+def _efs_mount_target(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    resource_id = _aws_id("fsmt", args.name)
+    octet = int(short_hash("ip", args.name, length=2), 16)
+    state |= {"ipAddress": f"10.0.{octet}.10", "networkInterfaceId": _aws_id("eni", args.name)}
+    return resource_id, state
+
+
 def _helm_release(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
     namespace, name = state.get("namespace", "default"), state.get("name", args.name)
     state["status"] = {
@@ -246,6 +260,10 @@ RESOURCE_HANDLERS: dict[str, ResourceHandler] = {
     "aws:eks/nodeGroup:NodeGroup": _node_group,
     "aws:autoscaling/tag:Tag": _simple("asgtag"),
     "kubernetes:helm.sh/v3:Release": _helm_release,
+    "aws:efs/fileSystem:FileSystem": _efs_file_system,
+    "aws:efs/mountTarget:MountTarget": _efs_mount_target,
+    "aws:efs/accessPoint:AccessPoint": _with("fsap", "elasticfilesystem", "access-point"),
+    "aws:efs/backupPolicy:BackupPolicy": _simple("fsbackup"),
 }
 
 

@@ -19,6 +19,7 @@ def addon_versions(aws_settings: AwsSettings, kubernetes_minor: str) -> dict[str
         "kube-proxy": chosen.kube_proxy or pinned.kube_proxy,
         "eks-pod-identity-agent": chosen.pod_identity_agent or pinned.pod_identity_agent,
         "coredns": chosen.coredns or pinned.coredns,
+        "aws-efs-csi-driver": chosen.efs_csi_driver or pinned.efs_csi_driver,
     }
 
 

@@ -13,6 +13,7 @@ from infra.addons import ClusterAddons, addon_versions
 from infra.autoscaler import ClusterAutoscaler
 from infra.binpack_scheduler import BinPackingScheduler
 from infra.cluster import EksCluster
+from infra.efs import SharedFileSystem
 from infra.existing_cluster import ExistingCluster
 from infra.gpu_operator import GpuOperator
 from infra.iam import ServiceRole, managed_policy
@@ -22,6 +23,8 @@ from infra.node_pool import NodePool, PoolSpec
 from infra.priorities import PriorityClasses
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import AwsSettings, Settings
+from infra.staging import DatasetStaging
+from infra.volumes import SharedVolumes, VolumeKey
 
 
 @dataclass
@@ -33,6 +36,7 @@ class AwsLayer:
     node_pools: dict[str, NodePool] = field(default_factory=dict)
     # What must run before anything that starts pods (Helm releases that wait for readiness).
     ready: list[pulumi.Resource] = field(default_factory=list)
+    file_system: SharedFileSystem | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Platform:
     settings: Settings
     kubernetes: k8s.Provider
     namespaces: PlatformNamespaces
+    volumes: SharedVolumes
     aws: AwsLayer | None
 
 
@@ -64,7 +69,49 @@ def build_platform(settings: Settings) -> Platform:
         opts=on_cluster,
     )
     build_gpu_scheduling(settings, namespaces, on_cluster, aws_layer.ready if aws_layer else [])
-    return Platform(settings=settings, kubernetes=kubernetes, namespaces=namespaces, aws=aws_layer)
+    volumes = build_storage(settings, namespaces, on_cluster, aws_layer)
+    return Platform(
+        settings=settings,
+        kubernetes=kubernetes,
+        namespaces=namespaces,
+        volumes=volumes,
+        aws=aws_layer,
+    )
+
+
+def build_storage(
+    settings: Settings,
+    namespaces: PlatformNamespaces,
+    on_cluster: pulumi.ResourceOptions,
+    aws_layer: AwsLayer | None,
+) -> SharedVolumes:
+    """The shared volumes' claims in each namespace that mounts them, and dataset staging."""
+    storage = settings.storage
+    teams = [team.name for team in settings.teams]
+    staging = storage.staging.enabled
+    consumers: dict[VolumeKey, list[str]] = {
+        "datasets": [*([names.PLATFORM] if staging else []), *teams],
+        "models": [*teams, *([names.SERVING] if settings.serving.enabled else [])],
+        "workspace": teams,
+    }
+    volumes = SharedVolumes(
+        f"{settings.cluster.name}-volumes",
+        storage=storage,
+        mode=storage.mode or "efs",
+        consumers=consumers,
+        namespaces=namespaces,
+        efs=aws_layer.file_system if aws_layer else None,
+        opts=on_cluster,
+    )
+    if staging:
+        DatasetStaging(
+            f"{settings.cluster.name}-staging",
+            storage=storage,
+            claim=volumes.claims[("datasets", names.PLATFORM)],
+            placement=placement(settings, SYSTEM_POOL),
+            opts=on_cluster,
+        )
+    return volumes
 
 
 def build_gpu_scheduling(
@@ -146,6 +193,17 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
     system_pool = layer.node_pools["system"]
     coredns = addons.add_coredns(after=[system_pool])
     layer.ready = [system_pool, coredns]
+    if (settings.storage.mode or "efs") == "efs":
+        layer.file_system = SharedFileSystem(
+            f"{name}-efs",
+            storage=settings.storage,
+            cluster=cluster.cluster,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            driver_version=addon_versions(aws_settings, minor)["aws-efs-csi-driver"],
+            after=layer.ready,
+            opts=on_aws,
+        )
     ClusterAutoscaler(
         f"{name}-autoscaler",
         cluster=cluster.cluster,

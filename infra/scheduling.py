@@ -76,8 +76,14 @@ GPU_POOL_TAINTS = (GPU_TAINT,)
 
 
 def placement(settings: Settings, pool_name: str) -> Placement:
-    """The nodeSelector and tolerations that land a workload on the named pool."""
+    """The nodeSelector and tolerations that land a workload on the named pool.
+
+    On an existing cluster the program does not label the nodes, so platform controllers go
+    wherever the scheduler puts them; its GPU nodes must carry the pool labels and taint (README).
+    """
     if pool_name == SYSTEM_POOL:
+        if settings.cluster.mode == "existing":
+            return Placement({}, [])
         return Placement({POOL_LABEL: SYSTEM_POOL}, [])
     for pool in settings.node_pools.gpu:
         if pool.name == pool_name:

@@ -65,22 +65,37 @@ class EksAddonVersions:
     coredns: str
     kube_proxy: str
     pod_identity_agent: str
+    efs_csi_driver: str
 
 
 # EKS managed add-ons per Kubernetes minor.  coredns and kube-proxy: the EKS user guide's
 # "latest version for each Kubernetes version" tables (managing-coredns, managing-kube-proxy).
 # vpc-cni and eks-pod-identity-agent have no such table: the versions are those
 # `aws eks describe-addon-versions` resolved for 1.31-1.36 clusters in 2026-09 (one CNI build
-# serves every minor).  A stack may override any of them under `ml-platform:aws.addons`.
+# serves every minor).  aws-efs-csi-driver: v3.4.2-eksbuild.1, which describe-addon-versions
+# resolved for 1.34 and 1.35 clusters in 2026-09 (driver 3.x; one build serves every minor).
+# A stack may override any of them under `ml-platform:aws.addons`.
 EKS_ADDON_VERSIONS: dict[str, EksAddonVersions] = {
     "1.33": EksAddonVersions(
-        "v1.22.4-eksbuild.3", "v1.12.4-eksbuild.18", "v1.33.10-eksbuild.13", "v1.3.10-eksbuild.3"
+        "v1.22.4-eksbuild.3",
+        "v1.12.4-eksbuild.18",
+        "v1.33.10-eksbuild.13",
+        "v1.3.10-eksbuild.3",
+        "v3.4.2-eksbuild.1",
     ),
     "1.34": EksAddonVersions(
-        "v1.22.4-eksbuild.3", "v1.13.2-eksbuild.11", "v1.34.6-eksbuild.13", "v1.3.10-eksbuild.3"
+        "v1.22.4-eksbuild.3",
+        "v1.13.2-eksbuild.11",
+        "v1.34.6-eksbuild.13",
+        "v1.3.10-eksbuild.3",
+        "v3.4.2-eksbuild.1",
     ),
     "1.35": EksAddonVersions(
-        "v1.22.4-eksbuild.3", "v1.14.3-eksbuild.3", "v1.35.3-eksbuild.13", "v1.3.10-eksbuild.3"
+        "v1.22.4-eksbuild.3",
+        "v1.14.3-eksbuild.3",
+        "v1.35.3-eksbuild.13",
+        "v1.3.10-eksbuild.3",
+        "v3.4.2-eksbuild.1",
     ),
 }
 
@@ -111,3 +126,7 @@ GPU_OPERATOR_CHART = HelmChart("gpu-operator", "v26.7.1", "https://helm.ngc.nvid
 # Newest patch releases seen: kubernetes.io/releases (1.35.9 of 2026-09-15, 1.34.9) and 1.33.13.
 KUBE_SCHEDULER_IMAGE = "registry.k8s.io/kube-scheduler"
 KUBE_SCHEDULER_TAGS: dict[str, str] = {"1.33": "v1.33.13", "1.34": "v1.34.9", "1.35": "v1.35.9"}
+
+# TensorFlow's CPU image (ships Python and NumPy) for small platform jobs such as dataset
+# staging.  2.20 is the minor the training code and TF Serving are pinned to together.
+TENSORFLOW_IMAGE = "tensorflow/tensorflow:2.20.0"

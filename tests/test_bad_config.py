@@ -157,6 +157,12 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:gpu.binPackingScheduler",
         "no kube-scheduler image is pinned",
     ),
+    "team name too long for an EFS workspace": (
+        "dev",
+        _set("teams", [{"name": "computer-vision-and-multimodal-research-group"}]),
+        "ml-platform:teams[0].name",
+        "too long for EFS",
+    ),
     "duplicate team": ("dev", _duplicate_team, "ml-platform:teams[1].name", "duplicate team name"),
     "empty AZ list": (
         "dev",
@@ -208,9 +214,21 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
     ),
     "size that is not a quantity": (
         "dev",
-        _set("storage.sizes.models", "20 gigs"),
-        "ml-platform:storage.sizes.models",
+        _set("storage.models.size", "20 gigs"),
+        "ml-platform:storage.models.size",
         "not a Kubernetes quantity",
+    ),
+    "duplicate volume names": (
+        "dev",
+        _set("storage.models.name", "datasets"),
+        "ml-platform:storage.models.name",
+        "duplicate volume name 'datasets'",
+    ),
+    "NFS mode without the nfs section": (
+        "local",
+        _set("storage", {"mode": "nfs"}),
+        "ml-platform:storage.nfs",
+        "mode `nfs` needs",
     ),
     "eks without aws section": ("dev", _drop("aws"), "ml-platform:aws", "needs `aws:"),
     "cluster is not an object": (
@@ -271,10 +289,10 @@ def test_bad_config_fails_before_any_resource(case: str) -> None:
 def test_all_problems_are_reported_at_once() -> None:
     config = stack_config("dev")
     _set("nodePools.system.minSize", "two")(config)
-    _set("storage.sizes.models", "lots")(config)
+    _set("storage.models.size", "lots")(config)
     with pytest.raises(ProgramError) as caught:
         run_program("dev", config)
     message = str(caught.value.cause)
     assert "2 problem(s)" in message
     assert "nodePools.system.minSize" in message
-    assert "storage.sizes.models" in message
+    assert "storage.models.size" in message

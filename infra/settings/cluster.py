@@ -185,6 +185,9 @@ class AddonVersions(SettingsModel):
     pod_identity_agent: str | None = Field(
         default=None, description="eks-pod-identity-agent add-on version."
     )
+    efs_csi_driver: str | None = Field(
+        default=None, description="aws-efs-csi-driver add-on version."
+    )
 
 
 class AwsSettings(SettingsModel):

@@ -21,23 +21,52 @@ class NfsSettings(SettingsModel):
     path: str = Field(pattern=r"^/", description="Exported path on the server, e.g. /exports/ml.")
 
 
-class VolumeSizes(SettingsModel):
-    datasets: Quantity = Field(default="100Gi", description="Training data volume (RWX).")
-    models: Quantity = Field(default="50Gi", description="Exported models volume (RWX).")
-    workspace: Quantity = Field(default="20Gi", description="Per-team notebook workspace.")
+class VolumeSettings(SettingsModel):
+    name: DnsLabel = Field(description="Claim name in every namespace that mounts the volume.")
+    size: Quantity = Field(description="Requested size (nominal on EFS, which grows as needed).")
+
+
+class StagingSettings(SettingsModel):
+    enabled: bool = Field(
+        default=True, description="Run a Job that stages mnist.npz in the datasets volume."
+    )
+    source: str = Field(
+        default="https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
+        description="Where the Job fetches MNIST from (an http(s) URL reachable from the cluster).",
+    )
 
 
 class StorageSettings(SettingsModel):
     mode: Literal["efs", "nfs", "storageClass"] | None = Field(
         default=None,
-        description="`efs` (AWS stacks; the default there), `nfs` (a static NFS export), or "
-        "`storageClass` (an RWX class the cluster already has).",
+        description="`efs` (AWS stacks; the default there), `nfs` (a static NFS export, shared "
+        "by every namespace), or `storageClass` (an RWX class the cluster already has; each "
+        "namespace then gets volumes of its own).",
     )
     nfs: NfsSettings | None = Field(default=None, description="Required for mode `nfs`.")
     storage_class_name: str | None = Field(
         default=None, description="Required for mode `storageClass`."
     )
-    sizes: VolumeSizes = Field(default_factory=VolumeSizes, description="Volume sizes.")
+    datasets: VolumeSettings = Field(
+        default_factory=lambda: VolumeSettings(name="datasets", size="100Gi"),
+        description="Training data, shared read-only with training jobs.",
+    )
+    models: VolumeSettings = Field(
+        default_factory=lambda: VolumeSettings(name="models", size="50Gi"),
+        description="Exported models: training writes, serving reads (read-only).",
+    )
+    workspace: VolumeSettings = Field(
+        default_factory=lambda: VolumeSettings(name="workspace", size="20Gi"),
+        description="Each team's notebook workspace.",
+    )
+    file_owner: Annotated[int, Field(ge=1)] = Field(
+        default=1000,
+        description="POSIX uid and gid that own the shared files (non-root workloads run as it; "
+        "1000 is the notebook images' jovyan).",
+    )
+    staging: StagingSettings = Field(
+        default_factory=StagingSettings, description="Dataset staging Job."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> StorageSettings:
@@ -50,6 +79,16 @@ class StorageSettings(SettingsModel):
                 ("storageClassName",),
                 "mode `storageClass` needs the name of an RWX StorageClass in the cluster",
             )
+        seen: dict[str, str] = {}
+        for key in ("datasets", "models", "workspace"):
+            volume_name = getattr(self, key).name
+            if volume_name in seen:
+                raise ConfigProblem(
+                    (key, "name"),
+                    f"duplicate volume name {volume_name!r} (also used by {seen[volume_name]}); "
+                    "each volume needs its own claim name",
+                )
+            seen[volume_name] = key
         return self
 
 

@@ -17,7 +17,7 @@ from typing import Any, get_args, get_origin
 import pulumi
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from infra import versions
+from infra import efs_paths, versions
 from infra.settings.base import (
     PROJECT,
     ConfigProblem,
@@ -83,6 +83,16 @@ class Settings(SettingsModel):
                     "`nfs: {server, path}`) or `storageClass` (with `storageClassName`)",
                 )
         refuse_duplicates(self.teams, lambda t: t.name, ("teams",), "team name", field="name")
+        if (self.storage.mode or "efs") == "efs":
+            claim = self.storage.workspace.name
+            for index, team in enumerate(self.teams):
+                if efs_paths.workspace_path_length(team.name, claim) > efs_paths.PATH_LIMIT:
+                    raise ConfigProblem(
+                        ("teams", index, "name"),
+                        f"{team.name!r} is too long for EFS: the workspace directory "
+                        f"{efs_paths.WORKSPACE_BASE}/{team.name}/{claim}-<uuid> would exceed "
+                        f"{efs_paths.PATH_LIMIT} characters; use a shorter team name",
+                    )
         minor = self.cluster.kubernetes_version
         pinned = ", ".join(versions.KUBE_SCHEDULER_TAGS)
         if self.gpu.bin_packing_scheduler and minor not in versions.KUBE_SCHEDULER_TAGS:

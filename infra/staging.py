@@ -1,0 +1,130 @@
+"""A Job that stages the MNIST data set into the datasets volume once.
+
+It runs `training/prepare_data.py`, shipped in a ConfigMap, in TensorFlow's CPU image (which has
+Python and NumPy), as the files' owner and with nothing writable but the volume.  The script
+validates before it writes and recognises an already staged file by its checksum, so running the
+Job again (after a config change, or after its TTL removed it and a refresh recreated it) only
+confirms the data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import labels, names, versions
+from infra.scheduling import Placement
+from infra.settings import StorageSettings
+
+SCRIPT = Path(__file__).resolve().parents[1] / "training" / "prepare_data.py"
+APP = "stage-mnist"
+DATA_DIR = "/data"
+SCRIPT_DIR = "/opt/ml-platform"
+
+
+class DatasetStaging(pulumi.ComponentResource):
+    job: k8s.batch.v1.Job
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        storage: StorageSettings,
+        claim: k8s.core.v1.PersistentVolumeClaim,
+        placement: Placement,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("ml-platform:storage:DatasetStaging", name, None, opts)
+        meta_labels = {**labels.common("storage"), "app.kubernetes.io/name": APP}
+        script = k8s.core.v1.ConfigMap(
+            f"{name}-script",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{APP}-script", namespace=names.PLATFORM, labels=meta_labels
+            ),
+            data={"prepare_data.py": SCRIPT.read_text()},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        owner = storage.file_owner
+        self.job = k8s.batch.v1.Job(
+            f"{name}-job",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=APP,
+                namespace=names.PLATFORM,
+                labels=meta_labels,
+                # Downloading takes a while on a cold node; give the apply room to wait.
+                annotations={"pulumi.com/timeoutSeconds": "1200"},
+            ),
+            spec=k8s.batch.v1.JobSpecArgs(
+                backoff_limit=3,
+                ttl_seconds_after_finished=86400,
+                active_deadline_seconds=1800,
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=meta_labels),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        restart_policy="Never",
+                        automount_service_account_token=False,
+                        node_selector=placement.node_selector or None,
+                        security_context=k8s.core.v1.PodSecurityContextArgs(
+                            run_as_non_root=True,
+                            run_as_user=owner,
+                            run_as_group=owner,
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                        ),
+                        containers=[
+                            k8s.core.v1.ContainerArgs(
+                                name="prepare-data",
+                                image=versions.TENSORFLOW_IMAGE,
+                                command=[
+                                    "python3",
+                                    f"{SCRIPT_DIR}/prepare_data.py",
+                                    "--out",
+                                    f"{DATA_DIR}/mnist.npz",
+                                    "--source",
+                                    storage.staging.source,
+                                ],
+                                env=[
+                                    k8s.core.v1.EnvVarArgs(
+                                        name="PYTHONDONTWRITEBYTECODE", value="1"
+                                    )
+                                ],
+                                resources=k8s.core.v1.ResourceRequirementsArgs(
+                                    requests={"cpu": "250m", "memory": "512Mi"},
+                                    limits={"cpu": "1", "memory": "1Gi"},
+                                ),
+                                security_context=k8s.core.v1.SecurityContextArgs(
+                                    allow_privilege_escalation=False,
+                                    read_only_root_filesystem=True,
+                                    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                                ),
+                                volume_mounts=[
+                                    k8s.core.v1.VolumeMountArgs(
+                                        name="datasets", mount_path=DATA_DIR
+                                    ),
+                                    k8s.core.v1.VolumeMountArgs(
+                                        name="script", mount_path=SCRIPT_DIR, read_only=True
+                                    ),
+                                ],
+                            )
+                        ],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="datasets",
+                                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
+                                    claim_name=storage.datasets.name
+                                ),
+                            ),
+                            k8s.core.v1.VolumeArgs(
+                                name="script",
+                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                                    name=f"{APP}-script"
+                                ),
+                            ),
+                        ],
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[script, claim]),
+        )
+        self.register_outputs({"job": APP})
