@@ -90,38 +90,40 @@ class SharedVolumes(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self._efs.csi_driver]),
         )
 
-    def _static_source(
+    def _static_spec(
         self, volume: VolumeKey, namespace: str
     ) -> tuple[k8s.core.v1.PersistentVolumeSpecArgs, list[pulumi.Resource]]:
-        """The PV spec pieces pointing at the volume's shared files."""
+        """A PV spec pointing at the volume's shared files, pre-bound to the namespace's claim."""
         setting = self.settings_of(volume)
-        common = {
-            "capacity": {"storage": setting.size},
-            "access_modes": ["ReadWriteMany"],
-            "persistent_volume_reclaim_policy": "Retain",
-            "storage_class_name": "",
-            "claim_ref": k8s.core.v1.ObjectReferenceArgs(namespace=namespace, name=setting.name),
-        }
+        csi: k8s.core.v1.CSIPersistentVolumeSourceArgs | None = None
+        nfs_source: k8s.core.v1.NFSVolumeSourceArgs | None = None
+        mount_options: list[str] | None = None
+        needs: list[pulumi.Resource] = []
         if self._mode == "efs":
             assert self._efs is not None
             handle = pulumi.Output.concat(
                 self._efs.file_system_id, "::", self._efs.access_point_ids[volume]
             )
             csi = k8s.core.v1.CSIPersistentVolumeSourceArgs(driver=EFS_DRIVER, volume_handle=handle)
-            return k8s.core.v1.PersistentVolumeSpecArgs(csi=csi, **common), [self._efs.csi_driver]
-        nfs = self._storage.nfs
-        assert nfs is not None
-        path = (
-            f"{nfs.path.rstrip('/')}/workspaces/{namespace}"
-            if volume == "workspace"
-            else f"{nfs.path.rstrip('/')}/{volume}"
-        )
+            needs = [self._efs.csi_driver]
+        else:
+            nfs = self._storage.nfs
+            assert nfs is not None
+            base = nfs.path.rstrip("/")
+            path = f"{base}/workspaces/{namespace}" if volume == "workspace" else f"{base}/{volume}"
+            nfs_source = k8s.core.v1.NFSVolumeSourceArgs(server=nfs.server, path=path)
+            mount_options = ["nfsvers=4.1", "hard"]
         spec = k8s.core.v1.PersistentVolumeSpecArgs(
-            nfs=k8s.core.v1.NFSVolumeSourceArgs(server=nfs.server, path=path),
-            mount_options=["nfsvers=4.1", "hard"],
-            **common,
+            capacity={"storage": setting.size},
+            access_modes=["ReadWriteMany"],
+            persistent_volume_reclaim_policy="Retain",
+            storage_class_name="",
+            claim_ref=k8s.core.v1.ObjectReferenceArgs(namespace=namespace, name=setting.name),
+            csi=csi,
+            nfs=nfs_source,
+            mount_options=mount_options,
         )
-        return spec, []
+        return spec, needs
 
     def _claim(
         self,
@@ -136,7 +138,7 @@ class SharedVolumes(pulumi.ComponentResource):
         depends: list[pulumi.Resource] = [namespace_resource]
         volume_name: str | None = None
         if static:
-            spec, needs = self._static_source(volume, namespace)
+            spec, needs = self._static_spec(volume, namespace)
             volume_name = f"{namespace}-{setting.name}"
             depends.append(
                 k8s.core.v1.PersistentVolume(
