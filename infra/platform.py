@@ -97,7 +97,7 @@ def build_storage(
     volumes = SharedVolumes(
         f"{settings.cluster.name}-volumes",
         storage=storage,
-        mode=storage.mode or "efs",
+        mode=settings.storage_mode,
         consumers=consumers,
         namespaces=namespaces,
         efs=aws_layer.file_system if aws_layer else None,
@@ -162,9 +162,8 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
     cluster = EksCluster(
         name, settings.cluster, aws_settings, network.private_subnet_ids, opts=on_aws
     )
-    addons = ClusterAddons(
-        f"{name}-addons", cluster.cluster, addon_versions(aws_settings, minor), opts=on_aws
-    )
+    pinned_addons = addon_versions(aws_settings, minor)
+    addons = ClusterAddons(f"{name}-addons", cluster.cluster, pinned_addons, opts=on_aws)
     node_role = ServiceRole(
         f"{name}-nodes",
         service="ec2.amazonaws.com",
@@ -193,14 +192,14 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
     system_pool = layer.node_pools["system"]
     coredns = addons.add_coredns(after=[system_pool])
     layer.ready = [system_pool, coredns]
-    if (settings.storage.mode or "efs") == "efs":
+    if settings.storage_mode == "efs":
         layer.file_system = SharedFileSystem(
             f"{name}-efs",
             storage=settings.storage,
             cluster=cluster.cluster,
             vpc_id=network.vpc_id,
             private_subnet_ids=network.private_subnet_ids,
-            driver_version=addon_versions(aws_settings, minor)["aws-efs-csi-driver"],
+            driver_version=pinned_addons["aws-efs-csi-driver"],
             after=layer.ready,
             opts=on_aws,
         )
@@ -211,7 +210,7 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
         region=aws_settings.region,
         kubernetes_minor=minor,
         kubernetes=cluster.provider,
-        depends_on=[system_pool, coredns],
+        depends_on=layer.ready,
         opts=on_aws,
     )
     return layer

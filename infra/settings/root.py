@@ -83,7 +83,7 @@ class Settings(SettingsModel):
                     "`nfs: {server, path}`) or `storageClass` (with `storageClassName`)",
                 )
         refuse_duplicates(self.teams, lambda t: t.name, ("teams",), "team name", field="name")
-        if (self.storage.mode or "efs") == "efs":
+        if self.storage_mode == "efs":
             claim = self.storage.workspace.name
             for index, team in enumerate(self.teams):
                 if efs_paths.workspace_path_length(team.name, claim) > efs_paths.PATH_LIMIT:
@@ -102,6 +102,11 @@ class Settings(SettingsModel):
                 f"match the cluster's minor version (pinned: {pinned})",
             )
         return self
+
+    @property
+    def storage_mode(self) -> str:
+        """The storage mode in force: the stack's choice, else `efs` (only EKS stacks lack one)."""
+        return self.storage.mode or "efs"
 
 
 def raw_project_config() -> dict[str, Any]:
