@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra import labels, versions
+from infra.pod_security import restricted_container, restricted_pod
 from infra.scheduling import Placement
 
 SCHEDULER_NAME = "gpu-binpack"
@@ -168,12 +169,7 @@ class BinPackingScheduler(pulumi.ComponentResource):
                                 label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                             )
                         ],
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=65532,
-                            run_as_group=65532,
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
+                        security_context=restricted_pod(65532),
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="kube-scheduler",
@@ -191,11 +187,7 @@ class BinPackingScheduler(pulumi.ComponentResource):
                                     requests={"cpu": "100m", "memory": "128Mi"},
                                     limits={"memory": "512Mi"},
                                 ),
-                                security_context=k8s.core.v1.SecurityContextArgs(
-                                    allow_privilege_escalation=False,
-                                    read_only_root_filesystem=True,
-                                    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                                ),
+                                security_context=restricted_container(),
                                 volume_mounts=[
                                     k8s.core.v1.VolumeMountArgs(
                                         name="config", mount_path=CONFIG_DIR, read_only=True

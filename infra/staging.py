@@ -15,6 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import labels, names, versions
+from infra.pod_security import restricted_container, restricted_pod
 from infra.scheduling import Placement
 from infra.settings import StorageSettings
 
@@ -66,12 +67,7 @@ class DatasetStaging(pulumi.ComponentResource):
                         restart_policy="Never",
                         automount_service_account_token=False,
                         node_selector=placement.node_selector or None,
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=owner,
-                            run_as_group=owner,
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
+                        security_context=restricted_pod(owner),
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="prepare-data",
@@ -93,11 +89,7 @@ class DatasetStaging(pulumi.ComponentResource):
                                     requests={"cpu": "250m", "memory": "512Mi"},
                                     limits={"cpu": "1", "memory": "1Gi"},
                                 ),
-                                security_context=k8s.core.v1.SecurityContextArgs(
-                                    allow_privilege_escalation=False,
-                                    read_only_root_filesystem=True,
-                                    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                                ),
+                                security_context=restricted_container(),
                                 volume_mounts=[
                                     k8s.core.v1.VolumeMountArgs(
                                         name="datasets", mount_path=DATA_DIR
