@@ -43,6 +43,11 @@ from infra.settings.root import (
     raw_project_config,
     unwrap_annotation,
 )
+from infra.settings.workloads import (
+    NotebookServerSettings,
+    TrainingJobSettings,
+    TrainingSettings,
+)
 
 __all__ = [
     "CPU_AMI_TYPES",
@@ -62,6 +67,7 @@ __all__ = [
     "KubeflowSettings",
     "NfsSettings",
     "NodePoolsSettings",
+    "NotebookServerSettings",
     "NotebookSettings",
     "Settings",
     "SettingsError",
@@ -72,6 +78,8 @@ __all__ = [
     "SystemPoolSettings",
     "TeamQuota",
     "TeamSettings",
+    "TrainingJobSettings",
+    "TrainingSettings",
     "VolumeSettings",
     "load_settings",
     "parse_settings",

@@ -13,7 +13,9 @@ from infra.settings.base import (
     Quantity,
     SettingsModel,
     Size,
+    refuse_duplicates,
 )
+from infra.settings.workloads import NotebookServerSettings, TrainingJobSettings
 
 
 class NfsSettings(SettingsModel):
@@ -132,6 +134,12 @@ class TeamSettings(SettingsModel):
         default=None, description="Why the team needs `baseline` (required with it)."
     )
     quota: TeamQuota = Field(default_factory=TeamQuota, description="Resource quota.")
+    training_jobs: list[TrainingJobSettings] = Field(
+        default_factory=list, description="TFJobs and PyTorchJobs the team runs."
+    )
+    notebooks: list[NotebookServerSettings] = Field(
+        default_factory=list, description="Notebook servers of the team."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TeamSettings:
@@ -139,6 +147,12 @@ class TeamSettings(SettingsModel):
             raise ConfigProblem(
                 ("name",), f"{self.name!r} is a platform namespace; choose another team name"
             )
+        refuse_duplicates(
+            self.training_jobs, lambda j: j.name, ("trainingJobs",), "job name", field="name"
+        )
+        refuse_duplicates(
+            self.notebooks, lambda n: n.name, ("notebooks",), "notebook name", field="name"
+        )
         if self.pod_security == "baseline" and not self.pod_security_reason:
             raise ConfigProblem(
                 ("podSecurityReason",),

@@ -34,6 +34,7 @@ from infra.settings.components import (
     TeamSettings,
 )
 from infra.settings.pools import NodePoolsSettings
+from infra.settings.workloads import TrainingJobSettings, TrainingSettings
 
 
 class Settings(SettingsModel):
@@ -57,6 +58,9 @@ class Settings(SettingsModel):
     logging: Switch = Field(default_factory=Switch, description="Fluent Bit log shipping.")
     gpu: GpuSettings = Field(
         default_factory=GpuSettings, description="GPU drivers and GPU-aware scheduling."
+    )
+    training: TrainingSettings = Field(
+        default_factory=TrainingSettings, description="The training image."
     )
     teams: list[TeamSettings] = Field(
         default_factory=list, description="ML teams, each with its own namespace."
@@ -101,7 +105,48 @@ class Settings(SettingsModel):
                 f"no kube-scheduler image is pinned for Kubernetes {minor}; the scheduler must "
                 f"match the cluster's minor version (pinned: {pinned})",
             )
+        for index, team in enumerate(self.teams):
+            self._check_workloads(index, team)
         return self
+
+    def _check_workloads(self, index: int, team: TeamSettings) -> None:
+        """Declared jobs and notebooks need their operator, an image and a pool that fits them."""
+        gpu_pools = {pool.name for pool in self.node_pools.gpu}
+        pools = ", ".join(["system", *sorted(gpu_pools)])
+        for kind, items, switch in (
+            ("trainingJobs", team.training_jobs, self.kubeflow.training_operator.enabled),
+            ("notebooks", team.notebooks, self.kubeflow.notebooks.enabled),
+        ):
+            for position, item in enumerate(items):
+                where: tuple[str | int, ...] = ("teams", index, kind, position)
+                if not switch:
+                    component = "trainingOperator" if kind == "trainingJobs" else "notebooks"
+                    raise ConfigProblem(
+                        (*where, "name"),
+                        f"needs `kubeflow.{component}.enabled: true` (it installs the controller)",
+                    )
+                gpus = item.gpus_per_worker if isinstance(item, TrainingJobSettings) else item.gpus
+                if item.pool != "system" and item.pool not in gpu_pools:
+                    raise ConfigProblem((*where, "pool"), f"no pool {item.pool!r}; pools: {pools}")
+                if gpus and item.pool not in gpu_pools:
+                    declared = ", ".join(sorted(gpu_pools)) or "none declared"
+                    raise ConfigProblem((*where, "pool"), f"GPU work needs a GPU pool ({declared})")
+                if not gpus and item.pool != "system":
+                    raise ConfigProblem(
+                        (*where, "pool"),
+                        "CPU-only work runs on the system pool; GPU nodes are kept for GPU pods",
+                    )
+        for position, job in enumerate(team.training_jobs):
+            where = ("teams", index, "trainingJobs", position)
+            if job.bin_packing and not self.gpu.bin_packing_scheduler:
+                raise ConfigProblem(
+                    (*where, "binPacking"), "needs `gpu.binPackingScheduler: true` in this stack"
+                )
+            if job.image is None and self.training.image is None:
+                raise ConfigProblem(
+                    (*where, "image"),
+                    "no image to run: set `training.image` (or the job's `image`)",
+                )
 
     @property
     def storage_mode(self) -> str:

@@ -1,0 +1,133 @@
+"""What ML engineers declare per team (training jobs, notebook servers) and the training image."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from infra.settings.base import ConfigProblem, DnsLabel, Quantity, SettingsModel
+
+_IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9._/:-]*$")
+_TAG = re.compile(r"^\w[\w.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _check_image(value: str) -> str:
+    """An image reference pinned by tag (not `latest`) or by digest."""
+    name, _, digest = value.partition("@")
+    tag = ""
+    if not digest and ":" in name.rsplit("/", 1)[-1]:
+        name, tag = name.rsplit(":", 1)
+    pinned = bool(digest and _DIGEST.match(digest)) or bool(tag and _TAG.match(tag))
+    if not _IMAGE_NAME.match(name) or not pinned:
+        raise ValueError(
+            f"{value!r} is not a pinned image reference; write registry/repository:tag or "
+            "registry/repository@sha256:<digest>"
+        )
+    if tag == "latest":
+        raise ValueError(f"{value!r} uses the `latest` tag; pin a version or a digest")
+    return value
+
+
+PinnedImage = Annotated[str, AfterValidator(_check_image)]
+
+
+class TrainingSettings(SettingsModel):
+    image: PinnedImage | None = Field(
+        default=None,
+        description="The training image (built from training/), pinned by tag or digest; "
+        "required when any team declares a training job.",
+    )
+
+
+class TrainingJobSettings(SettingsModel):
+    name: DnsLabel = Field(description="Job name (the TFJob/PyTorchJob object).")
+    framework: Literal["tensorflow", "pytorch"] = Field(
+        default="tensorflow", description="`tensorflow` (TFJob) or `pytorch` (PyTorchJob)."
+    )
+    workers: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=2, description="Worker replicas (TF: MultiWorkerMirroredStrategy; worker 0 leads)."
+    )
+    gpus_per_worker: Annotated[int, Field(ge=0, le=8)] = Field(
+        default=1, description="Whole GPUs per worker (0 for a CPU job)."
+    )
+    pool: str = Field(
+        default="system", description="Node pool the workers run on (a GPU pool for GPU jobs)."
+    )
+    cpu: Quantity = Field(default="2", description="cpu request per worker.")
+    memory: Quantity = Field(default="8Gi", description="Memory request and limit per worker.")
+    epochs: Annotated[int, Field(ge=1)] = Field(default=10, description="Training epochs.")
+    batch_size: Annotated[int, Field(ge=1)] = Field(
+        default=128, description="Per-replica batch size."
+    )
+    chief: bool = Field(
+        default=False, description="tensorflow: add a Chief replica (coordinates; no GPU needed)."
+    )
+    parameter_servers: Annotated[int, Field(ge=0, le=16)] = Field(
+        default=0, description="tensorflow: PS replicas (never given a GPU)."
+    )
+    evaluator: bool = Field(default=False, description="tensorflow: add an Evaluator replica.")
+    nproc_per_node: str = Field(
+        default="auto", description="pytorch: processes per node (auto, gpu, cpu or a number)."
+    )
+    clean_pod_policy: Literal["Running", "All"] = Field(
+        default="Running",
+        description="What to delete when the job ends: still-running pods (`Running`) or all.",
+    )
+    restart_policy: Literal["OnFailure", "ExitCode"] = Field(
+        default="OnFailure",
+        description="How failed workers restart (they resume from checkpoints).",
+    )
+    backoff_limit: Annotated[int, Field(ge=0)] = Field(default=3, description="Restarts allowed.")
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] = Field(
+        default=86400, description="Delete the finished job after this long."
+    )
+    active_deadline_seconds: Annotated[int, Field(ge=60)] = Field(
+        default=86400, description="Stop the job after this long."
+    )
+    bin_packing: bool = Field(
+        default=False, description="Schedule with `gpu-binpack` (needs gpu.binPackingScheduler)."
+    )
+    image: PinnedImage | None = Field(
+        default=None, description="Image to run (default: `training.image`; required for pytorch)."
+    )
+    command: list[str] | None = Field(
+        default=None,
+        description="Command to run (default for tensorflow: `python -m training.train` with the "
+        "data, export and checkpoint paths; required for pytorch).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingJobSettings:
+        if self.framework == "pytorch":
+            for key, value in (
+                ("chief", self.chief),
+                ("parameterServers", self.parameter_servers),
+                ("evaluator", self.evaluator),
+            ):
+                if value:
+                    raise ConfigProblem((key,), "only applies to tensorflow jobs; remove it")
+        if self.framework == "pytorch" and (self.image is None or not self.command):
+            raise ConfigProblem(
+                ("command",), "a pytorch job needs its own `image` and `command` to run"
+            )
+        if not re.fullmatch(r"auto|gpu|cpu|[1-9][0-9]*", self.nproc_per_node):
+            raise ConfigProblem(
+                ("nprocPerNode",), "use auto, gpu, cpu or a whole number of processes"
+            )
+        return self
+
+
+class NotebookServerSettings(SettingsModel):
+    name: DnsLabel = Field(description="Notebook server name.")
+    image: PinnedImage | None = Field(
+        default=None,
+        description="A Kubeflow notebook-server image (default: the pinned TensorFlow one, the "
+        "CUDA variant when GPUs are asked for).",
+    )
+    gpus: Annotated[int, Field(ge=0, le=8)] = Field(default=0, description="Whole GPUs.")
+    pool: str = Field(default="system", description="Node pool (a GPU pool when gpus > 0).")
+    cpu: Quantity = Field(default="1", description="cpu request.")
+    memory: Quantity = Field(default="4Gi", description="Memory request and limit.")
