@@ -81,8 +81,8 @@ def kubernetes_objects(run: ProgramRun) -> list[dict[str, Any]]:
     for resource in run.resources:
         if not (resource.custom and resource.type.startswith("kubernetes:")):
             continue
-        if resource.type in NOT_OBJECTS:
-            continue
+        if resource.type in NOT_OBJECTS or resource.type.endswith("Patch"):
+            continue  # a patch is part of an object someone else owns; see resources.json
         obj = whole_numbers(dict(resource.inputs))
         metadata = dict(obj.get("metadata") or {})
         assigned = resource.outputs.get("metadata") or {}

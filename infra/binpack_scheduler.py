@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra import labels, versions
-from infra.pod_security import restricted_container, restricted_pod
+from infra.pod_security import restricted_container_args, restricted_pod_args
 from infra.scheduling import Placement
 
 SCHEDULER_NAME = "gpu-binpack"
@@ -169,7 +169,7 @@ class BinPackingScheduler(pulumi.ComponentResource):
                                 label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                             )
                         ],
-                        security_context=restricted_pod(65532),
+                        security_context=restricted_pod_args(65532),
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="kube-scheduler",
@@ -187,7 +187,7 @@ class BinPackingScheduler(pulumi.ComponentResource):
                                     requests={"cpu": "100m", "memory": "128Mi"},
                                     limits={"memory": "512Mi"},
                                 ),
-                                security_context=restricted_container(),
+                                security_context=restricted_container_args(),
                                 volume_mounts=[
                                     k8s.core.v1.VolumeMountArgs(
                                         name="config", mount_path=CONFIG_DIR, read_only=True

@@ -65,6 +65,7 @@ class EksCluster(pulumi.ComponentResource):
 
     cluster: aws.eks.Cluster
     provider: k8s.Provider
+    installer_provider: k8s.Provider
     kubeconfig: pulumi.Output[str]
 
     def __init__(
@@ -150,6 +151,15 @@ class EksCluster(pulumi.ComponentResource):
             # Only a new cluster replaces the provider (and every Kubernetes object); a changed
             # kubeconfig (credentials, CA rotation) does not.
             cluster_identifier=self.cluster.arn,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=admin_grants),
+        )
+        # For upstream bundles that declare objects another bundle (or we) already made, such
+        # as the `kubeflow` namespace: they adopt them instead of failing with AlreadyExists.
+        self.installer_provider = k8s.Provider(
+            f"{name}-k8s-installs",
+            kubeconfig=self.kubeconfig,
+            cluster_identifier=self.cluster.arn,
+            upsert_existing_objects=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=admin_grants),
         )
         self.register_outputs(

@@ -18,6 +18,7 @@ class ExistingCluster(pulumi.ComponentResource):
     """
 
     provider: k8s.Provider
+    installer_provider: k8s.Provider
 
     def __init__(
         self, name: str, cluster: ClusterSettings, opts: pulumi.ResourceOptions | None = None
@@ -25,11 +26,22 @@ class ExistingCluster(pulumi.ComponentResource):
         super().__init__("ml-platform:cluster:ExistingCluster", name, None, opts)
         if cluster.mode != "existing" or not cluster.context:
             raise ValueError("ExistingCluster needs cluster settings in mode `existing`")
+        kubeconfig = os.path.expanduser(cluster.kubeconfig) if cluster.kubeconfig else None
         self.provider = k8s.Provider(
             f"{name}-k8s",
-            kubeconfig=os.path.expanduser(cluster.kubeconfig) if cluster.kubeconfig else None,
+            kubeconfig=kubeconfig,
             context=cluster.context,
             cluster_identifier=cluster.context,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # For upstream bundles that declare objects another bundle (or we) already made, such
+        # as the `kubeflow` namespace: they adopt them instead of failing with AlreadyExists.
+        self.installer_provider = k8s.Provider(
+            f"{name}-k8s-installs",
+            kubeconfig=kubeconfig,
+            context=cluster.context,
+            cluster_identifier=cluster.context,
+            upsert_existing_objects=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"context": cluster.context})

@@ -8,7 +8,10 @@ KUBEFLOW = "kubeflow"
 SERVING = "serving"
 MONITORING = "monitoring"
 LOGGING = "logging"
+NOTEBOOK_CONTROLLER = "notebook-controller-system"  # the upstream overlay's own namespace
 
-PLATFORM_NAMESPACES = frozenset({PLATFORM, GPU, KUBEFLOW, SERVING, MONITORING, LOGGING})
+PLATFORM_NAMESPACES = frozenset(
+    {PLATFORM, GPU, KUBEFLOW, SERVING, MONITORING, LOGGING, NOTEBOOK_CONTROLLER}
+)
 KUBERNETES_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 RESERVED_NAMESPACES = PLATFORM_NAMESPACES | KUBERNETES_NAMESPACES

@@ -62,7 +62,17 @@ def namespace_specs(settings: Settings) -> list[NamespaceSpec]:
                 "the NVIDIA device plugin and DCGM exporter mount host paths and devices",
             )
         )
-    if settings.kubeflow.any_enabled:
+    kubeflow = settings.kubeflow
+    if kubeflow.notebooks.enabled:
+        specs.append(
+            NamespaceSpec(
+                names.NOTEBOOK_CONTROLLER,
+                "kubeflow",
+                "baseline",
+                "the upstream notebook controller is not checked against restricted",
+            )
+        )
+    if kubeflow.training_operator.enabled or kubeflow.pipelines.enabled:
         specs.append(
             NamespaceSpec(
                 names.KUBEFLOW,

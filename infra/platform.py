@@ -17,6 +17,7 @@ from infra.efs import SharedFileSystem
 from infra.existing_cluster import ExistingCluster
 from infra.gpu_operator import GpuOperator
 from infra.iam import ServiceRole, managed_policy
+from infra.kubeflow import KubeflowInstalls
 from infra.namespaces import PlatformNamespaces, namespace_specs
 from infra.network import Network
 from infra.node_pool import NodePool, PoolSpec
@@ -25,6 +26,8 @@ from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import AwsSettings, Settings
 from infra.staging import DatasetStaging
 from infra.volumes import SharedVolumes, VolumeKey
+from workloads.custom_resources import TeamWorkload
+from workloads.plan import ensure_schedulable, plan_workloads
 
 
 @dataclass
@@ -53,13 +56,20 @@ class Platform:
 def build_platform(settings: Settings) -> Platform:
     """Register every component of the platform for one stack."""
     name = settings.cluster.name
+    # Declared workloads are built and checked first: one that no pool can run stops the
+    # program before anything is registered.
+    planned = plan_workloads(settings)
+    ensure_schedulable(planned, settings, pulumi.get_stack())
+
     aws_layer: AwsLayer | None = None
     if settings.cluster.mode == "existing":
-        kubernetes = ExistingCluster(name, settings.cluster).provider
+        existing = ExistingCluster(name, settings.cluster)
+        kubernetes, installer = existing.provider, existing.installer_provider
     else:
         assert settings.aws is not None  # the settings model requires it in mode `eks`
         aws_layer = build_aws_layer(settings, settings.aws)
         kubernetes = aws_layer.cluster.provider
+        installer = aws_layer.cluster.installer_provider
 
     on_cluster = pulumi.ResourceOptions(provider=kubernetes)
     namespaces = PlatformNamespaces(
@@ -68,8 +78,25 @@ def build_platform(settings: Settings) -> Platform:
         settings.cluster.kubernetes_version,
         opts=on_cluster,
     )
-    build_gpu_scheduling(settings, namespaces, on_cluster, aws_layer.ready if aws_layer else [])
+    ready = aws_layer.ready if aws_layer else []
+    build_gpu_scheduling(settings, namespaces, on_cluster, ready)
     volumes = build_storage(settings, namespaces, on_cluster, aws_layer)
+    installs = KubeflowInstalls(
+        f"{name}-kubeflow",
+        settings=settings.kubeflow,
+        namespaces=list(namespaces.namespaces.values()),
+        after=ready,
+        opts=pulumi.ResourceOptions(provider=installer),
+    )
+    for workload in planned:
+        team_claims = [claim for (_, ns), claim in volumes.claims.items() if ns == workload.team]
+        TeamWorkload(
+            f"{name}-{workload.team}-{workload.name}",
+            workload,
+            installer=installs.installer_of(workload.kind),
+            needs=team_claims,
+            opts=on_cluster,
+        )
     return Platform(
         settings=settings,
         kubernetes=kubernetes,

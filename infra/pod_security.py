@@ -1,24 +1,49 @@
-"""Security contexts for every pod the platform authors: what Pod Security `restricted` demands."""
+"""Security contexts for every pod the platform authors: what Pod Security `restricted` demands.
+
+Defined once as API objects (camelCase dicts, as custom resources such as TFJob embed them) and
+converted for the typed pulumi_kubernetes classes.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pulumi_kubernetes as k8s
 
 
-def restricted_pod(uid: int) -> k8s.core.v1.PodSecurityContextArgs:
+def restricted_pod(uid: int) -> dict[str, Any]:
     """Non-root as `uid`/`uid`, with the runtime's default seccomp profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_container(read_only_root: bool = True) -> dict[str, Any]:
+    """No privilege escalation, no capabilities, and (by default) a read-only root file system."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": read_only_root,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def restricted_pod_args(uid: int) -> k8s.core.v1.PodSecurityContextArgs:
+    context = restricted_pod(uid)
     return k8s.core.v1.PodSecurityContextArgs(
-        run_as_non_root=True,
-        run_as_user=uid,
-        run_as_group=uid,
-        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+        run_as_non_root=context["runAsNonRoot"],
+        run_as_user=context["runAsUser"],
+        run_as_group=context["runAsGroup"],
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type=context["seccompProfile"]["type"]),
     )
 
 
-def restricted_container(read_only_root: bool = True) -> k8s.core.v1.SecurityContextArgs:
-    """No privilege escalation, no capabilities, and (by default) a read-only root file system."""
+def restricted_container_args(read_only_root: bool = True) -> k8s.core.v1.SecurityContextArgs:
+    context = restricted_container(read_only_root)
     return k8s.core.v1.SecurityContextArgs(
-        allow_privilege_escalation=False,
-        read_only_root_filesystem=read_only_root,
-        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        allow_privilege_escalation=context["allowPrivilegeEscalation"],
+        read_only_root_filesystem=context["readOnlyRootFilesystem"],
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=context["capabilities"]["drop"]),
     )

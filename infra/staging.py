@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import labels, names, versions
-from infra.pod_security import restricted_container, restricted_pod
+from infra.pod_security import restricted_container_args, restricted_pod_args
 from infra.scheduling import Placement
 from infra.settings import StorageSettings
 
@@ -67,7 +67,7 @@ class DatasetStaging(pulumi.ComponentResource):
                         restart_policy="Never",
                         automount_service_account_token=False,
                         node_selector=placement.node_selector or None,
-                        security_context=restricted_pod(owner),
+                        security_context=restricted_pod_args(owner),
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="prepare-data",
@@ -89,7 +89,7 @@ class DatasetStaging(pulumi.ComponentResource):
                                     requests={"cpu": "250m", "memory": "512Mi"},
                                     limits={"cpu": "1", "memory": "1Gi"},
                                 ),
-                                security_context=restricted_container(),
+                                security_context=restricted_container_args(),
                                 volume_mounts=[
                                     k8s.core.v1.VolumeMountArgs(
                                         name="datasets", mount_path=DATA_DIR

@@ -130,3 +130,44 @@ KUBE_SCHEDULER_TAGS: dict[str, str] = {"1.33": "v1.33.13", "1.34": "v1.34.9", "1
 # TensorFlow's CPU image (ships Python and NumPy) for small platform jobs such as dataset
 # staging.  2.20 is the minor the training code and TF Serving are pinned to together.
 TENSORFLOW_IMAGE = "tensorflow/tensorflow:2.20.0"
+
+
+@dataclass(frozen=True)
+class KustomizeSource:
+    """A remote kustomization: `<repository>//<path>?ref=<ref>`, the form kustomize clones."""
+
+    repository: str
+    path: str
+    ref: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.repository}//{self.path}?ref={self.ref}"
+
+
+# Training Operator v1 (TFJob, PyTorchJob): the last line with a TensorFlow-aware operator; Trainer
+# v2 has no TensorFlow runtime.  v1.9.4 (2026-08-18) is the newest v1.9 tag of kubeflow/trainer,
+# formerly kubeflow/training-operator; its standalone overlay installs into `kubeflow`.
+TRAINING_OPERATOR = KustomizeSource(
+    "https://github.com/kubeflow/trainer", "manifests/overlays/standalone", "v1.9.4"
+)
+# Notebook controller of Kubeflow 1.10; the standalone overlay runs without Istio
+# (USE_ISTIO=false) in `notebook-controller-system`.
+NOTEBOOK_CONTROLLER = KustomizeSource(
+    "https://github.com/kubeflow/kubeflow",
+    "components/notebook-controller/config/overlays/standalone",
+    "v1.10.0",
+)
+NOTEBOOK_IMAGE_CPU = "ghcr.io/kubeflow/kubeflow/notebook-servers/jupyter-tensorflow-full:v1.10.0"
+NOTEBOOK_IMAGE_GPU = (
+    "ghcr.io/kubeflow/kubeflow/notebook-servers/jupyter-tensorflow-cuda-full:v1.10.0"
+)
+# Kubeflow Pipelines standalone (kubeflow/website's latest-version: 2.17.0), cluster-scoped
+# resources first, then the platform-agnostic environment (SeaweedFS object store) in `kubeflow`.
+KFP_REF = "2.17.0"
+KFP_CLUSTER_RESOURCES = KustomizeSource(
+    "https://github.com/kubeflow/pipelines", "manifests/kustomize/cluster-scoped-resources", KFP_REF
+)
+KFP_PLATFORM_AGNOSTIC = KustomizeSource(
+    "https://github.com/kubeflow/pipelines", "manifests/kustomize/env/platform-agnostic", KFP_REF
+)

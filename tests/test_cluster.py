@@ -104,12 +104,15 @@ def test_admins_and_deployer_get_cluster_admin_through_access_entries(aws_run: P
     for policy in policies:
         assert policy.inputs["policyArn"].endswith("/AmazonEKSClusterAdminPolicy")
         assert policy.inputs["accessScope"] == {"type": "cluster"}
-    provider = _one(aws_run, "pulumi:providers:kubernetes")
-    assert {p.urn for p in policies} <= set(provider.dependencies), "provider races the grants"
+    for provider in aws_run.of_type("pulumi:providers:kubernetes"):
+        assert {p.urn for p in policies} <= set(provider.dependencies), "provider races the grants"
 
 
-def test_kubernetes_provider_comes_from_the_cluster(aws_run: ProgramRun) -> None:
-    provider = _one(aws_run, "pulumi:providers:kubernetes").inputs
+@pytest.mark.parametrize("suffix", ["-k8s", "-k8s-installs"])
+def test_kubernetes_provider_comes_from_the_cluster(aws_run: ProgramRun, suffix: str) -> None:
+    [provider] = [
+        p.inputs for p in aws_run.of_type("pulumi:providers:kubernetes") if p.name.endswith(suffix)
+    ]
     cluster = _one(aws_run, "aws:eks/cluster:Cluster").outputs
     assert provider["clusterIdentifier"] == cluster["arn"]
     kubeconfig = json.loads(provider["kubeconfig"])

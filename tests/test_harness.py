@@ -61,6 +61,6 @@ def test_project_defaults_come_from_pulumi_yaml() -> None:
 def test_secret_inputs_are_masked_in_resources_json() -> None:
     provider = next(
         r for r in stack_run("dev").resources if r.type == "pulumi:providers:kubernetes"
-    )
+    )  # both cluster providers carry the kubeconfig
     assert "kubeconfig" in provider.secret_inputs
     assert provider.as_json()["inputs"]["kubeconfig"] == SECRET_MASK

@@ -14,8 +14,12 @@ def test_program_registers_resources_and_exports(run: ProgramRun) -> None:
     assert {"clusterName", "kubernetesVersion", "namespaces"} <= set(run.outputs)
 
 
+# Upstream bundles installed as opaque remote components (their inputs are tested instead).
+REMOTE_COMPONENTS = {"kubernetes:kustomize/v2:Directory"}
+
+
 def test_components_use_the_project_type_token(run: ProgramRun) -> None:
-    components = [r for r in run.resources if not r.custom]
+    components = [r for r in run.resources if not r.custom and r.type not in REMOTE_COMPONENTS]
     assert components
     for component in components:
         assert COMPONENT_TYPE.match(component.type), component.type
@@ -44,13 +48,17 @@ def test_resource_names_are_unique_per_type(run: ProgramRun) -> None:
     assert len(seen) == len(set(seen))
 
 
-def test_kubernetes_resources_use_the_clusters_provider(run: ProgramRun) -> None:
-    providers = [r for r in run.resources if r.type == "pulumi:providers:kubernetes"]
-    assert len(providers) == 1, [p.urn for p in providers]
+def test_kubernetes_resources_use_the_clusters_providers(run: ProgramRun) -> None:
+    """The cluster's provider for our objects; its adopting twin only for upstream bundles."""
+    providers = {r.name: r.urn for r in run.resources if r.type == "pulumi:providers:kubernetes"}
+    [main] = [urn for name, urn in providers.items() if not name.endswith("-installs")]
+    [installer] = [urn for name, urn in providers.items() if name.endswith("-installs")]
+    installs = {r.urn for r in run.resources if r.type == "ml-platform:kubeflow:KubeflowInstalls"}
     kubernetes = [r for r in run.resources if r.type.startswith("kubernetes:")]
     assert kubernetes
     for resource in kubernetes:
-        assert resource.provider == providers[0].urn, resource.urn
+        expected = installer if resource.parent in installs else main
+        assert resource.provider == expected, resource.urn
 
 
 def test_aws_resources_use_the_explicit_aws_provider(run: ProgramRun) -> None:

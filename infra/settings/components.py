@@ -113,10 +113,6 @@ class KubeflowSettings(SettingsModel):
     )
     pipelines: Switch = Field(default_factory=Switch, description="Kubeflow Pipelines v2.")
 
-    @property
-    def any_enabled(self) -> bool:
-        return self.training_operator.enabled or self.notebooks.enabled or self.pipelines.enabled
-
 
 class TeamQuota(SettingsModel):
     gpus: Size = Field(default=0, description="GPUs the team's pods may request in total.")

@@ -1,0 +1,60 @@
+"""Every workload a stack declares, built and checked before anything is registered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from infra import schedulability
+from infra.settings import Settings, SettingsError
+from workloads import manifests
+
+
+@dataclass(frozen=True)
+class PlannedWorkload:
+    key: str  # the stack config key that declares it, for error messages
+    team: str
+    manifest: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest["kind"])
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["metadata"]["name"])
+
+
+def plan_workloads(settings: Settings) -> list[PlannedWorkload]:
+    planned = []
+    for index, team in enumerate(settings.teams):
+        for position, job in enumerate(team.training_jobs):
+            planned.append(
+                PlannedWorkload(
+                    f"ml-platform:teams[{index}].trainingJobs[{position}]",
+                    team.name,
+                    manifests.training_job(settings, team.name, job),
+                )
+            )
+        for position, server in enumerate(team.notebooks):
+            planned.append(
+                PlannedWorkload(
+                    f"ml-platform:teams[{index}].notebooks[{position}]",
+                    team.name,
+                    manifests.notebook(settings, team.name, server),
+                )
+            )
+    return planned
+
+
+def ensure_schedulable(planned: list[PlannedWorkload], settings: Settings, stack: str) -> None:
+    """Stop the program (before it registers anything) if a declared workload cannot be placed."""
+    problems = [
+        f"  - {workload.key}: {problem}"
+        for workload in planned
+        for problem in schedulability.check([workload.manifest], settings)
+    ]
+    if problems:
+        raise SettingsError(
+            f"Pulumi.{stack}.yaml: declared workloads no node pool can run:\n" + "\n".join(problems)
+        )
