@@ -102,7 +102,9 @@ class KubeflowInstalls(pulumi.ComponentResource):
                                 k8s.core.v1.ContainerPatchArgs(
                                     name=NOTEBOOK_CONTROLLER_CONTAINER,
                                     env=[
-                                        k8s.core.v1.EnvVarPatchArgs(**variable)
+                                        k8s.core.v1.EnvVarPatchArgs(
+                                            name=variable["name"], value=variable["value"]
+                                        )
                                         for variable in culling_env(settings)
                                     ],
                                 )

@@ -89,7 +89,9 @@ def build_platform(settings: Settings) -> Platform:
         opts=pulumi.ResourceOptions(provider=installer),
     )
     for workload in planned:
-        team_claims = [claim for (_, ns), claim in volumes.claims.items() if ns == workload.team]
+        team_claims: list[pulumi.Resource] = [
+            claim for (_, ns), claim in volumes.claims.items() if ns == workload.team
+        ]
         TeamWorkload(
             f"{name}-{workload.team}-{workload.name}",
             workload,

@@ -16,6 +16,7 @@ from typing import Any, get_args, get_origin
 
 import pulumi
 from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_snake
 
 from infra import efs_paths, versions
 from infra.settings.base import (
@@ -34,7 +35,7 @@ from infra.settings.components import (
     TeamSettings,
 )
 from infra.settings.pools import NodePoolsSettings
-from infra.settings.workloads import TrainingJobSettings, TrainingSettings
+from infra.settings.workloads import TrainingSettings
 
 
 class Settings(SettingsModel):
@@ -113,29 +114,31 @@ class Settings(SettingsModel):
         """Declared jobs and notebooks need their operator, an image and a pool that fits them."""
         gpu_pools = {pool.name for pool in self.node_pools.gpu}
         pools = ", ".join(["system", *sorted(gpu_pools)])
-        for kind, items, switch in (
-            ("trainingJobs", team.training_jobs, self.kubeflow.training_operator.enabled),
-            ("notebooks", team.notebooks, self.kubeflow.notebooks.enabled),
-        ):
-            for position, item in enumerate(items):
-                where: tuple[str | int, ...] = ("teams", index, kind, position)
-                if not switch:
-                    component = "trainingOperator" if kind == "trainingJobs" else "notebooks"
-                    raise ConfigProblem(
-                        (*where, "name"),
-                        f"needs `kubeflow.{component}.enabled: true` (it installs the controller)",
-                    )
-                gpus = item.gpus_per_worker if isinstance(item, TrainingJobSettings) else item.gpus
-                if item.pool != "system" and item.pool not in gpu_pools:
-                    raise ConfigProblem((*where, "pool"), f"no pool {item.pool!r}; pools: {pools}")
-                if gpus and item.pool not in gpu_pools:
-                    declared = ", ".join(sorted(gpu_pools)) or "none declared"
-                    raise ConfigProblem((*where, "pool"), f"GPU work needs a GPU pool ({declared})")
-                if not gpus and item.pool != "system":
-                    raise ConfigProblem(
-                        (*where, "pool"),
-                        "CPU-only work runs on the system pool; GPU nodes are kept for GPU pods",
-                    )
+        # (key, position, GPUs asked for, pool, the kubeflow component that runs it)
+        declared: list[tuple[str, int, int, str, str]] = [
+            ("trainingJobs", i, job.gpus_per_worker, job.pool, "trainingOperator")
+            for i, job in enumerate(team.training_jobs)
+        ] + [
+            ("notebooks", i, server.gpus, server.pool, "notebooks")
+            for i, server in enumerate(team.notebooks)
+        ]
+        for kind, position, gpus, pool, component in declared:
+            where: tuple[str | int, ...] = ("teams", index, kind, position)
+            if not getattr(self.kubeflow, to_snake(component)).enabled:
+                raise ConfigProblem(
+                    (*where, "name"),
+                    f"needs `kubeflow.{component}.enabled: true` (it installs the controller)",
+                )
+            if pool != "system" and pool not in gpu_pools:
+                raise ConfigProblem((*where, "pool"), f"no pool {pool!r}; pools: {pools}")
+            if gpus and pool not in gpu_pools:
+                names = ", ".join(sorted(gpu_pools)) or "none declared"
+                raise ConfigProblem((*where, "pool"), f"GPU work needs a GPU pool ({names})")
+            if not gpus and pool != "system":
+                raise ConfigProblem(
+                    (*where, "pool"),
+                    "CPU-only work runs on the system pool; GPU nodes are kept for GPU pods",
+                )
         for position, job in enumerate(team.training_jobs):
             where = ("teams", index, "trainingJobs", position)
             if job.bin_packing and not self.gpu.bin_packing_scheduler:
