@@ -1,0 +1,281 @@
+"""Kubeflow installs and the teams' TFJob, PyTorchJob and Notebook resources."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pulumi
+import pytest
+from kubeflow.training.api_client import ApiClient  # type: ignore[import-untyped]
+
+from harness.program import ProgramError, ProgramRun, run_program, stack_config, stack_settings
+from harness.render import kubernetes_objects
+from harness.schema import validation_errors
+from infra import versions
+from infra.kubeflow import culling_env, retain_shared_objects
+from infra.settings import SettingsError
+from tests.conftest import STACKS, stack_run
+from workloads import manifests
+
+
+def _directories(run: ProgramRun) -> dict[str, str]:
+    return {
+        r.name.rsplit("-kubeflow-", 1)[-1]: r.inputs["directory"]
+        for r in run.of_type("kubernetes:kustomize/v2:Directory")
+    }
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_component_is_installed_from_its_pinned_source(stack: str) -> None:
+    assert _directories(stack_run(stack)) == {
+        "training-operator": versions.TRAINING_OPERATOR.url,
+        "notebook-controller": versions.NOTEBOOK_CONTROLLER.url,
+        "pipelines-cluster": versions.KFP_CLUSTER_RESOURCES.url,
+        "pipelines": versions.KFP_PLATFORM_AGNOSTIC.url,
+    }
+    for url in _directories(stack_run(stack)).values():
+        assert "?ref=" in url
+        assert "latest" not in url
+
+
+def test_pipelines_install_cluster_resources_first() -> None:
+    run = stack_run("dev")
+    directories = {r.name: r for r in run.of_type("kubernetes:kustomize/v2:Directory")}
+    cluster = directories["ml-dev-kubeflow-pipelines-cluster"]
+    assert cluster.urn in directories["ml-dev-kubeflow-pipelines"].dependencies
+
+
+def test_switching_a_component_off_removes_its_install() -> None:
+    config = stack_config("local")
+    config["ml-platform:kubeflow"] = {
+        "pipelines": {"enabled": False},
+        "notebooks": {"enabled": False},
+    }
+    assert set(_directories(run_program("local", config))) == {"training-operator"}
+
+
+def test_bundle_namespaces_and_crds_are_retained_on_delete() -> None:
+    def transformed(type_: str) -> pulumi.ResourceTransformResult | None:
+        args = pulumi.ResourceTransformArgs(
+            custom=True, type_=type_, name="x", props={}, opts=pulumi.ResourceOptions()
+        )
+        return retain_shared_objects(args)
+
+    for type_ in (
+        "kubernetes:core/v1:Namespace",
+        "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",
+    ):
+        result = transformed(type_)
+        assert result is not None
+        assert result.opts is not None
+        assert result.opts.retain_on_delete is True
+    assert transformed("kubernetes:apps/v1:Deployment") is None
+
+
+@pytest.mark.parametrize(("stack", "minutes"), [("dev", "60"), ("prod", "120")])
+def test_notebook_culling_follows_the_stack(stack: str, minutes: str) -> None:
+    [patch] = stack_run(stack).of_type("kubernetes:apps/v1:DeploymentPatch")
+    assert patch.inputs["metadata"]["namespace"] == "notebook-controller-system"
+    [container] = patch.inputs["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {e["name"]: e["value"] for e in culling_env(stack_settings(stack).kubeflow)}
+    assert env["ENABLE_CULLING"] == "true"
+    assert env["CULL_IDLE_TIME"] == minutes
+
+
+# --- the teams' custom resources --------------------------------------------------------------
+
+
+def _objects(stack: str, kind: str) -> list[dict[str, Any]]:
+    return [o for o in kubernetes_objects(stack_run(stack)) if o["kind"] == kind]
+
+
+class _Response:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.data = json.dumps(body)
+
+
+def _stringify_quantities(obj: Any) -> Any:
+    """The SDK keeps resource quantities as strings; compare like with like."""
+    if isinstance(obj, dict):
+        return {
+            k: (
+                {q: str(v) for q, v in val.items()}
+                if k in ("limits", "requests")
+                else _stringify_quantities(val)
+            )
+            for k, val in obj.items()
+        }
+    if isinstance(obj, list):
+        return [_stringify_quantities(v) for v in obj]
+    return obj
+
+
+def _round_trip(obj: dict[str, Any], model: str) -> Any:
+    client = ApiClient()
+    return client.sanitize_for_serialization(client.deserialize(_Response(obj), model))
+
+
+def test_dev_declares_the_mnist_tfjob_and_a_notebook() -> None:
+    [job] = _objects("dev", "TFJob")
+    assert (job["metadata"]["namespace"], job["metadata"]["name"]) == ("research", "mnist")
+    worker = job["spec"]["tfReplicaSpecs"]["Worker"]
+    assert worker["replicas"] == 2
+    [container] = worker["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert [n["metadata"]["name"] for n in _objects("dev", "Notebook")] == ["explore"]
+
+
+def test_tfjob_survives_the_kubeflow_model_round_trip() -> None:
+    """Serialize -> KubeflowOrgV1TFJob -> serialize is lossless: no unknown or mistyped field."""
+    [job] = _objects("dev", "TFJob")
+    assert _round_trip(job, "KubeflowOrgV1TFJob") == _stringify_quantities(job)
+
+
+def test_the_round_trip_catches_a_misspelt_field() -> None:
+    [job] = _objects("dev", "TFJob")
+    broken = copy.deepcopy(job)
+    broken["spec"]["runPolicy"]["cleanPodPolicyy"] = "All"
+    assert _round_trip(broken, "KubeflowOrgV1TFJob") != _stringify_quantities(broken)
+
+
+def _full_tfjob() -> dict[str, Any]:
+    settings = stack_settings("dev")
+    job = (
+        settings.teams[0]
+        .training_jobs[0]
+        .model_copy(update={"chief": True, "parameter_servers": 2, "evaluator": True})
+    )
+    return manifests.tfjob(settings, "research", job)
+
+
+def test_tfjob_policies_and_replicas() -> None:
+    job = _full_tfjob()
+    assert _round_trip(job, "KubeflowOrgV1TFJob") == _stringify_quantities(job)
+    policy = job["spec"]["runPolicy"]
+    assert policy["cleanPodPolicy"] in ("Running", "All")
+    assert policy["ttlSecondsAfterFinished"] > 0
+    assert policy["backoffLimit"] >= 0
+    assert policy["activeDeadlineSeconds"] > 0
+    specs = job["spec"]["tfReplicaSpecs"]
+    assert set(specs) == {"Worker", "Chief", "PS", "Evaluator"}
+    for replica, spec in specs.items():
+        assert spec["restartPolicy"] in ("OnFailure", "ExitCode")
+        pod = spec["template"]["spec"]
+        [container] = pod["containers"]
+        assert container["name"] == "tensorflow"
+        assert {"name": "tfjob-port", "containerPort": 2222} in container["ports"]
+        gpus = container["resources"]["limits"].get("nvidia.com/gpu", 0)
+        assert container["resources"]["requests"].get("nvidia.com/gpu", 0) == gpus
+        if replica == "PS":
+            assert gpus == 0
+            assert "tolerations" not in pod  # a CPU pod stays off GPU nodes
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert mounts["/data"]["readOnly"] is True
+        assert not mounts["/models"].get("readOnly")
+        assert spec["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+        assert (
+            validation_errors(
+                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": pod}, "1.35"
+            )
+            == []
+        )
+
+
+def test_tfjob_runs_the_trainer_with_the_shared_paths() -> None:
+    [job] = _objects("dev", "TFJob")
+    [container] = job["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[:3] == ["python", "-m", "training.train"]
+    args = dict(zip(command[3::2], command[4::2], strict=True))
+    assert args["--data"] == "/data/mnist.npz"
+    assert args["--export-dir"] == "/models/research/mnist"
+    assert args["--checkpoint-dir"] == "/models/.checkpoints/research/mnist"
+    assert container["image"] == stack_settings("dev").training.image
+
+
+def test_pytorchjob_round_trip_and_shape() -> None:
+    settings = stack_settings("dev")
+    job = (
+        settings.teams[0]
+        .training_jobs[0]
+        .model_copy(
+            update={
+                "framework": "pytorch",
+                "workers": 3,
+                "nproc_per_node": "gpu",
+                "image": "pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime",
+                "command": ["torchrun", "train.py"],
+            }
+        )
+    )
+    body = manifests.pytorchjob(settings, "research", job)
+    assert _round_trip(body, "KubeflowOrgV1PyTorchJob") == _stringify_quantities(body)
+    specs = body["spec"]["pytorchReplicaSpecs"]
+    assert (specs["Master"]["replicas"], specs["Worker"]["replicas"]) == (1, 2)
+    assert body["spec"]["nprocPerNode"] == "gpu"
+    [container] = specs["Master"]["template"]["spec"]["containers"]
+    assert container["name"] == "pytorch"
+    assert container["command"] == ["torchrun", "train.py"]
+
+
+def test_notebook_shape_and_pod_spec() -> None:
+    [notebook] = _objects("dev", "Notebook")
+    assert set(notebook) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(notebook["spec"]) == {"template"}
+    assert set(notebook["spec"]["template"]) == {"spec"}  # the CRD prunes template metadata
+    pod = notebook["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["name"] == notebook["metadata"]["name"]
+    assert container["image"] == versions.NOTEBOOK_IMAGE_CPU
+    assert not container["image"].startswith("tensorflow/")
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert "/home/jovyan" in mounts
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
+    assert claims["workspace"] == stack_settings("dev").storage.workspace.name
+    assert (
+        validation_errors(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": pod}, "1.35"
+        )
+        == []
+    )
+
+
+def test_a_gpu_notebook_gets_the_cuda_image_and_the_pool_contract() -> None:
+    settings = stack_settings("dev")
+    server = settings.teams[0].notebooks[0].model_copy(update={"gpus": 1, "pool": "gpu"})
+    pod = manifests.notebook(settings, "research", server)["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == versions.NOTEBOOK_IMAGE_GPU
+    assert pod["nodeSelector"] == {"ml-platform.io/pool": "gpu"}
+
+
+def test_custom_resources_wait_for_their_installer() -> None:
+    run = stack_run("dev")
+    directories = {r.name: r.urn for r in run.of_type("kubernetes:kustomize/v2:Directory")}
+    [tfjob] = run.of_type("kubernetes:kubeflow.org/v1:TFJob")
+    [notebook] = run.of_type("kubernetes:kubeflow.org/v1:Notebook")
+    assert directories["ml-dev-kubeflow-training-operator"] in tfjob.dependencies
+    assert directories["ml-dev-kubeflow-notebook-controller"] in notebook.dependencies
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_tfjob_leaves_pods_behind(stack: str) -> None:
+    for job in _objects(stack, "TFJob"):
+        assert job["spec"]["runPolicy"]["cleanPodPolicy"] != "None"
+        ps = job["spec"]["tfReplicaSpecs"].get("PS")
+        if ps:
+            assert "nvidia.com/gpu" not in json.dumps(ps)
+
+
+def test_an_unschedulable_job_stops_the_program_before_anything_registers() -> None:
+    config = stack_config("dev")
+    config["ml-platform:teams"][0]["trainingJobs"][0]["gpusPerWorker"] = 2  # g5/g6.xlarge have 1
+    with pytest.raises(ProgramError) as caught:
+        run_program("dev", config)
+    assert isinstance(caught.value.cause, SettingsError)
+    message = str(caught.value.cause)
+    assert "ml-platform:teams[0].trainingJobs[0]: TFJob research/mnist Worker" in message
+    assert "2 nvidia.com/gpu > 1 per node" in message
+    assert caught.value.resources == []
