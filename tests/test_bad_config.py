@@ -73,6 +73,17 @@ def _old_cluster_with_bin_packing(config: Config) -> None:
     config["ml-platform:gpu"] = {"binPackingScheduler": True}
 
 
+def _job(**changes: Any) -> Callable[[Config], None]:
+    def apply(config: Config) -> None:
+        config["ml-platform:teams"][0]["trainingJobs"][0].update(changes)
+
+    return apply
+
+
+def _without_training_operator(config: Config) -> None:
+    config["ml-platform:kubeflow"] = {"trainingOperator": {"enabled": False}}
+
+
 def _unknown_root_key(config: Config) -> None:
     config["ml-platform:nodepools"] = {}
 
@@ -162,6 +173,48 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         _set("teams", [{"name": "computer-vision-and-multimodal-research-group"}]),
         "ml-platform:teams[0].name",
         "too long for EFS",
+    ),
+    "job without the training operator": (
+        "dev",
+        _without_training_operator,
+        "ml-platform:teams[0].trainingJobs[0].name",
+        "needs `kubeflow.trainingOperator.enabled: true`",
+    ),
+    "GPU job on the system pool": (
+        "dev",
+        _job(pool="system"),
+        "ml-platform:teams[0].trainingJobs[0].pool",
+        "GPU work needs a GPU pool (gpu)",
+    ),
+    "job on an unknown pool": (
+        "dev",
+        _job(pool="a100"),
+        "ml-platform:teams[0].trainingJobs[0].pool",
+        "no pool 'a100'; pools: system, gpu",
+    ),
+    "bin packing without the scheduler": (
+        "dev",
+        _job(binPacking=True),
+        "ml-platform:teams[0].trainingJobs[0].binPacking",
+        "needs `gpu.binPackingScheduler: true`",
+    ),
+    "pytorch job without a command": (
+        "dev",
+        _job(framework="pytorch"),
+        "ml-platform:teams[0].trainingJobs[0].command",
+        "needs its own `image` and `command`",
+    ),
+    "latest image": (
+        "dev",
+        _set("training", {"image": "registry.example.com/ml/training:latest"}),
+        "ml-platform:training.image",
+        "uses the `latest` tag",
+    ),
+    "unpinned image": (
+        "dev",
+        _set("training", {"image": "registry.example.com/ml/training"}),
+        "ml-platform:training.image",
+        "not a pinned image reference",
     ),
     "duplicate team": ("dev", _duplicate_team, "ml-platform:teams[1].name", "duplicate team name"),
     "empty AZ list": (
