@@ -192,11 +192,13 @@ def test_export_is_atomic(tmp_path: Path) -> None:
     assert trainer.next_version(base) > 7
 
 
-def test_mixed_precision_path_trains_and_exports_float32(tmp_path: Path) -> None:
+def test_gpu_path_mixed_precision_and_xla_trains_and_exports_float32(tmp_path: Path) -> None:
+    """What a GPU node runs (float16 compute, XLA-compiled steps), exercised on the CPU."""
     data = _synthetic(tmp_path / "data.npz", train_size=512, test_size=128)
-    run = trainer.Run(epochs=1, batch_size=64, mixed_precision=True)
+    run = trainer.Run(epochs=2, batch_size=64, mixed_precision=True, xla=True)
     metrics = trainer.train(data, tmp_path / "export", run, log=_quiet)
     assert metrics is not None
+    assert metrics.test_accuracy > 0.9
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
     loaded = tf.saved_model.load(str(tmp_path / "export" / str(metrics.version)))
     [output] = loaded.signatures["serving_default"].structured_outputs.values()

@@ -181,6 +181,7 @@ class Run:
     checkpoint_dir: Path | None = None
     metrics_file: Path | None = None
     mixed_precision: bool | None = None  # None: on when a GPU is present
+    xla: bool | None = None  # None: on when a GPU is present
     seed: int = 42
 
 
@@ -209,7 +210,8 @@ def train(
             if cluster.num_workers > 1
             else tf.distribute.get_strategy()
         )
-        session = _Session(tf, keras, strategy, run, mixed=mixed, jit=gpus)
+        jit = gpus if run.xla is None else run.xla
+        session = _Session(tf, keras, strategy, run, mixed=mixed, jit=jit)
         started = time.perf_counter()
         first_epoch = session.fit(arrays[0], arrays[1], cluster, log)
         train_seconds = time.perf_counter() - started
