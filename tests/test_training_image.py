@@ -63,10 +63,10 @@ def test_the_image_carries_every_module_the_trainer_imports() -> None:
         if line.startswith("!")
     }
     assert copied <= allowed
-    for module in ("train.py", "prepare_data.py"):
+    for module in ("train.py", "prepare_data.py", "evaluate.py", "promote.py"):
         tree = ast.parse((ROOT / "training" / module).read_text())
         for node in ast.walk(tree):
             module_name = node.module if isinstance(node, ast.ImportFrom) else None
             if module_name and module_name.startswith("training."):
                 assert f"{module_name.split('.')[1]}.py" in copied, module_name
-    assert {"__init__.py", "train.py", "prepare_data.py"} <= copied
+    assert {"__init__.py", "train.py", "prepare_data.py", "evaluate.py", "promote.py"} <= copied
