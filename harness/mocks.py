@@ -209,6 +209,24 @@ def _efs_mount_target(args: pulumi.runtime.MockResourceArgs, state: State) -> tu
     return resource_id, state
 
 
+def _ecr_repository(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    name = str(state.get("name") or args.name)
+    state |= {
+        "name": name,
+        "arn": _arn("ecr", f"repository/{name}"),
+        "registryId": ACCOUNT_ID,
+        "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{_Context.region}.amazonaws.com/{name}",
+    }
+    return name, state
+
+
+def _docker_image(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    [tag] = state.get("tags") or [f"{args.name}:latest"]
+    digest = "sha256:" + short_hash("image", str(tag), length=64)
+    state |= {"ref": f"{tag}@{digest}", "digest": digest, "contextHash": short_hash(str(tag))}
+    return digest, state
+
+
 def _helm_release(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
     namespace, name = state.get("namespace", "default"), state.get("name", args.name)
     state["status"] = {
@@ -264,6 +282,9 @@ RESOURCE_HANDLERS: dict[str, ResourceHandler] = {
     "aws:efs/mountTarget:MountTarget": _efs_mount_target,
     "aws:efs/accessPoint:AccessPoint": _with("fsap", "elasticfilesystem", "access-point"),
     "aws:efs/backupPolicy:BackupPolicy": _simple("fsbackup"),
+    "aws:ecr/repository:Repository": _ecr_repository,
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": _simple("ecrpolicy"),
+    "docker-build:index:Image": _docker_image,
 }
 
 
@@ -295,6 +316,15 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "issuerName": args["arn"].split("/")[1],
         "sessionName": args["arn"].split("/")[-1],
         "id": args["arn"],
+    },
+    "aws:ecr/getAuthorizationToken:getAuthorizationToken": lambda args: {
+        "authorizationToken": "QVdTOm1vY2stdG9rZW4=",
+        "userName": "AWS",
+        "password": "mock-token",
+        "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{_Context.region}.amazonaws.com",
+        "expiresAt": "2026-11-29T10:00:00Z",
+        "registryId": args.get("registryId", ACCOUNT_ID),
+        "id": _Context.region,
     },
     "aws:index/getPartition:getPartition": lambda _: {
         "partition": PARTITION,

@@ -25,6 +25,7 @@ from infra.priorities import PriorityClasses
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import AwsSettings, Settings
 from infra.staging import DatasetStaging
+from infra.training_image import TrainingImage
 from infra.volumes import SharedVolumes, VolumeKey
 from workloads.custom_resources import TeamWorkload
 from workloads.plan import ensure_schedulable, plan_workloads
@@ -40,6 +41,7 @@ class AwsLayer:
     # What must run before anything that starts pods (Helm releases that wait for readiness).
     ready: list[pulumi.Resource] = field(default_factory=list)
     file_system: SharedFileSystem | None = None
+    training_image: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,8 @@ def build_platform(settings: Settings) -> Platform:
         after=ready,
         opts=pulumi.ResourceOptions(provider=installer),
     )
-    for workload in planned:
+    training_image = aws_layer.training_image if aws_layer else None
+    for workload in plan_workloads(settings, training_image):
         team_claims: list[pulumi.Resource] = [
             claim for (_, ns), claim in volumes.claims.items() if ns == workload.team
         ]
@@ -232,6 +235,10 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
             after=layer.ready,
             opts=on_aws,
         )
+    if settings.training.build:
+        layer.training_image = TrainingImage(
+            f"{name}-training-image", repository_name=f"{name}/training", opts=on_aws
+        ).ref
     ClusterAutoscaler(
         f"{name}-autoscaler",
         cluster=cluster.cluster,

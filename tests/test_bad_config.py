@@ -216,6 +216,18 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:training.image",
         "not a pinned image reference",
     ),
+    "both an image and a build": (
+        "dev",
+        _set("training", {"build": True, "image": "registry.example.com/ml/training:1"}),
+        "ml-platform:training.image",
+        "either an image or `build: true`",
+    ),
+    "building on an existing cluster": (
+        "local",
+        _set("training", {"build": True}),
+        "ml-platform:training.build",
+        "needs mode `eks`",
+    ),
     "duplicate team": ("dev", _duplicate_team, "ml-platform:teams[1].name", "duplicate team name"),
     "empty AZ list": (
         "dev",

@@ -148,7 +148,7 @@ def _full_tfjob() -> dict[str, Any]:
         .training_jobs[0]
         .model_copy(update={"chief": True, "parameter_servers": 2, "evaluator": True})
     )
-    return manifests.tfjob(settings, "research", job)
+    return manifests.tfjob(settings, "research", job, "registry.example.com/ml/training:1")
 
 
 def test_tfjob_policies_and_replicas() -> None:
@@ -193,7 +193,8 @@ def test_tfjob_runs_the_trainer_with_the_shared_paths() -> None:
     assert args["--data"] == "/data/mnist.npz"
     assert args["--export-dir"] == "/models/research/mnist"
     assert args["--checkpoint-dir"] == "/models/.checkpoints/research/mnist"
-    assert container["image"] == stack_settings("dev").training.image
+    [image] = stack_run("dev").of_type("docker-build:index:Image")
+    assert container["image"] == image.outputs["ref"]  # the image this stack builds
 
 
 def test_pytorchjob_round_trip_and_shape() -> None:

@@ -94,6 +94,7 @@ def _replica(
     team: str,
     job: TrainingJobSettings,
     *,
+    image: Any,
     container_name: str,
     port: tuple[str, int],
     replicas: int,
@@ -121,7 +122,7 @@ def _replica(
     ]
     container = {
         "name": container_name,
-        "image": job.image or settings.training.image,
+        "image": job.image or image,
         "command": command,
         "ports": [{"name": port[0], "containerPort": port[1]}],
         "resources": _resources(settings, pool, gpus, job.cpu, job.memory),
@@ -165,14 +166,21 @@ def _run_policy(job: TrainingJobSettings) -> dict[str, Any]:
     }
 
 
-def tfjob(settings: Settings, team: str, job: TrainingJobSettings) -> dict[str, Any]:
-    """A TFJob: workers for MultiWorkerMirroredStrategy; Chief, PS and Evaluator when asked."""
+def tfjob(
+    settings: Settings, team: str, job: TrainingJobSettings, image: Any = None
+) -> dict[str, Any]:
+    """A TFJob: workers for MultiWorkerMirroredStrategy; Chief, PS and Evaluator when asked.
+
+    `image`: the training image (a string, or the reference the stack builds); default
+    `training.image`.
+    """
 
     def replica(replicas: int, gpus: int) -> dict[str, Any]:
         return _replica(
             settings,
             team,
             job,
+            image=image or settings.training.image,
             container_name="tensorflow",  # the operator finds the training container by name
             port=TF_PORT,
             replicas=replicas,
@@ -194,7 +202,9 @@ def tfjob(settings: Settings, team: str, job: TrainingJobSettings) -> dict[str, 
     }
 
 
-def pytorchjob(settings: Settings, team: str, job: TrainingJobSettings) -> dict[str, Any]:
+def pytorchjob(
+    settings: Settings, team: str, job: TrainingJobSettings, image: Any = None
+) -> dict[str, Any]:
     """A PyTorchJob: one Master plus workers-1 Workers, torchrun processes per node."""
 
     def replica(replicas: int) -> dict[str, Any]:
@@ -202,6 +212,7 @@ def pytorchjob(settings: Settings, team: str, job: TrainingJobSettings) -> dict[
             settings,
             team,
             job,
+            image=image or settings.training.image,
             container_name="pytorch",
             port=PYTORCH_PORT,
             replicas=replicas,
@@ -223,12 +234,11 @@ def pytorchjob(settings: Settings, team: str, job: TrainingJobSettings) -> dict[
     }
 
 
-def training_job(settings: Settings, team: str, job: TrainingJobSettings) -> dict[str, Any]:
-    return (
-        tfjob(settings, team, job)
-        if job.framework == "tensorflow"
-        else pytorchjob(settings, team, job)
-    )
+def training_job(
+    settings: Settings, team: str, job: TrainingJobSettings, image: Any = None
+) -> dict[str, Any]:
+    build = tfjob if job.framework == "tensorflow" else pytorchjob
+    return build(settings, team, job, image)
 
 
 def notebook(settings: Settings, team: str, server: NotebookServerSettings) -> dict[str, Any]:

@@ -25,7 +25,8 @@ class PlannedWorkload:
         return str(self.manifest["metadata"]["name"])
 
 
-def plan_workloads(settings: Settings) -> list[PlannedWorkload]:
+def plan_workloads(settings: Settings, training_image: Any = None) -> list[PlannedWorkload]:
+    """Every declared workload; `training_image` is the stack's built image, when it builds one."""
     planned = []
     for index, team in enumerate(settings.teams):
         for position, job in enumerate(team.training_jobs):
@@ -33,7 +34,7 @@ def plan_workloads(settings: Settings) -> list[PlannedWorkload]:
                 PlannedWorkload(
                     f"ml-platform:teams[{index}].trainingJobs[{position}]",
                     team.name,
-                    manifests.training_job(settings, team.name, job),
+                    manifests.training_job(settings, team.name, job, training_image),
                 )
             )
         for position, server in enumerate(team.notebooks):

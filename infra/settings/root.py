@@ -106,6 +106,12 @@ class Settings(SettingsModel):
                 f"no kube-scheduler image is pinned for Kubernetes {minor}; the scheduler must "
                 f"match the cluster's minor version (pinned: {pinned})",
             )
+        if self.training.build and self.cluster.mode != "eks":
+            raise ConfigProblem(
+                ("training", "build"),
+                "building pushes to an ECR repository this stack creates, so it needs mode `eks`; "
+                "on an existing cluster give `training.image`",
+            )
         for index, team in enumerate(self.teams):
             self._check_workloads(index, team)
         return self
@@ -145,10 +151,11 @@ class Settings(SettingsModel):
                 raise ConfigProblem(
                     (*where, "binPacking"), "needs `gpu.binPackingScheduler: true` in this stack"
                 )
-            if job.image is None and self.training.image is None:
+            if job.image is None and not self.training.available:
                 raise ConfigProblem(
                     (*where, "image"),
-                    "no image to run: set `training.image` (or the job's `image`)",
+                    "no image to run: set `training.image` or `training.build: true` (or the "
+                    "job's `image`)",
                 )
 
     @property

@@ -37,9 +37,23 @@ PinnedImage = Annotated[str, AfterValidator(_check_image)]
 class TrainingSettings(SettingsModel):
     image: PinnedImage | None = Field(
         default=None,
-        description="The training image (built from training/), pinned by tag or digest; "
-        "required when any team declares a training job.",
+        description="The training image (built from training/), pinned by tag or digest.",
     )
+    build: bool = Field(
+        default=False,
+        description="Build training/ and push it to an ECR repository of this stack instead "
+        "(AWS stacks; needs Docker with buildx where `pulumi up` runs).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingSettings:
+        if self.build and self.image:
+            raise ConfigProblem(("image",), "give either an image or `build: true`, not both")
+        return self
+
+    @property
+    def available(self) -> bool:
+        return self.build or self.image is not None
 
 
 class TrainingJobSettings(SettingsModel):
