@@ -54,6 +54,7 @@ def test_content_tag_follows_the_files_in_the_image(tmp_path: Path) -> None:
 
 def test_every_tfjob_runs_the_built_image(built: ProgramRun) -> None:
     [image] = built.of_type("docker-build:index:Image")
+    assert built.outputs["trainingImage"] == image.outputs["ref"]
     jobs = built.of_type("kubernetes:kubeflow.org/v1:TFJob")
     for job in jobs:
         for replica in job.inputs["spec"]["tfReplicaSpecs"].values():
