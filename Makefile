@@ -56,6 +56,7 @@ preview: setup ## pulumi preview of STACK (default local) with a local state bac
 
 bench: setup ## Performance figures as ratios against baselines, measured in one run
 	$(RUN) python -m benchmarks.training_bench
+	$(RUN) python -m benchmarks.serving_bench
 
 docs: setup ## Regenerate docs/configuration.md from the settings models
 	$(RUN) python -m infra.config_reference > docs/configuration.md

@@ -1,0 +1,203 @@
+"""The ASGI application: TF Serving's REST API for one model, plus a picture endpoint.
+
+- `GET  /v1/models/<name>`            version status, as TF Serving reports it
+- `POST /v1/models/<name>:predict`    `{"instances": [...]}` -> `{"predictions": [...]}`
+- `POST /v1/models/<name>:digit`      a PNG/JPEG picture -> `{"digit": 7, "probabilities": [...]}`
+- `GET  /healthz`, `/readyz`, `/metrics`
+
+Errors use TF Serving's shape, `{"error": "..."}`, with a 4xx status for the client's mistakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from inference.batcher import Batcher, NoModel
+from inference.metrics import Metrics
+from inference.model_store import ModelStore, Predict, load_version
+from inference.payloads import BadRequest, parse_image, parse_instances
+
+log = logging.getLogger("inference.app")
+
+
+@dataclass(frozen=True)
+class Config:
+    model_base_path: Path
+    model_name: str
+    max_batch_size: int = 32
+    batch_timeout_ms: float = 5.0
+    max_body_bytes: int = 1 << 20
+    max_instances: int = 256
+    poll_seconds: float = 10.0
+
+
+def error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"the body is {declared} bytes; the limit is {limit}", status=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"the body is over the {limit}-byte limit", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Service:
+    """The model store, the batcher and the metrics behind the routes."""
+
+    def __init__(self, config: Config, loader: Callable[[Path], Predict] = load_version) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.store = ModelStore(
+            config.model_base_path, loader, on_reject=self.metrics.load_failures.inc
+        )
+        self.batcher = Batcher(
+            lambda: self.store.current,
+            max_batch_size=config.max_batch_size,
+            timeout_s=config.batch_timeout_ms / 1000.0,
+            on_batch=self.metrics.batch_size.observe,
+        )
+
+    async def refresh(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.store.refresh)
+        current = self.store.current
+        self.metrics.model_version.set(current.version if current else 0)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_seconds)
+            try:
+                await self.refresh()
+            except Exception:  # a bad poll must not stop the next ones
+                log.exception("model refresh failed")
+
+    @contextlib.asynccontextmanager
+    async def running(self, _: FastAPI) -> AsyncIterator[None]:
+        await self.refresh()
+        # TensorFlow leaves hundreds of thousands of long-lived objects behind; a full garbage
+        # collection over them stalls every request for ~100 ms.  Freezing them takes them out
+        # of the collector's scans.
+        gc.freeze()
+        self.batcher.start()
+        poller = asyncio.get_running_loop().create_task(self._poll())
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await self.batcher.stop()
+
+    async def timed(self, route: str, handler: Callable[[], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await handler()
+        except BadRequest as problem:
+            response = error(str(problem), problem.status)
+        except NoModel as problem:
+            response = error(str(problem), 503)
+        self.metrics.observe(route, response.status_code, time.perf_counter() - started)
+        return response
+
+    def _known(self, name: str) -> None:
+        if name != self.config.model_name:
+            raise BadRequest(
+                f"model {name!r} not found; this server serves {self.config.model_name!r}",
+                status=404,
+            )
+
+    async def status(self, name: str) -> Response:
+        self._known(name)
+        current = self.store.current
+        if current is None:
+            return error(f"no version of {name!r} is loaded yet", 404)
+        version_status = {
+            "version": str(current.version),
+            "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": ""},
+        }
+        return JSONResponse({"model_version_status": [version_status]})
+
+    async def predict(self, name: str, request: Request) -> Response:
+        self._known(name)
+        body = await read_body(request, self.config.max_body_bytes)
+        instances = parse_instances(body, self.config.max_instances)
+        probabilities, version = await self.batcher.predict(instances)
+        return Response(
+            orjson.dumps({"predictions": probabilities}, option=orjson.OPT_SERIALIZE_NUMPY),
+            media_type="application/json",
+            headers={"X-Model-Version": str(version)},
+        )
+
+    async def digit(self, name: str, request: Request) -> Response:
+        self._known(name)
+        body = await read_body(request, self.config.max_body_bytes)
+        probabilities, version = await self.batcher.predict(parse_image(body))
+        [row] = probabilities
+        return JSONResponse(
+            {
+                "digit": int(np.argmax(row)),
+                "probabilities": [round(float(p), 6) for p in row],
+                "model_version": str(version),
+            }
+        )
+
+    async def ready(self) -> Response:
+        current = self.store.current
+        if current is None:
+            return error("no model version loaded yet", 503)
+        return JSONResponse({"status": "ready", "model_version": str(current.version)})
+
+
+def create_app(config: Config, loader: Callable[[Path], Predict] = load_version) -> FastAPI:
+    service = Service(config, loader)
+    app = FastAPI(title="ml-platform inference API", lifespan=service.running)
+    app.state.service = service
+
+    @app.get("/v1/models/{name}")
+    async def status(name: str) -> Response:
+        return await service.timed("status", lambda: service.status(name))
+
+    @app.post("/v1/models/{call}")
+    async def call(call: str, request: Request) -> Response:
+        name, _, method = call.partition(":")
+        if method == "predict":
+            return await service.timed("predict", lambda: service.predict(name, request))
+        if method == "digit":
+            return await service.timed("digit", lambda: service.digit(name, request))
+        return error(f"unknown method {method!r} in {call!r}; use :predict or :digit", 404)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        return await service.timed("readyz", service.ready)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(
+            service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    return app
