@@ -167,14 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     image = (np.random.default_rng(0).random((28, 28)) * 0.5).tolist()
     body = json.dumps({"instances": [image]}).encode()
-    load = {"body": body, "clients": args.clients, "seconds": args.seconds}
     with tempfile.TemporaryDirectory() as out:
         base = export_model(Path(out))
         results = [
-            measure("batching off (--max-batch-size 1)", base, 1, body, args.clients, args.seconds),
-            measure(
-                "batching on (--max-batch-size 32)", base, 32, body, args.clients, args.seconds
-            ),
+            measure(label, base, max_batch, body=body, clients=args.clients, seconds=args.seconds)
+            for label, max_batch in (
+                ("batching off (--max-batch-size 1)", 1),
+                ("batching on (--max-batch-size 32)", 32),
+            )
         ]
     print(f"inference API, {args.clients} concurrent clients, one image per request, loopback:")
     for result in results:
