@@ -1,0 +1,317 @@
+"""The inference API, on loopback, serving models that training.train exported."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tensorflow as tf
+import uvicorn
+from PIL import Image
+
+from inference import server as cli
+from inference.app import Config, create_app
+from tests.test_training import _synthetic
+from training import train as trainer
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, Path]:
+    """A model version exported by the trainer, the test images, and a second version to add."""
+    out = tmp_path_factory.mktemp("exported")
+    data = _synthetic(out / "data.npz")
+    run = trainer.Run(epochs=1, batch_size=64)
+    first = trainer.train(data, out / "first", run, log=lambda *_: None)
+    second = trainer.train(
+        data, out / "second", trainer.Run(epochs=2, batch_size=64), log=lambda *_: None
+    )
+    assert first is not None
+    assert second is not None
+    with np.load(data) as arrays:
+        images = arrays["x_test"].astype(np.float32) / 255.0
+    return out / "first" / str(first.version), images, out / "second" / str(second.version)
+
+
+class Running:
+    def __init__(self, base: Path, **options: float) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        config = Config(model_base_path=base, model_name="mnist", **options)  # type: ignore[arg-type]
+        self.app = create_app(config)
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.client.close()
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def base(tmp_path: Path, exported: tuple[Path, np.ndarray, Path]) -> Path:
+    first, _, _ = exported
+    target = tmp_path / "mnist"
+    shutil.copytree(first, target / first.name)
+    return target
+
+
+@pytest.fixture
+def api(base: Path) -> Iterator[Running]:
+    with Running(base, poll_seconds=0.2, batch_timeout_ms=5.0) as running:
+        yield running
+
+
+def _predict(api: Running, instances: list[object]) -> httpx.Response:
+    return api.client.post("/v1/models/mnist:predict", json={"instances": instances})
+
+
+def test_status_and_probes(api: Running, base: Path) -> None:
+    [version] = [p.name for p in base.iterdir()]
+    status = api.client.get("/v1/models/mnist").json()
+    assert status == {
+        "model_version_status": [
+            {
+                "version": version,
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ]
+    }
+    assert api.client.get("/healthz").status_code == 200
+    assert api.client.get("/readyz").json() == {"status": "ready", "model_version": version}
+
+
+def test_predictions_equal_the_saved_models_own_output(
+    api: Running, base: Path, exported: tuple[Path, np.ndarray, Path]
+) -> None:
+    _, images, _ = exported
+    [version_dir] = list(base.iterdir())
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    [expected] = serve(image=tf.constant(images[:8])).values()
+    response = _predict(api, images[:8].tolist())
+    assert response.status_code == 200
+    assert response.headers["x-model-version"] == version_dir.name
+    np.testing.assert_allclose(
+        np.array(response.json()["predictions"]), expected.numpy(), atol=1e-6
+    )
+    flat = _predict(api, [images[0].reshape(784).tolist()])
+    np.testing.assert_allclose(flat.json()["predictions"][0], expected.numpy()[0], atol=1e-6)
+
+
+def _png(pixels: np.ndarray, *, ink_dark: bool, fmt: str = "PNG") -> bytes:
+    values = (255 - pixels * 255) if ink_dark else pixels * 255
+    buffer = io.BytesIO()
+    Image.fromarray(values.astype(np.uint8)).resize((56, 56)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_picture_endpoint_reads_dark_ink_on_light_paper(
+    api: Running, exported: tuple[Path, np.ndarray, Path]
+) -> None:
+    _, images, _ = exported
+    expected = int(np.argmax(_predict(api, [images[3].tolist()]).json()["predictions"][0]))
+    for ink_dark in (True, False):
+        response = api.client.post(
+            "/v1/models/mnist:digit",
+            content=_png(images[3], ink_dark=ink_dark),
+            headers={"content-type": "image/png"},
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["digit"] == expected
+        assert len(body["probabilities"]) == 10
+        assert sum(body["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+
+
+BAD_REQUESTS: dict[str, tuple[str, bytes, int, str]] = {
+    "malformed JSON": (":predict", b'{"instances": [', 400, "not valid JSON"),
+    "no instances": (":predict", b'{"inputs": []}', 400, 'send {"instances"'),
+    "empty instances": (":predict", b'{"instances": []}', 400, "non-empty list"),
+    "wrong shape": (":predict", b'{"instances": [[0.1, 0.2, 0.3]]}', 400, "expected [28, 28]"),
+    "strings": (":predict", b'{"instances": ["seven"]}', 400, "must be numbers"),
+    "booleans": (":predict", b'{"instances": [[true, false]]}', 400, "true/false"),
+    "NaN": (":predict", b'{"instances": [[NaN]]}', 400, "NaN"),
+    "infinity": (":predict", b'{"instances": [[Infinity]]}', 400, "NaN and infinity"),
+    "0-255 pixels": (
+        ":predict",
+        ('{"instances": [' + str([[255] * 28] * 28) + "]}").encode(),
+        400,
+        "scale pixels",
+    ),
+    "too many instances": (
+        ":predict",
+        ('{"instances": ' + str([[[0] * 28] * 28] * 300) + "}").encode(),
+        413,
+        "at most 256",
+    ),
+    "undecodable picture": (":digit", b"not a picture", 400, "not a readable PNG or JPEG"),
+    "empty picture": (":digit", b"", 400, "send the picture"),
+    "unknown method": (":explain", b"{}", 404, "use :predict or :digit"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(
+    api: Running, case: str, exported: tuple[Path, np.ndarray, Path]
+) -> None:
+    method, body, status, fragment = BAD_REQUESTS[case]
+    response = api.client.post(f"/v1/models/mnist{method}", content=body)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"]
+    _, images, _ = exported
+    assert _predict(api, [images[0].tolist()]).status_code == 200
+
+
+def test_unknown_model_is_404(api: Running) -> None:
+    response = api.client.post("/v1/models/resnet:predict", json={"instances": []})
+    assert response.status_code == 404
+    assert "this server serves 'mnist'" in response.json()["error"]
+    assert api.client.get("/v1/models/resnet").status_code == 404
+
+
+def test_oversized_body_is_refused(base: Path) -> None:
+    with Running(base, max_body_bytes=1000) as small:
+        response = small.client.post("/v1/models/mnist:predict", content=b"x" * 5000)
+        assert response.status_code == 413
+        assert "limit is 1000" in response.json()["error"]
+        assert small.client.get("/healthz").status_code == 200
+
+
+def test_a_gif_is_refused(api: Running, exported: tuple[Path, np.ndarray, Path]) -> None:
+    _, images, _ = exported
+    response = api.client.post(
+        "/v1/models/mnist:digit", content=_png(images[0], ink_dark=True, fmt="GIF")
+    )
+    assert response.status_code == 400
+    assert "send PNG or JPEG" in response.json()["error"]
+
+
+def test_new_version_is_picked_up_while_requests_are_in_flight(
+    api: Running, base: Path, exported: tuple[Path, np.ndarray, Path]
+) -> None:
+    _, images, second = exported
+    [first] = [p.name for p in base.iterdir()]
+    statuses: list[int] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=str(api.client.base_url), timeout=30) as client:
+            while not stop.is_set():
+                response = client.post(
+                    "/v1/models/mnist:predict", json={"instances": [images[1].tolist()]}
+                )
+                statuses.append(response.status_code)
+                versions.append(response.headers.get("x-model-version", ""))
+
+    with ThreadPoolExecutor(4) as pool:
+        workers = [pool.submit(hammer) for _ in range(4)]
+        time.sleep(0.5)
+        staging = base / f".tmp-{second.name}"
+        shutil.copytree(second, staging)
+        staging.rename(base / second.name)  # how the trainer and promote publish a version
+        deadline = time.monotonic() + 30
+        while api.client.get("/readyz").json()["model_version"] != second.name:
+            assert time.monotonic() < deadline, "new version never served"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        stop.set()
+        for worker in workers:
+            worker.result()
+    assert statuses
+    assert set(statuses) == {200}
+    assert versions[0] == first
+    assert versions[-1] == second.name
+
+
+def test_a_broken_version_is_rejected_and_the_old_one_keeps_serving(
+    api: Running, base: Path, exported: tuple[Path, np.ndarray, Path]
+) -> None:
+    _, images, _ = exported
+    [first] = [p.name for p in base.iterdir()]
+    broken = base / str(int(first) + 10)
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"garbage")
+    deadline = time.monotonic() + 30
+    while "inference_model_load_failures_total 1.0" not in api.client.get("/metrics").text:
+        assert time.monotonic() < deadline, "broken version never tried"
+        time.sleep(0.1)
+    response = _predict(api, [images[0].tolist()])
+    assert response.status_code == 200
+    assert response.headers["x-model-version"] == first
+
+
+def test_concurrent_requests_are_batched_and_measured(
+    api: Running, exported: tuple[Path, np.ndarray, Path]
+) -> None:
+    _, images, _ = exported
+    body = {"instances": [images[2].tolist()]}
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(
+            pool.map(lambda _: api.client.post("/v1/models/mnist:predict", json=body), range(64))
+        )
+    assert {r.status_code for r in responses} == {200}
+    metrics = api.client.get("/metrics").text
+    sizes = api.app.state.service.metrics.batch_size
+    assert sizes._sum.get() >= 64
+    calls = [line for line in metrics.splitlines() if line.startswith("inference_batch_size_count")]
+    assert float(calls[0].split()[-1]) < 64, "every request was a model call of its own"
+    assert 'inference_requests_total{route="predict",status="200"}' in metrics
+    assert "inference_request_duration_seconds_bucket" in metrics
+    assert "inference_model_version" in metrics
+
+
+def test_no_model_yet_means_not_ready_then_ready(
+    tmp_path: Path, exported: tuple[Path, np.ndarray, Path]
+) -> None:
+    first, images, _ = exported
+    base = tmp_path / "empty"
+    with Running(base, poll_seconds=0.2) as running:
+        assert running.client.get("/readyz").status_code == 503
+        response = running.client.post(
+            "/v1/models/mnist:predict", json={"instances": [images[0].tolist()]}
+        )
+        assert response.status_code == 503
+        shutil.copytree(first, base / first.name)
+        deadline = time.monotonic() + 30
+        while running.client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-batch-size", "0"], "must be at least 1"),
+        (["--batch-timeout-ms", "-1"], "must not be negative"),
+        (["--port", "http"], "is not a whole number"),
+    ],
+)
+def test_bad_flags_are_refused(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.parse_args(["--model-base-path", "/tmp", "--model-name", "mnist", *flags])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
