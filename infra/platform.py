@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import gpu_sharing, names
+from infra import gpu_sharing, images, names
 from infra.addons import ClusterAddons, addon_versions
 from infra.autoscaler import ClusterAutoscaler
 from infra.binpack_scheduler import BinPackingScheduler
@@ -17,6 +17,7 @@ from infra.efs import SharedFileSystem
 from infra.existing_cluster import ExistingCluster
 from infra.gpu_operator import GpuOperator
 from infra.iam import ServiceRole, managed_policy
+from infra.images import BuiltImage
 from infra.kubeflow import KubeflowInstalls
 from infra.namespaces import PlatformNamespaces, namespace_specs
 from infra.network import Network
@@ -25,7 +26,6 @@ from infra.priorities import PriorityClasses
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import AwsSettings, Settings
 from infra.staging import DatasetStaging
-from infra.training_image import TrainingImage
 from infra.volumes import SharedVolumes, VolumeKey
 from workloads.custom_resources import TeamWorkload
 from workloads.plan import ensure_schedulable, plan_workloads
@@ -42,6 +42,7 @@ class AwsLayer:
     ready: list[pulumi.Resource] = field(default_factory=list)
     file_system: SharedFileSystem | None = None
     training_image: pulumi.Output[str] | None = None
+    inference_image: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -236,8 +237,18 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
             opts=on_aws,
         )
     if settings.training.build:
-        layer.training_image = TrainingImage(
-            f"{name}-training-image", repository_name=f"{name}/training", opts=on_aws
+        layer.training_image = BuiltImage(
+            f"{name}-training-image",
+            context=images.TRAINING,
+            repository_name=f"{name}/training",
+            opts=on_aws,
+        ).ref
+    if settings.serving.build_inference_image:
+        layer.inference_image = BuiltImage(
+            f"{name}-inference-image",
+            context=images.INFERENCE,
+            repository_name=f"{name}/inference",
+            opts=on_aws,
         ).ref
     ClusterAutoscaler(
         f"{name}-autoscaler",

@@ -193,7 +193,9 @@ def test_tfjob_runs_the_trainer_with_the_shared_paths() -> None:
     assert args["--data"] == "/data/mnist.npz"
     assert args["--export-dir"] == "/models/research/mnist"
     assert args["--checkpoint-dir"] == "/models/.checkpoints/research/mnist"
-    [image] = stack_run("dev").of_type("docker-build:index:Image")
+    [image] = [
+        i for i in stack_run("dev").of_type("docker-build:index:Image") if "training" in i.name
+    ]
     assert container["image"] == image.outputs["ref"]  # the image this stack builds
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.program import ProgramRun
-from infra import training_image
+from infra import images as training_image
 from tests.conftest import stack_run
 
 
@@ -19,22 +19,32 @@ def built(request: pytest.FixtureRequest) -> ProgramRun:
 
 
 def test_repository_is_immutable_scanned_and_pruned(built: ProgramRun) -> None:
-    [repository] = built.of_type("aws:ecr/repository:Repository")
+    [repository] = [
+        r
+        for r in built.of_type("aws:ecr/repository:Repository")
+        if r.inputs["name"].endswith("/training")
+    ]
     assert repository.inputs["imageTagMutability"] == "IMMUTABLE"
     assert repository.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repository.inputs["encryptionConfigurations"] == [{"encryptionType": "KMS"}]
-    [policy] = built.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
+    [policy] = [
+        p for p in built.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy") if "training" in p.name
+    ]
     [rule] = json.loads(policy.inputs["policy"])["rules"]
     assert rule["selection"]["countNumber"] == training_image.KEEP_IMAGES
 
 
 def test_image_is_pushed_with_a_content_tag_and_not_built_on_preview(built: ProgramRun) -> None:
-    [repository] = built.of_type("aws:ecr/repository:Repository")
-    [image] = built.of_type("docker-build:index:Image")
+    [repository] = [
+        r
+        for r in built.of_type("aws:ecr/repository:Repository")
+        if r.inputs["name"].endswith("/training")
+    ]
+    [image] = [i for i in built.of_type("docker-build:index:Image") if "training" in i.name]
     url = repository.outputs["repositoryUrl"]
     assert image.inputs["push"] is True
     assert image.inputs["buildOnPreview"] is False
-    assert image.inputs["tags"] == [f"{url}:{training_image.content_tag()}"]
+    assert image.inputs["tags"] == [f"{url}:{training_image.content_tag(training_image.TRAINING)}"]
     assert image.inputs["context"]["location"].endswith("/training")
     [registry] = image.inputs["registries"]
     assert registry["address"] == url
@@ -44,7 +54,7 @@ def test_image_is_pushed_with_a_content_tag_and_not_built_on_preview(built: Prog
 
 def test_content_tag_follows_the_files_in_the_image(tmp_path: Path) -> None:
     context = tmp_path / "training"
-    shutil.copytree(training_image.CONTEXT, context)
+    shutil.copytree(training_image.TRAINING, context)
     before = training_image.content_tag(context)
     (context / "README.txt").write_text("not in the image")
     assert training_image.content_tag(context) == before
@@ -53,7 +63,7 @@ def test_content_tag_follows_the_files_in_the_image(tmp_path: Path) -> None:
 
 
 def test_every_tfjob_runs_the_built_image(built: ProgramRun) -> None:
-    [image] = built.of_type("docker-build:index:Image")
+    [image] = [i for i in built.of_type("docker-build:index:Image") if "training" in i.name]
     assert built.outputs["trainingImage"] == image.outputs["ref"]
     jobs = built.of_type("kubernetes:kubeflow.org/v1:TFJob")
     for job in jobs:

@@ -35,6 +35,7 @@ from infra.settings.components import (
     TeamSettings,
 )
 from infra.settings.pools import NodePoolsSettings
+from infra.settings.serving import ServingSettings
 from infra.settings.workloads import TrainingSettings
 
 
@@ -52,7 +53,9 @@ class Settings(SettingsModel):
     kubeflow: KubeflowSettings = Field(
         default_factory=KubeflowSettings, description="Kubeflow components to install."
     )
-    serving: Switch = Field(default_factory=Switch, description="TF Serving and inference API.")
+    serving: ServingSettings = Field(
+        default_factory=ServingSettings, description="TF Serving and the inference API."
+    )
     monitoring: Switch = Field(
         default_factory=Switch, description="Prometheus, Grafana and DCGM GPU metrics."
     )
@@ -114,6 +117,7 @@ class Settings(SettingsModel):
             )
         for index, team in enumerate(self.teams):
             self._check_workloads(index, team)
+        self._check_serving()
         return self
 
     def _check_workloads(self, index: int, team: TeamSettings) -> None:
@@ -156,6 +160,47 @@ class Settings(SettingsModel):
                     (*where, "image"),
                     "no image to run: set `training.image` or `training.build: true` (or the "
                     "job's `image`)",
+                )
+
+    def _check_serving(self) -> None:
+        serving = self.serving
+        refuse_duplicates(
+            serving.models, lambda m: m.name, ("serving", "models"), "model name", field="name"
+        )
+        if serving.models and not serving.enabled:
+            raise ConfigProblem(("serving", "enabled"), "models are declared; set `enabled: true`")
+        if serving.build_inference_image and serving.inference_image:
+            raise ConfigProblem(
+                ("serving", "inferenceImage"), "give either an image or `buildInferenceImage: true`"
+            )
+        if serving.build_inference_image and self.cluster.mode != "eks":
+            raise ConfigProblem(
+                ("serving", "buildInferenceImage"),
+                "building pushes to an ECR repository this stack creates, so it needs mode `eks`",
+            )
+        teams = {team.name for team in self.teams}
+        pools = {"system", *(pool.name for pool in self.node_pools.gpu)}
+        for index, model in enumerate(serving.models):
+            where: tuple[str | int, ...] = ("serving", "models", index)
+            if model.team not in teams:
+                raise ConfigProblem(
+                    (*where, "team"),
+                    f"no team {model.team!r}; teams: {', '.join(sorted(teams)) or 'none'}",
+                )
+            if model.pool not in pools:
+                raise ConfigProblem(
+                    (*where, "pool"), f"no pool {model.pool!r}; pools: {', '.join(sorted(pools))}"
+                )
+            if model.exposure == "internalLoadBalancer" and self.cluster.mode != "eks":
+                raise ConfigProblem(
+                    (*where, "exposure"), "an internal NLB is made by AWS: use `cluster` here"
+                )
+            api = model.inference_api
+            if api.enabled and not (serving.inference_image or serving.build_inference_image):
+                raise ConfigProblem(
+                    (*where, "inferenceApi", "enabled"),
+                    "no image for the inference API: set `serving.inferenceImage` or "
+                    "`serving.buildInferenceImage: true`",
                 )
 
     @property

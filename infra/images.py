@@ -1,7 +1,7 @@
-"""The training image, built from training/ and pushed to an ECR repository this stack owns.
+"""Images this stack builds (training/, inference/) and pushes to ECR repositories it owns.
 
-The tag is a digest of the files that go into the image, so the image (and every job that runs
-it) changes exactly when the training code does; tags are immutable, and jobs run the pushed
+The tag is a digest of the files that go into the image, so the image (and every workload that
+runs it) changes exactly when its code does; tags are immutable, and workloads run the pushed
 `tag@sha256:digest` reference.  Previews do not build: the reference is unknown until `pulumi up`.
 """
 
@@ -15,11 +15,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
-CONTEXT = Path(__file__).resolve().parents[1] / "training"
+ROOT = Path(__file__).resolve().parents[1]
+TRAINING = ROOT / "training"
+INFERENCE = ROOT / "inference"
 KEEP_IMAGES = 30
 
 
-def context_files(context: Path = CONTEXT) -> list[Path]:
+def context_files(context: Path) -> list[Path]:
     """The files the image is built from: the Dockerfile and what .dockerignore lets through."""
     allowed = [
         line[1:].strip()
@@ -29,7 +31,7 @@ def context_files(context: Path = CONTEXT) -> list[Path]:
     return [context / "Dockerfile", *(context / name for name in sorted(allowed))]
 
 
-def content_tag(context: Path = CONTEXT) -> str:
+def content_tag(context: Path) -> str:
     digest = hashlib.sha256()
     for path in context_files(context):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -55,13 +57,20 @@ def lifecycle_policy() -> str:
     )
 
 
-class TrainingImage(pulumi.ComponentResource):
+class BuiltImage(pulumi.ComponentResource):
+    """One image built from a folder of this repository into its own ECR repository."""
+
     ref: pulumi.Output[str]
 
     def __init__(
-        self, name: str, *, repository_name: str, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        *,
+        context: Path,
+        repository_name: str,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("ml-platform:training:TrainingImage", name, None, opts)
+        super().__init__("ml-platform:images:BuiltImage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         repository = aws.ecr.Repository(
             f"{name}-repo",
@@ -83,10 +92,10 @@ class TrainingImage(pulumi.ComponentResource):
         )
         image = docker_build.Image(
             f"{name}-image",
-            context=docker_build.BuildContextArgs(location=str(CONTEXT)),
-            dockerfile=docker_build.DockerfileArgs(location=str(CONTEXT / "Dockerfile")),
+            context=docker_build.BuildContextArgs(location=str(context)),
+            dockerfile=docker_build.DockerfileArgs(location=str(context / "Dockerfile")),
             platforms=[docker_build.Platform.LINUX_AMD64],
-            tags=[pulumi.Output.concat(repository.repository_url, ":", content_tag())],
+            tags=[pulumi.Output.concat(repository.repository_url, ":", content_tag(context))],
             push=True,
             build_on_preview=False,
             registries=[

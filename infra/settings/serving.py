@@ -1,0 +1,88 @@
+"""Served models: TF Serving for each, and the inference API beside it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from infra.settings.base import ConfigProblem, DnsLabel, Quantity, SettingsModel
+from infra.settings.workloads import PinnedImage
+
+
+class Replicas(SettingsModel):
+    min: Annotated[int, Field(ge=1)] = Field(default=2, description="Fewest replicas (HPA).")
+    max: Annotated[int, Field(ge=1)] = Field(default=6, description="Most replicas (HPA).")
+
+    @model_validator(mode="after")
+    def _check(self) -> Replicas:
+        if self.min > self.max:
+            raise ConfigProblem(("min",), f"min {self.min} is larger than max {self.max}")
+        return self
+
+
+class ServerBatching(SettingsModel):
+    max_batch_size: Annotated[int, Field(ge=1)] = Field(
+        default=64, description="TF Serving max_batch_size."
+    )
+    batch_timeout_micros: Annotated[int, Field(ge=0)] = Field(
+        default=2000, description="How long a batch waits to fill."
+    )
+    max_enqueued_batches: Annotated[int, Field(ge=1)] = Field(
+        default=100, description="Queue bound."
+    )
+    num_batch_threads: Annotated[int, Field(ge=1)] = Field(default=4, description="Batch threads.")
+
+
+class InferenceApiSettings(SettingsModel):
+    enabled: bool = Field(default=True, description="Run the inference API for this model.")
+    replicas: Replicas = Field(default_factory=Replicas, description="Replica range.")
+    max_batch_size: Annotated[int, Field(ge=1)] = Field(
+        default=32, description="Dynamic batching bound (1 turns batching off)."
+    )
+    batch_timeout_ms: Annotated[float, Field(ge=0)] = Field(
+        default=5.0, description="How long a batch waits to fill."
+    )
+    cpu: Quantity = Field(default="500m", description="cpu request per replica.")
+    memory: Quantity = Field(default="1Gi", description="Memory request and limit per replica.")
+
+
+class ServedModelSettings(SettingsModel):
+    name: DnsLabel = Field(description="Model name (TF Serving's and the URL's).")
+    team: DnsLabel = Field(description="The team whose training jobs export the model.")
+    job: DnsLabel | None = Field(
+        default=None, description="The exporting job's name, if not the model name."
+    )
+    pool: str = Field(
+        default="system", description="Node pool: `system` serves on CPU, a GPU pool on a GPU."
+    )
+    replicas: Replicas = Field(default_factory=Replicas, description="TF Serving replica range.")
+    cpu: Quantity = Field(default="500m", description="cpu request per TF Serving replica.")
+    memory: Quantity = Field(default="1Gi", description="Memory request per TF Serving replica.")
+    memory_limit: Quantity = Field(default="2Gi", description="Memory limit per replica.")
+    batching: ServerBatching = Field(
+        default_factory=ServerBatching, description="TF Serving batching."
+    )
+    exposure: Literal["cluster", "internalLoadBalancer"] = Field(
+        default="cluster",
+        description="`cluster` (ClusterIP only) or `internalLoadBalancer` (an internal NLB via the "
+        "AWS Load Balancer Controller, which the cluster must run); never public.",
+    )
+    inference_api: InferenceApiSettings = Field(
+        default_factory=InferenceApiSettings, description="The inference API beside TF Serving."
+    )
+
+    @property
+    def export_job(self) -> str:
+        return self.job or self.name
+
+
+class ServingSettings(SettingsModel):
+    enabled: bool = Field(default=True, description="Create the serving namespace and models.")
+    models: list[ServedModelSettings] = Field(default_factory=list, description="Served models.")
+    inference_image: PinnedImage | None = Field(
+        default=None, description="The inference API image (pinned), unless `buildInferenceImage`."
+    )
+    build_inference_image: bool = Field(
+        default=False, description="Build inference/ and push it to this stack's ECR (AWS stacks)."
+    )
