@@ -11,7 +11,7 @@ UV := $(VENV)/bin/uv
 RUN := $(UV) run --frozen
 STACK ?= local
 
-.PHONY: help setup lint format test render render-all preview docs bench clean
+.PHONY: help setup lint format test render render-all preview docs bench inference-requirements clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ preview: setup ## pulumi preview of STACK (default local) with a local state bac
 bench: setup ## Performance figures as ratios against baselines, measured in one run
 	$(RUN) python -m benchmarks.training_bench
 	$(RUN) python -m benchmarks.serving_bench
+
+inference-requirements: setup ## Regenerate inference/requirements.txt (hashed pins) from uv.lock
+	$(UV) export --only-group inference --no-emit-project --format requirements-txt --no-header \
+		--frozen --quiet -o inference/requirements.txt
 
 docs: setup ## Regenerate docs/configuration.md from the settings models
 	$(RUN) python -m infra.config_reference > docs/configuration.md

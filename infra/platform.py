@@ -29,6 +29,7 @@ from infra.staging import DatasetStaging
 from infra.volumes import SharedVolumes, VolumeKey
 from workloads.custom_resources import TeamWorkload
 from workloads.plan import ensure_schedulable, plan_workloads
+from workloads.served_model import ServedModel
 
 
 @dataclass
@@ -101,6 +102,20 @@ def build_platform(settings: Settings) -> Platform:
             workload,
             installer=installs.installer_of(workload.kind),
             needs=team_claims,
+            opts=on_cluster,
+        )
+    inference_image = (
+        aws_layer.inference_image
+        if aws_layer and aws_layer.inference_image
+        else settings.serving.inference_image
+    )
+    for model in settings.serving.models:
+        ServedModel(
+            f"{name}-serve-{model.name}",
+            settings=settings,
+            model=model,
+            inference_image=inference_image,
+            needs=[volumes.claims[("models", names.SERVING)]],
             opts=on_cluster,
         )
     return Platform(

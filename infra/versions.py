@@ -171,3 +171,8 @@ KFP_CLUSTER_RESOURCES = KustomizeSource(
 KFP_PLATFORM_AGNOSTIC = KustomizeSource(
     "https://github.com/kubeflow/pipelines", "manifests/kustomize/env/platform-agnostic", KFP_REF
 )
+
+# TF Serving, the same minor as the TensorFlow that trains and exports the models (the 2.20.0
+# tag of tensorflow/serving; the -gpu image is built on CUDA 12.5 and cuDNN 9).
+TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
+TF_SERVING_GPU_IMAGE = "tensorflow/serving:2.20.0-gpu"

@@ -228,6 +228,47 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:training.build",
         "needs mode `eks`",
     ),
+    "served model of an unknown team": (
+        "dev",
+        _set(
+            "serving",
+            {"buildInferenceImage": True, "models": [{"name": "mnist", "team": "vision"}]},
+        ),
+        "ml-platform:serving.models[0].team",
+        "no team 'vision'",
+    ),
+    "served model on an unknown pool": (
+        "dev",
+        _set(
+            "serving",
+            {
+                "buildInferenceImage": True,
+                "models": [{"name": "mnist", "team": "research", "pool": "a100"}],
+            },
+        ),
+        "ml-platform:serving.models[0].pool",
+        "no pool 'a100'",
+    ),
+    "inference API without an image": (
+        "local",
+        _set("serving", {"models": [{"name": "mnist", "team": "research"}]}),
+        "ml-platform:serving.models[0].inferenceApi.enabled",
+        "no image for the inference API",
+    ),
+    "internal load balancer off AWS": (
+        "local",
+        _set(
+            "serving",
+            {
+                "inferenceImage": "registry.example.com/ml/inference:1",
+                "models": [
+                    {"name": "mnist", "team": "research", "exposure": "internalLoadBalancer"}
+                ],
+            },
+        ),
+        "ml-platform:serving.models[0].exposure",
+        "use `cluster` here",
+    ),
     "duplicate team": ("dev", _duplicate_team, "ml-platform:teams[1].name", "duplicate team name"),
     "empty AZ list": (
         "dev",

@@ -1,0 +1,167 @@
+"""TF Serving and the inference API as the stacks render them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.program import run_program, stack_config, stack_settings
+from harness.render import kubernetes_objects
+from infra import versions
+from tests.conftest import stack_run
+from workloads.manifests import export_dir
+
+SERVING_STACKS = ["dev", "prod"]
+
+
+def _objects(stack: str, config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    run = stack_run(stack) if config is None else run_program(stack, config)
+    return [o for o in kubernetes_objects(run) if o["metadata"].get("namespace") == "serving"]
+
+
+def _one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    [obj] = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return obj
+
+
+@pytest.mark.parametrize("stack", SERVING_STACKS)
+def test_ports_are_named_for_what_they_carry(stack: str) -> None:
+    objects = _objects(stack)
+    deployment = _one(objects, "Deployment", "tfserving-mnist")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "grpc": 8500,
+        "http": 8501,
+    }
+    service = _one(objects, "Service", "tfserving-mnist")
+    assert service["spec"]["type"] == "ClusterIP"
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert (ports["grpc"]["port"], ports["grpc"]["targetPort"]) == (8500, "grpc")
+    assert ports["grpc"]["appProtocol"] == "kubernetes.io/h2c"
+    assert (ports["http"]["port"], ports["http"]["targetPort"]) == (8501, "http")
+
+
+@pytest.mark.parametrize("stack", SERVING_STACKS)
+def test_probes_mounts_rollout_and_spread(stack: str) -> None:
+    deployment = _one(_objects(stack), "Deployment", "tfserving-mnist")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    status = {"path": "/v1/models/mnist", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == status
+    assert (
+        container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"]
+        >= 300
+    )
+    assert container["readinessProbe"]["httpGet"] == status
+    assert container["livenessProbe"] == {"tcpSocket": {"port": "grpc"}, "periodSeconds": 20}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/models"]["readOnly"] is True
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert "replicas" not in deployment["spec"]  # the HPA owns it
+    assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} == {
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    }
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["resources"]["requests"]["cpu"]
+    assert container["resources"]["limits"]["memory"]
+    args = dict(arg.removeprefix("--").split("=", 1) for arg in container["args"])
+    assert args["port"] == "8500"
+    assert args["rest_api_port"] == "8501"
+    assert args["enable_batching"] == "true"
+    assert args["model_config_file_poll_wait_seconds"] == "60"
+
+
+@pytest.mark.parametrize("stack", SERVING_STACKS)
+def test_model_path_is_where_the_trainer_exports(stack: str) -> None:
+    settings = stack_settings(stack)
+    [model] = settings.serving.models
+    config = _one(_objects(stack), "ConfigMap", "tfserving-mnist")["data"]
+    assert f"base_path: '{export_dir(model.team, model.export_job)}'" in config["models.config"]
+    assert "name: 'mnist'" in config["models.config"]
+    assert 'path: "/monitoring/prometheus/metrics"' in config["monitoring.config"]
+    assert "max_batch_size { value: 64 }" in config["batching.config"]
+
+
+@pytest.mark.parametrize("stack", SERVING_STACKS)
+def test_disruption_budget_and_autoscaler(stack: str) -> None:
+    objects = _objects(stack)
+    model = stack_settings(stack).serving.models[0]
+    for name, replicas in (
+        ("tfserving-mnist", model.replicas),
+        ("inference-mnist", model.inference_api.replicas),
+    ):
+        assert _one(objects, "PodDisruptionBudget", name)["spec"]["minAvailable"] == 1
+        hpa = _one(objects, "HorizontalPodAutoscaler", name)["spec"]
+        assert (hpa["minReplicas"], hpa["maxReplicas"]) == (replicas.min, replicas.max)
+        assert hpa["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+        }
+
+
+def test_dev_serves_on_the_cpu_image() -> None:
+    [container] = _one(_objects("dev"), "Deployment", "tfserving-mnist")["spec"]["template"][
+        "spec"
+    ]["containers"]
+    assert container["image"] == versions.TF_SERVING_IMAGE
+    assert not any("nvidia.com" in key for key in container["resources"]["limits"])
+
+
+def test_prod_serves_on_a_shared_gpu_with_a_memory_cap() -> None:
+    pod = _one(_objects("prod"), "Deployment", "tfserving-mnist")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == versions.TF_SERVING_GPU_IMAGE
+    assert container["resources"]["limits"]["nvidia.com/gpu.shared"] == 1
+    assert container["resources"]["requests"]["nvidia.com/gpu.shared"] == 1
+    fraction = next(
+        a for a in container["args"] if a.startswith("--per_process_gpu_memory_fraction=")
+    )
+    assert 0 < float(fraction.split("=")[1]) <= 0.25  # 4 servers share a GPU
+    assert pod["nodeSelector"] == {"ml-platform.io/pool": "serving"}
+
+
+@pytest.mark.parametrize("stack", SERVING_STACKS)
+def test_inference_api_runs_the_built_image_on_the_models_volume(stack: str) -> None:
+    objects = _objects(stack)
+    [container] = _one(objects, "Deployment", "inference-mnist")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    [image] = [
+        i for i in stack_run(stack).of_type("docker-build:index:Image") if "inference" in i.name
+    ]
+    assert container["image"] == image.outputs["ref"]
+    model = stack_settings(stack).serving.models[0]
+    command = container["command"]
+    assert command[:3] == ["python", "-m", "inference.server"]
+    assert command[command.index("--model-base-path") + 1] == export_dir(
+        model.team, model.export_job
+    )
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert {m["mountPath"]: m.get("readOnly") for m in container["volumeMounts"]}["/models"] is True
+    assert _one(objects, "Service", "inference-mnist")["spec"]["type"] == "ClusterIP"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "local"])
+def test_no_public_load_balancer(stack: str) -> None:
+    for service in (o for o in kubernetes_objects(stack_run(stack)) if o["kind"] == "Service"):
+        if service["spec"].get("type") == "LoadBalancer":
+            annotations = service["metadata"].get("annotations", {})
+            assert (
+                annotations.get("service.beta.kubernetes.io/aws-load-balancer-scheme") == "internal"
+            )
+
+
+def test_an_internal_load_balancer_when_asked() -> None:
+    config = stack_config("dev")
+    config["ml-platform:serving"]["models"][0]["exposure"] = "internalLoadBalancer"
+    service = _one(_objects("dev", config), "Service", "tfserving-mnist-internal")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
+    annotations = service["metadata"]["annotations"]
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"

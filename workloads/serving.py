@@ -1,0 +1,334 @@
+"""Serving one model: TF Serving, and the inference API beside it, in the `serving` namespace.
+
+TF Serving reads the versions the team's training jobs export (`/models/<team>/<job>/<version>`)
+from the shared `models` volume, mounted read-only, and reloads new ones as they appear.  Ports
+are named for what they carry: `grpc` 8500, `http` 8501.  Nothing is exposed outside the cluster
+unless a model asks for an internal load balancer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra import gpu_sharing, labels, names, versions
+from infra.pod_security import restricted_container, restricted_pod
+from infra.priorities import SERVING
+from infra.scheduling import SYSTEM_POOL, placement
+from infra.settings import Settings
+from infra.settings.serving import ServedModelSettings
+from workloads.manifests import MODELS_DIR, export_dir
+
+GRPC_PORT = 8500
+HTTP_PORT = 8501
+API_PORT = 8080
+CONFIG_DIR = "/config"
+METRICS_PATH = "/monitoring/prometheus/metrics"
+
+
+def tfserving_name(model: ServedModelSettings) -> str:
+    return f"tfserving-{model.name}"
+
+
+def inference_name(model: ServedModelSettings) -> str:
+    return f"inference-{model.name}"
+
+
+def base_path(model: ServedModelSettings) -> str:
+    """Where the trainer exports this model: TF Serving's base path."""
+    return export_dir(model.team, model.export_job)
+
+
+def server_configs(model: ServedModelSettings) -> dict[str, str]:
+    """TF Serving's model, batching and monitoring configuration files (protobuf text)."""
+    batching = model.batching
+    return {
+        "models.config": (
+            "model_config_list {\n"
+            "  config {\n"
+            f"    name: '{model.name}'\n"
+            f"    base_path: '{base_path(model)}'\n"
+            "    model_platform: 'tensorflow'\n"
+            "    model_version_policy { latest { num_versions: 1 } }\n"
+            "  }\n"
+            "}\n"
+        ),
+        "batching.config": (
+            f"max_batch_size {{ value: {batching.max_batch_size} }}\n"
+            f"batch_timeout_micros {{ value: {batching.batch_timeout_micros} }}\n"
+            f"max_enqueued_batches {{ value: {batching.max_enqueued_batches} }}\n"
+            f"num_batch_threads {{ value: {batching.num_batch_threads} }}\n"
+        ),
+        "monitoring.config": (f'prometheus_config {{ enable: true, path: "{METRICS_PATH}" }}\n'),
+    }
+
+
+def _meta(name: str, component: str, model: ServedModelSettings) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": names.SERVING,
+        "labels": {
+            **labels.common("serving"),
+            "app.kubernetes.io/name": name,
+            "app.kubernetes.io/component": component,
+            f"{labels.PREFIX}/model": model.name,
+        },
+    }
+
+
+def _spread(selector: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector},
+        }
+        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+    ]
+
+
+def _pod(
+    settings: Settings,
+    pool: str,
+    selector: dict[str, str],
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    where = placement(settings, pool)
+    spec: dict[str, Any] = {
+        "priorityClassName": SERVING,
+        "automountServiceAccountToken": False,
+        "securityContext": restricted_pod(settings.storage.file_owner),
+        "topologySpreadConstraints": _spread(selector),
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "models",
+                "persistentVolumeClaim": {
+                    "claimName": settings.storage.models.name,
+                    "readOnly": True,
+                },
+            },
+            {"name": "tmp", "emptyDir": {}},
+            *volumes,
+        ],
+    }
+    if where.node_selector:
+        spec["nodeSelector"] = dict(where.node_selector)
+    if where.tolerations:
+        spec["tolerations"] = list(where.tolerations)
+    return spec
+
+
+def _deployment(
+    meta: dict[str, Any], selector: dict[str, str], pod: dict[str, Any]
+) -> dict[str, Any]:
+    # No `replicas`: the HorizontalPodAutoscaler owns the count.
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {"metadata": {"labels": {**meta["labels"], **selector}}, "spec": pod},
+        },
+    }
+
+
+def _availability(
+    meta: dict[str, Any], selector: dict[str, str], replicas: Any
+) -> list[dict[str, Any]]:
+    """A PodDisruptionBudget and a CPU-driven HorizontalPodAutoscaler for a Deployment."""
+    return [
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta,
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
+        },
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": meta,
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": meta["name"],
+                },
+                "minReplicas": replicas.min,
+                "maxReplicas": replicas.max,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 70},
+                        },
+                    }
+                ],
+            },
+        },
+    ]
+
+
+def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[dict[str, Any]]:
+    """ConfigMap, Deployment, Service, PodDisruptionBudget, HPA (and an internal NLB if asked)."""
+    name = tfserving_name(model)
+    meta = _meta(name, "model-server", model)
+    selector = {"app.kubernetes.io/name": name}
+    gpu_pool = next((p for p in settings.node_pools.gpu if p.name == model.pool), None)
+    args = [
+        f"--port={GRPC_PORT}",
+        f"--rest_api_port={HTTP_PORT}",
+        f"--model_config_file={CONFIG_DIR}/models.config",
+        "--model_config_file_poll_wait_seconds=60",
+        "--enable_batching=true",
+        f"--batching_parameters_file={CONFIG_DIR}/batching.config",
+        f"--monitoring_config_file={CONFIG_DIR}/monitoring.config",
+    ]
+    limits: dict[str, Any] = {"memory": model.memory_limit}
+    image = versions.TF_SERVING_IMAGE
+    if gpu_pool is not None:
+        image = versions.TF_SERVING_GPU_IMAGE
+        limits[gpu_sharing.resource_name(gpu_pool)] = 1
+        if gpu_pool.sharing.mode == "time-slicing":
+            # Time slices share the GPU's memory with no isolation: each server takes its share.
+            fraction = round(0.9 / (gpu_pool.sharing.replicas or 1), 2)
+            args.append(f"--per_process_gpu_memory_fraction={fraction}")
+    status_probe = {"httpGet": {"path": f"/v1/models/{model.name}", "port": "http"}}
+    container = {
+        "name": "tfserving",
+        "image": image,
+        "command": ["tensorflow_model_server"],
+        "args": args,
+        "ports": [
+            {"name": "grpc", "containerPort": GRPC_PORT},
+            {"name": "http", "containerPort": HTTP_PORT},
+        ],
+        # Loading a model can take minutes; liveness only starts once it is in service, and a
+        # slow load never gets the pod restarted.
+        "startupProbe": {**status_probe, "periodSeconds": 5, "failureThreshold": 60},
+        "readinessProbe": {**status_probe, "periodSeconds": 10},
+        "livenessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 20},
+        "resources": {
+            "requests": {
+                "cpu": model.cpu,
+                "memory": model.memory,
+                **{k: v for k, v in limits.items() if k != "memory"},
+            },
+            "limits": limits,
+        },
+        "securityContext": restricted_container(),
+        "volumeMounts": [
+            {"name": "models", "mountPath": MODELS_DIR, "readOnly": True},
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod = _pod(
+        settings,
+        model.pool if gpu_pool else SYSTEM_POOL,
+        selector,
+        container,
+        [{"name": "config", "configMap": {"name": name}}],
+    )
+    ports = [
+        {
+            "name": "grpc",
+            "port": GRPC_PORT,
+            "targetPort": "grpc",
+            "appProtocol": "kubernetes.io/h2c",
+        },
+        {"name": "http", "port": HTTP_PORT, "targetPort": "http", "appProtocol": "http"},
+    ]
+    objects = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": server_configs(model)},
+        _deployment(meta, selector, pod),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {"type": "ClusterIP", "selector": selector, "ports": ports},
+        },
+        *_availability(meta, selector, model.replicas),
+    ]
+    if model.exposure == "internalLoadBalancer":
+        internal = {**meta, "name": f"{name}-internal"}
+        internal["annotations"] = {
+            "service.beta.kubernetes.io/aws-load-balancer-type": "external",
+            "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+            "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+        }
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": internal,
+                "spec": {"type": "LoadBalancer", "selector": selector, "ports": ports[1:]},
+            }
+        )
+    return objects
+
+
+def inference_objects(
+    settings: Settings, model: ServedModelSettings, image: Any
+) -> list[dict[str, Any]]:
+    """The inference API for the model: Deployment, Service, PodDisruptionBudget, HPA."""
+    api = model.inference_api
+    name = inference_name(model)
+    meta = _meta(name, "inference-api", model)
+    selector = {"app.kubernetes.io/name": name}
+    container = {
+        "name": "inference",
+        "image": image,
+        "command": [
+            "python",
+            "-m",
+            "inference.server",
+            "--model-base-path",
+            base_path(model),
+            "--model-name",
+            model.name,
+            "--port",
+            str(API_PORT),
+            "--max-batch-size",
+            str(api.max_batch_size),
+            "--batch-timeout-ms",
+            f"{api.batch_timeout_ms:g}",
+        ],
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "ports": [{"name": "http", "containerPort": API_PORT}],
+        "startupProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 60,
+        },
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 10},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 20},
+        "resources": {
+            "requests": {"cpu": api.cpu, "memory": api.memory},
+            "limits": {"memory": api.memory},
+        },
+        "securityContext": restricted_container(),
+        "volumeMounts": [
+            {"name": "models", "mountPath": MODELS_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod = _pod(settings, SYSTEM_POOL, selector, container, [])
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "appProtocol": "http"}],
+        },
+    }
+    return [_deployment(meta, selector, pod), service, *_availability(meta, selector, api.replicas)]
