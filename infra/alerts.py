@@ -1,0 +1,162 @@
+"""Alert rules, defined as data and rendered into PrometheusRule groups.
+
+Each rule names the metric family it watches (DCGM exporter, TF Serving, the inference API, the
+training operator, kube-state-metrics, kubelet), carries a severity, a summary and a runbook
+line, and is checked by `promtool` in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    expr: str
+    duration: str
+    severity: Literal["critical", "warning", "info"]
+    summary: str
+    runbook: str
+
+    def rule(self) -> dict[str, Any]:
+        return {
+            "alert": self.name,
+            "expr": self.expr,
+            "for": self.duration,
+            "labels": {"severity": self.severity},
+            "annotations": {"summary": self.summary, "runbook": self.runbook},
+        }
+
+
+GPU = [
+    Alert(
+        "GpuIdleWhileAllocated",
+        'avg_over_time(DCGM_FI_DEV_GPU_UTIL{pod!=""}[30m]) < 5',
+        "15m",
+        "warning",
+        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} is held by {{ $labels.namespace }}/"
+        "{{ $labels.pod }} but has been under 5% busy for 30 minutes",
+        "A pod holds a GPU it does not use (an idle notebook, a stuck job): the node cannot scale "
+        "down. Check the pod; notebooks are culled after kubeflow.notebooks.cullIdleMinutes.",
+    ),
+    Alert(
+        "GpuMemoryNearlyFull",
+        "DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) > 0.95",
+        "10m",
+        "warning",
+        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} has used over 95% of its memory for 10m",
+        "Out-of-memory errors follow. On time-sliced pools check each server's "
+        "--per_process_gpu_memory_fraction; otherwise lower the batch size.",
+    ),
+    Alert(
+        "GpuTooHot",
+        "DCGM_FI_DEV_GPU_TEMP > 85",
+        "5m",
+        "critical",
+        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} is at {{ $value }} C",
+        "The GPU throttles and may fail. Drain the node (kubectl drain) and replace the instance.",
+    ),
+    Alert(
+        "GpuXidErrors",
+        "max_over_time(DCGM_FI_DEV_XID_ERRORS[5m]) > 0",
+        "0m",
+        "critical",
+        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reported XID error {{ $value }}",
+        "Look the XID up in NVIDIA's XID catalogue; most mean a driver or hardware fault: cordon "
+        "and replace the node.",
+    ),
+    Alert(
+        "GpuPodsPending",
+        'sum by (namespace, pod) (kube_pod_container_resource_requests{resource="nvidia_com_gpu"}'
+        ' * on (namespace, pod) group_left () (kube_pod_status_phase{phase="Pending"} == 1)) > 0',
+        "15m",
+        "warning",
+        "{{ $labels.namespace }}/{{ $labels.pod }} has waited 15 minutes for a GPU",
+        "Its pool may be at maxSize, or no instance type has capacity (spot). Check the "
+        "cluster-autoscaler logs and the pool's maxSize; run the schedulability check.",
+    ),
+]
+
+SERVING = [
+    Alert(
+        "TfServingErrorRate",
+        'sum by (namespace, model_name) (rate(:tensorflow:serving:request_count{status!="OK"}[5m]))'
+        " / sum by (namespace, model_name) (rate(:tensorflow:serving:request_count[5m])) > 0.05",
+        "10m",
+        "critical",
+        "TF Serving answers over 5% of {{ $labels.model_name }} requests with errors",
+        "Check the model's newest version (a bad export?) and the server logs.",
+    ),
+    Alert(
+        "TfServingSlow",
+        "histogram_quantile(0.99, sum by (le, namespace, model_name) "
+        "(rate(:tensorflow:serving:request_latency_bucket[5m]))) > 100000",
+        "10m",
+        "warning",
+        "TF Serving's p99 latency for {{ $labels.model_name }} is over 100 ms",
+        "The servers are saturated: check the HPA's replicas against its maximum and the "
+        "batching settings.",
+    ),
+    Alert(
+        "InferenceApiErrorRate",
+        'sum by (namespace, service) (rate(inference_requests_total{status=~"5.."}[5m]))'
+        " / sum by (namespace, service) (rate(inference_requests_total[5m])) > 0.05",
+        "10m",
+        "critical",
+        "The inference API {{ $labels.service }} fails over 5% of requests",
+        "5xx means the server failed, not the client: check /readyz and the logs.",
+    ),
+    Alert(
+        "InferenceApiSlow",
+        "histogram_quantile(0.99, sum by (le, namespace, service) "
+        '(rate(inference_request_duration_seconds_bucket{route="predict"}[5m]))) > 0.1',
+        "10m",
+        "warning",
+        "The inference API {{ $labels.service }} answers predictions in over 100 ms (p99)",
+        "Check replicas against the HPA maximum and --max-batch-size / --batch-timeout-ms.",
+    ),
+    Alert(
+        "InferenceModelNotLoaded",
+        "inference_model_version == 0",
+        "10m",
+        "critical",
+        "The inference API {{ $labels.service }} has no model version loaded",
+        "No version under the model's base path loads: check the training job's export and the "
+        "server log for rejected versions.",
+    ),
+]
+
+TRAINING = [
+    Alert(
+        "TrainingJobFailed",
+        "increase(training_operator_jobs_failed_total[15m]) > 0",
+        "0m",
+        "warning",
+        "A {{ $labels.framework }} job failed in {{ $labels.job_namespace }}",
+        "kubectl describe the job and read its workers' logs; a worker that keeps failing uses up "
+        "its backoffLimit.",
+    ),
+]
+
+STORAGE = [
+    Alert(
+        "PersistentVolumeNearlyFull",
+        "kubelet_volume_stats_available_bytes / kubelet_volume_stats_capacity_bytes < 0.10",
+        "15m",
+        "warning",
+        "{{ $labels.namespace }}/{{ $labels.persistentvolumeclaim }} has under 10% free space",
+        "Free space (old model versions, checkpoints) or grow the volume.",
+    ),
+]
+
+GROUPS = {"gpu": GPU, "serving": SERVING, "training": TRAINING, "storage": STORAGE}
+
+
+def rule_groups() -> list[dict[str, Any]]:
+    """The `groups` of a Prometheus rule file (and of the PrometheusRule's spec)."""
+    return [
+        {"name": f"ml-platform.{name}", "rules": [alert.rule() for alert in alerts]}
+        for name, alerts in GROUPS.items()
+    ]
