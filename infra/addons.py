@@ -20,6 +20,7 @@ def addon_versions(aws_settings: AwsSettings, kubernetes_minor: str) -> dict[str
         "eks-pod-identity-agent": chosen.pod_identity_agent or pinned.pod_identity_agent,
         "coredns": chosen.coredns or pinned.coredns,
         "aws-efs-csi-driver": chosen.efs_csi_driver or pinned.efs_csi_driver,
+        "aws-ebs-csi-driver": chosen.ebs_csi_driver or pinned.ebs_csi_driver,
     }
 
 
@@ -69,6 +70,25 @@ class ClusterAddons(pulumi.ComponentResource):
     def add_coredns(self, after: list[pulumi.Resource]) -> aws.eks.Addon:
         self.coredns = self._addon("coredns", depends_on=after)
         return self.coredns
+
+    def add_ebs_csi(self, after: list[pulumi.Resource]) -> aws.eks.Addon:
+        """Block volumes (gp2/gp3) for stateful platform pieces such as Prometheus."""
+        role = ServiceRole(
+            f"{self._name}-ebs-csi",
+            service=POD_IDENTITY_PRINCIPAL,
+            managed_policies=[managed_policy("AmazonEBSCSIDriverPolicy", service_role=True)],
+            description="EBS CSI driver controller through EKS Pod Identity",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return self._addon(
+            "aws-ebs-csi-driver",
+            pod_identity_associations=[
+                aws.eks.AddonPodIdentityAssociationArgs(
+                    role_arn=role.role.arn, service_account="ebs-csi-controller-sa"
+                )
+            ],
+            depends_on=after,
+        )
 
     def _addon(
         self,

@@ -239,7 +239,7 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
         )
     system_pool = layer.node_pools["system"]
     coredns = addons.add_coredns(after=[system_pool])
-    layer.ready = [system_pool, coredns]
+    layer.ready = [system_pool, coredns, addons.add_ebs_csi(after=[system_pool])]
     if settings.storage_mode == "efs":
         layer.file_system = SharedFileSystem(
             f"{name}-efs",

@@ -66,6 +66,7 @@ class EksAddonVersions:
     kube_proxy: str
     pod_identity_agent: str
     efs_csi_driver: str
+    ebs_csi_driver: str = "v1.66.0-eksbuild.1"
 
 
 # EKS managed add-ons per Kubernetes minor.  coredns and kube-proxy: the EKS user guide's
@@ -74,6 +75,8 @@ class EksAddonVersions:
 # `aws eks describe-addon-versions` resolved for 1.31-1.36 clusters in 2026-09 (one CNI build
 # serves every minor).  aws-efs-csi-driver: v3.4.2-eksbuild.1, which describe-addon-versions
 # resolved for 1.34 and 1.35 clusters in 2026-09 (driver 3.x; one build serves every minor).
+# aws-ebs-csi-driver: v1.66.0-eksbuild.1, the default AWS marked in 2026-09 (one build serves
+# every supported minor), for Prometheus's and Alertmanager's block volumes.
 # A stack may override any of them under `ml-platform:aws.addons`.
 EKS_ADDON_VERSIONS: dict[str, EksAddonVersions] = {
     "1.33": EksAddonVersions(

@@ -133,6 +133,7 @@ def test_managed_addons_are_pinned(aws_run: ProgramRun) -> None:
         "kube-proxy": pins.kube_proxy,
         "eks-pod-identity-agent": pins.pod_identity_agent,
         "aws-efs-csi-driver": pins.efs_csi_driver,
+        "aws-ebs-csi-driver": pins.ebs_csi_driver,
     }
     cni = addons["vpc-cni"].inputs["podIdentityAssociations"]
     assert [a["serviceAccount"] for a in cni] == ["aws-node"]
@@ -250,6 +251,7 @@ def test_only_expected_managed_policies(aws_run: ProgramRun) -> None:
         "AmazonEC2ContainerRegistryPullOnly",
         "AmazonEKS_CNI_Policy",
         "AmazonEFSCSIDriverPolicy",
+        "AmazonEBSCSIDriverPolicy",
     }
 
 

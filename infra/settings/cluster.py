@@ -188,6 +188,9 @@ class AddonVersions(SettingsModel):
     efs_csi_driver: str | None = Field(
         default=None, description="aws-efs-csi-driver add-on version."
     )
+    ebs_csi_driver: str | None = Field(
+        default=None, description="aws-ebs-csi-driver add-on version."
+    )
 
 
 class AwsSettings(SettingsModel):
