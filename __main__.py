@@ -12,6 +12,8 @@ platform = build_platform(settings)
 pulumi.export("clusterName", settings.cluster.name)
 pulumi.export("kubernetesVersion", settings.cluster.kubernetes_version)
 pulumi.export("namespaces", sorted(platform.namespaces.namespaces))
+if platform.monitoring is not None:
+    pulumi.export("grafanaAdminPassword", platform.monitoring.grafana_password)
 if platform.aws is not None:
     eks = platform.aws.cluster
     pulumi.export("clusterEndpoint", eks.cluster.endpoint)

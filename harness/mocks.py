@@ -285,6 +285,10 @@ RESOURCE_HANDLERS: dict[str, ResourceHandler] = {
     "aws:ecr/repository:Repository": _ecr_repository,
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": _simple("ecrpolicy"),
     "docker-build:index:Image": _docker_image,
+    "random:index/randomPassword:RandomPassword": lambda args, state: (
+        args.name,
+        {**state, "result": "mock-" + short_hash("password", args.name, length=27)},
+    ),
 }
 
 

@@ -41,11 +41,11 @@ def operator_values(settings: Settings) -> dict[str, Any]:
         },
         "mig": {"strategy": gpu_sharing.mig_strategy(pools)},
         "migManager": {"enabled": uses_mig, "config": {"default": "all-disabled"}},
-        # The exporter's ServiceMonitor needs the Prometheus Operator's CRDs; it stays off until
-        # the monitoring stack that installs them is part of the platform.
+        # Per-GPU metrics (utilisation, memory, temperature, XID errors), attributed to the pods
+        # using each GPU, scraped through the exporter's ServiceMonitor.
         "dcgmExporter": {
             "enabled": settings.monitoring.enabled,
-            "serviceMonitor": {"enabled": False},
+            "serviceMonitor": {"enabled": settings.monitoring.enabled, "interval": "15s"},
         },
         # Operands run only where NFD finds an NVIDIA PCI device; they must tolerate the taint
         # every GPU pool carries.

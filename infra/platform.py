@@ -19,6 +19,7 @@ from infra.gpu_operator import GpuOperator
 from infra.iam import ServiceRole, managed_policy
 from infra.images import BuiltImage
 from infra.kubeflow import KubeflowInstalls
+from infra.monitoring import Monitoring
 from infra.namespaces import PlatformNamespaces, namespace_specs
 from infra.network import Network
 from infra.node_pool import NodePool, PoolSpec
@@ -55,6 +56,7 @@ class Platform:
     namespaces: PlatformNamespaces
     volumes: SharedVolumes
     aws: AwsLayer | None
+    monitoring: Monitoring | None
 
 
 def build_platform(settings: Settings) -> Platform:
@@ -83,7 +85,20 @@ def build_platform(settings: Settings) -> Platform:
         opts=on_cluster,
     )
     ready = aws_layer.ready if aws_layer else []
-    build_gpu_scheduling(settings, namespaces, on_cluster, ready)
+    monitoring: Monitoring | None = None
+    if settings.monitoring.enabled:
+        monitoring = Monitoring(
+            f"{name}-monitoring",
+            settings=settings,
+            namespace=namespaces.namespaces[names.MONITORING],
+            placement=placement(settings, SYSTEM_POOL),
+            after=ready,
+            opts=on_cluster,
+        )
+    # The GPU Operator's DCGM ServiceMonitor needs the monitoring CRDs first.
+    build_gpu_scheduling(
+        settings, namespaces, on_cluster, [*ready, *([monitoring.release] if monitoring else [])]
+    )
     volumes = build_storage(settings, namespaces, on_cluster, aws_layer)
     installs = KubeflowInstalls(
         f"{name}-kubeflow",
@@ -116,6 +131,7 @@ def build_platform(settings: Settings) -> Platform:
             model=model,
             inference_image=inference_image,
             needs=[volumes.claims[("models", names.SERVING)]],
+            monitoring=monitoring.release if monitoring else None,
             opts=on_cluster,
         )
     return Platform(
@@ -124,6 +140,7 @@ def build_platform(settings: Settings) -> Platform:
         namespaces=namespaces,
         volumes=volumes,
         aws=aws_layer,
+        monitoring=monitoring,
     )
 
 

@@ -179,3 +179,9 @@ KFP_PLATFORM_AGNOSTIC = KustomizeSource(
 # tag of tensorflow/serving; the -gpu image is built on CUDA 12.5 and cuDNN 9).
 TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
 TF_SERVING_GPU_IMAGE = "tensorflow/serving:2.20.0-gpu"
+
+# kube-prometheus-stack 88.5.3 (Prometheus Operator v0.93.1): Prometheus, Alertmanager, Grafana,
+# node-exporter, kube-state-metrics and the monitoring.coreos.com CRDs.
+KUBE_PROMETHEUS_STACK_CHART = HelmChart(
+    "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"
+)

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from infra.settings import Settings
 from infra.settings.serving import ServedModelSettings
-from workloads.serving import inference_objects, tfserving_objects
+from workloads.serving import inference_objects, scrape_objects, tfserving_objects
 
 Register = Callable[[str, dict[str, Any], pulumi.ResourceOptions], pulumi.CustomResource]
 
@@ -45,6 +45,7 @@ class ServedModel(pulumi.ComponentResource):
         model: ServedModelSettings,
         inference_image: Any,
         needs: list[pulumi.Resource],
+        monitoring: pulumi.Resource | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("ml-platform:serving:ServedModel", name, None, opts)
@@ -62,4 +63,15 @@ class ServedModel(pulumi.ComponentResource):
             )
             if kind == "ConfigMap":
                 config_maps.append(resource)
+        if monitoring is not None:
+            # Scrape objects wait for the monitoring stack, which installs their CRD.
+            for scrape in scrape_objects(model):
+                k8s.apiextensions.CustomResource(
+                    f"{name}-{scrape['metadata']['name']}-servicemonitor",
+                    api_version=scrape["apiVersion"],
+                    kind=scrape["kind"],
+                    metadata=scrape["metadata"],
+                    spec=scrape["spec"],
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring]),
+                )
         self.register_outputs({"model": model.name})

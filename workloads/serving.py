@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra import gpu_sharing, labels, names, versions
+from infra.monitoring import service_monitor
 from infra.pod_security import restricted_container, restricted_pod
 from infra.priorities import SERVING
 from infra.scheduling import SYSTEM_POOL, placement
@@ -332,3 +333,27 @@ def inference_objects(
         },
     }
     return [_deployment(meta, selector, pod), service, *_availability(meta, selector, api.replicas)]
+
+
+def scrape_objects(model: ServedModelSettings) -> list[dict[str, Any]]:
+    """ServiceMonitors for TF Serving's metrics (on its REST port) and the inference API's."""
+    monitors = [
+        service_monitor(
+            tfserving_name(model),
+            names.SERVING,
+            {"app.kubernetes.io/name": tfserving_name(model)},
+            "http",
+            METRICS_PATH,
+        )
+    ]
+    if model.inference_api.enabled:
+        monitors.append(
+            service_monitor(
+                inference_name(model),
+                names.SERVING,
+                {"app.kubernetes.io/name": inference_name(model)},
+                "http",
+                "/metrics",
+            )
+        )
+    return monitors

@@ -169,3 +169,12 @@ class GpuSettings(SettingsModel):
         description="Run the `gpu-binpack` scheduler, which packs GPU pods onto the fewest nodes; "
         "workloads opt in with `schedulerName: gpu-binpack`.",
     )
+
+
+class MonitoringSettings(Switch):
+    retention: str = Field(
+        default="15d",
+        pattern=r"^[0-9]+(h|d|w|y)$",
+        description="How long Prometheus keeps samples, e.g. 15d.",
+    )
+    storage_size: Quantity = Field(default="50Gi", description="Prometheus's volume.")

@@ -30,6 +30,7 @@ from infra.settings.cluster import AwsSettings, ClusterSettings
 from infra.settings.components import (
     GpuSettings,
     KubeflowSettings,
+    MonitoringSettings,
     StorageSettings,
     Switch,
     TeamSettings,
@@ -56,8 +57,8 @@ class Settings(SettingsModel):
     serving: ServingSettings = Field(
         default_factory=ServingSettings, description="TF Serving and the inference API."
     )
-    monitoring: Switch = Field(
-        default_factory=Switch, description="Prometheus, Grafana and DCGM GPU metrics."
+    monitoring: MonitoringSettings = Field(
+        default_factory=MonitoringSettings, description="Prometheus, Grafana and DCGM GPU metrics."
     )
     logging: Switch = Field(default_factory=Switch, description="Fluent Bit log shipping.")
     gpu: GpuSettings = Field(

@@ -1,0 +1,143 @@
+"""Prometheus, Alertmanager and Grafana (kube-prometheus-stack), the alert rules, and scraping.
+
+Every ServiceMonitor, PodMonitor and PrometheusRule in any namespace is picked up: the chart's
+`*SelectorNilUsesHelmValues` switches are off, so no object needs a `release` label (one rule,
+used everywhere).  Grafana's admin password is generated and kept as a Pulumi secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from infra import alerts, labels, names, versions
+from infra.scheduling import Placement
+from infra.settings import Settings
+
+RELEASE = "kube-prometheus-stack"
+GRAFANA_SECRET = "grafana-admin"
+
+
+def stack_values(settings: Settings, placement: Placement) -> dict[str, Any]:
+    monitoring = settings.monitoring
+    on_system = {"nodeSelector": placement.node_selector} if placement.node_selector else {}
+    return {
+        "fullnameOverride": "prometheus-stack",
+        "prometheus": {
+            "prometheusSpec": {
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
+                "retention": monitoring.retention,
+                "storageSpec": {
+                    "volumeClaimTemplate": {
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": monitoring.storage_size}},
+                        }
+                    }
+                },
+                **on_system,
+            }
+        },
+        "alertmanager": {"alertmanagerSpec": {**on_system}},
+        "prometheusOperator": {**on_system},
+        "kube-state-metrics": {**on_system},
+        "grafana": {
+            "admin": {
+                "existingSecret": GRAFANA_SECRET,
+                "userKey": "admin-user",
+                "passwordKey": "admin-password",
+            },
+            # Dashboards are ConfigMaps labelled grafana_dashboard, in any namespace.
+            "sidecar": {
+                "dashboards": {
+                    "enabled": True,
+                    "label": "grafana_dashboard",
+                    "searchNamespace": "ALL",
+                }
+            },
+            **on_system,
+        },
+        # A node agent: it runs on every node, GPU nodes included.
+        "prometheus-node-exporter": {
+            "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}]
+        },
+    }
+
+
+class Monitoring(pulumi.ComponentResource):
+    """The monitoring stack; `crds` is what scrape objects and rules must wait for."""
+
+    release: k8s.helm.v3.Release
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: Settings,
+        namespace: k8s.core.v1.Namespace,
+        placement: Placement,
+        after: list[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("ml-platform:monitoring:Monitoring", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        password = random.RandomPassword(
+            f"{name}-grafana-password", length=32, special=False, opts=child
+        )
+        secret = k8s.core.v1.Secret(
+            f"{name}-grafana-admin",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=GRAFANA_SECRET, namespace=names.MONITORING, labels=labels.common("monitoring")
+            ),
+            string_data={"admin-user": "admin", "admin-password": password.result},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
+        )
+        chart = versions.KUBE_PROMETHEUS_STACK_CHART
+        self.release = k8s.helm.v3.Release(
+            name,
+            name=RELEASE,
+            chart=chart.chart,
+            version=chart.version,
+            repository_opts={"repo": chart.repository},
+            namespace=names.MONITORING,
+            values=stack_values(settings, placement),
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=900,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, secret, *after]),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-alerts",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata={
+                "name": "ml-platform-alerts",
+                "namespace": names.MONITORING,
+                "labels": labels.common("monitoring"),
+            },
+            spec={"groups": alerts.rule_groups()},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+        )
+        self.grafana_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
+        self.register_outputs({"release": self.release.name})
+
+
+def service_monitor(
+    name: str, namespace: str, selector: dict[str, str], port: str, path: str
+) -> dict[str, Any]:
+    """A ServiceMonitor scraping `path` on the named port of the Services matching `selector`."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels.common("monitoring")},
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "namespaceSelector": {"matchNames": [namespace]},
+            "endpoints": [{"port": port, "path": path, "interval": "30s", "scrapeTimeout": "10s"}],
+        },
+    }
