@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from harness.program import ProgramRun, run_program, stack_names
 from harness.render import kubernetes_objects
+from tests.synthetic import synthetic_mnist
+from training import train as trainer
 
 STACKS = stack_names()
 
@@ -29,3 +34,28 @@ def run(request: pytest.FixtureRequest) -> ProgramRun:
 @pytest.fixture(params=STACKS)
 def manifests(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
     return request.param, kubernetes_objects(stack_run(request.param))
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, Path]:
+    """A model version exported by the trainer, the test images, and a second version to add."""
+    out = tmp_path_factory.mktemp("exported")
+    data = synthetic_mnist(out / "data.npz")
+    run = trainer.Run(epochs=1, batch_size=64)
+    first = trainer.train(data, out / "first", run, log=lambda *_: None)
+    second = trainer.train(
+        data, out / "second", trainer.Run(epochs=2, batch_size=64), log=lambda *_: None
+    )
+    assert first is not None
+    assert second is not None
+    with np.load(data) as arrays:
+        images = arrays["x_test"].astype(np.float32) / 255.0
+    return out / "first" / str(first.version), images, out / "second" / str(second.version)
+
+
+@pytest.fixture
+def base(tmp_path: Path, exported: tuple[Path, np.ndarray, Path]) -> Path:
+    first, _, _ = exported
+    target = tmp_path / "mnist"
+    shutil.copytree(first, target / first.name)
+    return target

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,65 +14,10 @@ import httpx
 import numpy as np
 import pytest
 import tensorflow as tf
-import uvicorn
 from PIL import Image
 
 from inference import server as cli
-from inference.app import Config, create_app
-from tests.test_training import _synthetic
-from training import train as trainer
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, Path]:
-    """A model version exported by the trainer, the test images, and a second version to add."""
-    out = tmp_path_factory.mktemp("exported")
-    data = _synthetic(out / "data.npz")
-    run = trainer.Run(epochs=1, batch_size=64)
-    first = trainer.train(data, out / "first", run, log=lambda *_: None)
-    second = trainer.train(
-        data, out / "second", trainer.Run(epochs=2, batch_size=64), log=lambda *_: None
-    )
-    assert first is not None
-    assert second is not None
-    with np.load(data) as arrays:
-        images = arrays["x_test"].astype(np.float32) / 255.0
-    return out / "first" / str(first.version), images, out / "second" / str(second.version)
-
-
-class Running:
-    def __init__(self, base: Path, **options: float) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        config = Config(model_base_path=base, model_name="mnist", **options)  # type: ignore[arg-type]
-        self.app = create_app(config)
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.client.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
-@pytest.fixture
-def base(tmp_path: Path, exported: tuple[Path, np.ndarray, Path]) -> Path:
-    first, _, _ = exported
-    target = tmp_path / "mnist"
-    shutil.copytree(first, target / first.name)
-    return target
+from tests.servers import Running
 
 
 @pytest.fixture
@@ -227,16 +171,18 @@ def test_new_version_is_picked_up_while_requests_are_in_flight(
 
     with ThreadPoolExecutor(4) as pool:
         workers = [pool.submit(hammer) for _ in range(4)]
-        time.sleep(0.5)
-        staging = base / f".tmp-{second.name}"
-        shutil.copytree(second, staging)
-        staging.rename(base / second.name)  # how the trainer and promote publish a version
-        deadline = time.monotonic() + 30
-        while api.client.get("/readyz").json()["model_version"] != second.name:
-            assert time.monotonic() < deadline, "new version never served"
-            time.sleep(0.1)
-        time.sleep(0.5)
-        stop.set()
+        try:
+            time.sleep(0.5)
+            staging = base / f".tmp-{second.name}"
+            shutil.copytree(second, staging)
+            staging.rename(base / second.name)  # how the trainer and promote publish a version
+            deadline = time.monotonic() + 90
+            while api.client.get("/readyz").json().get("model_version") != second.name:
+                assert time.monotonic() < deadline, "new version never served"
+                time.sleep(0.1)
+            time.sleep(0.5)
+        finally:
+            stop.set()  # the hammering threads must end, whatever happened above
         for worker in workers:
             worker.result()
     assert statuses

@@ -10,7 +10,7 @@ import yaml
 
 from harness.program import stack_settings
 from infra.scheduling import placement
-from tests.test_training import _synthetic
+from tests.synthetic import synthetic_mnist
 from training import evaluate, pipeline, promote
 from training import train as trainer
 
@@ -87,7 +87,7 @@ def test_unknown_team_is_refused(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def candidate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, trainer.Metrics]:
     out = tmp_path_factory.mktemp("candidate")
-    data = _synthetic(out / "data.npz")
+    data = synthetic_mnist(out / "data.npz")
     metrics = trainer.train(
         data, out / "candidates", trainer.Run(epochs=2, batch_size=64), log=lambda *_: None
     )

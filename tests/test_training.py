@@ -17,30 +17,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.synthetic import synthetic_mnist
 from training import train as trainer
 from training.sample_data import mnist_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
-
-
-def _synthetic(path: Path, train_size: int = 2000, test_size: int = 400, seed: int = 0) -> Path:
-    """A learnable stand-in for MNIST: each class lights its own block of pixels."""
-    rng = np.random.default_rng(seed)
-    total = train_size + test_size
-    images = rng.integers(0, 60, size=(total, 28, 28), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=total).astype(np.uint8)
-    for i, label in enumerate(labels):
-        row, col = divmod(int(label), 5)
-        images[i, row * 14 : row * 14 + 10, col * 5 : col * 5 + 5] = 255
-    np.savez(
-        path,
-        x_train=images[:train_size],
-        y_train=labels[:train_size],
-        x_test=images[train_size:],
-        y_test=labels[train_size:],
-    )
-    return path
 
 
 def _quiet(*_: Any) -> None:
@@ -194,7 +176,7 @@ def test_export_is_atomic(tmp_path: Path) -> None:
 
 def test_gpu_path_mixed_precision_and_xla_trains_and_exports_float32(tmp_path: Path) -> None:
     """What a GPU node runs (float16 compute, XLA-compiled steps), exercised on the CPU."""
-    data = _synthetic(tmp_path / "data.npz", train_size=512, test_size=128)
+    data = synthetic_mnist(tmp_path / "data.npz", train_size=512, test_size=128)
     run = trainer.Run(epochs=2, batch_size=64, mixed_precision=True, xla=True)
     metrics = trainer.train(data, tmp_path / "export", run, log=_quiet)
     assert metrics is not None
@@ -217,7 +199,7 @@ def _run(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[by
 
 
 def test_resumes_from_its_checkpoint_after_being_killed(tmp_path: Path) -> None:
-    data = _synthetic(tmp_path / "data.npz", train_size=12000, test_size=400)
+    data = synthetic_mnist(tmp_path / "data.npz", train_size=12000, test_size=400)
     checkpoints = tmp_path / "ckpt"
     args = [
         "--data",
@@ -263,7 +245,7 @@ def _free_ports(count: int) -> list[int]:
 
 def test_two_workers_on_loopback_train_identical_weights(tmp_path: Path) -> None:
     """Two processes with TF_CONFIG, as the training operator starts them, on 127.0.0.1."""
-    data = _synthetic(tmp_path / "data.npz", train_size=4000, test_size=400)
+    data = synthetic_mnist(tmp_path / "data.npz", train_size=4000, test_size=400)
     export = tmp_path / "export"
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     processes = []

@@ -1,0 +1,172 @@
+"""The monitoring stack, its scrape objects, and a real Prometheus scraping the inference API."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from harness.program import ProgramRun
+from harness.render import kubernetes_objects
+from infra import alerts, versions
+from tests.conftest import STACKS, stack_run
+from tests.servers import Running
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+def _release(run: ProgramRun, chart: str) -> dict[str, Any]:
+    [release] = [
+        r.inputs for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == chart
+    ]
+    return release
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_is_pinned_and_selects_every_namespace(stack: str) -> None:
+    release = _release(stack_run(stack), "kube-prometheus-stack")
+    assert release["version"] == versions.KUBE_PROMETHEUS_STACK_CHART.version
+    assert release["namespace"] == "monitoring"
+    spec = release["values"]["prometheus"]["prometheusSpec"]
+    for selector in ("serviceMonitor", "podMonitor", "rule"):
+        assert spec[f"{selector}SelectorNilUsesHelmValues"] is False
+    assert spec["retention"] == "15d"
+    assert spec["storageSpec"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"]
+    tolerations = release["values"]["prometheus-node-exporter"]["tolerations"]
+    assert {"operator": "Exists", "effect": "NoSchedule"} in tolerations  # GPU nodes too
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_grafana_admin_password_is_generated_and_secret(stack: str) -> None:
+    run = stack_run(stack)
+    grafana = _release(run, "kube-prometheus-stack")["values"]["grafana"]
+    assert grafana["admin"]["existingSecret"] == "grafana-admin"
+    assert "adminPassword" not in grafana
+    [secret] = [
+        r
+        for r in run.of_type("kubernetes:core/v1:Secret")
+        if r.inputs["metadata"]["name"] == "grafana-admin"
+    ]
+    assert secret.as_json()["inputs"]["stringData"] == "[secret]"  # never in resources.json
+    assert "grafanaAdminPassword" in run.secret_outputs
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_alert_rules_ship_as_a_prometheus_rule_after_the_crds(stack: str) -> None:
+    run = stack_run(stack)
+    [rule] = run.of_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
+    assert rule.inputs["spec"] == {"groups": alerts.rule_groups()}
+    [release] = [
+        r
+        for r in run.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["chart"] == "kube-prometheus-stack"
+    ]
+    assert release.urn in rule.dependencies
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_service_monitors_match_the_services_they_scrape(stack: str) -> None:
+    objects = kubernetes_objects(stack_run(stack))
+    services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
+    monitors = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    assert {m["metadata"]["name"] for m in monitors} == {"tfserving-mnist", "inference-mnist"}
+    paths = {"tfserving-mnist": "/monitoring/prometheus/metrics", "inference-mnist": "/metrics"}
+    for monitor in monitors:
+        service = services[monitor["metadata"]["name"]]
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= service["metadata"]["labels"].items()
+        [endpoint] = monitor["spec"]["endpoints"]
+        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+        assert endpoint["path"] == paths[monitor["metadata"]["name"]]
+    for run_type in ("ServiceMonitor",):
+        for resource in stack_run(stack).of_type(f"kubernetes:monitoring.coreos.com/v1:{run_type}"):
+            assert any(
+                "kube-prometheus-stack" in d or "monitoring" in d for d in resource.dependencies
+            )
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_dcgm_exporter_is_scraped(stack: str) -> None:
+    values = _release(stack_run(stack), "gpu-operator")["values"]["dcgmExporter"]
+    assert values["enabled"] is True
+    assert values["serviceMonitor"]["enabled"] is True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.skipif(
+    PROMETHEUS is None and not os.environ.get("CI"),
+    reason="prometheus is not installed here (Debian: apt-get install prometheus); CI installs it",
+)
+def test_a_real_prometheus_sees_the_inference_api_count_requests(
+    tmp_path: Path, base: Path, exported: tuple[Path, Any, Path]
+) -> None:
+    assert PROMETHEUS is not None, "CI must install prometheus"
+    _, images, _ = exported
+    with Running(base) as api:
+        target = str(api.client.base_url).removeprefix("http://")
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {"job_name": "inference", "static_configs": [{"targets": [target]}]}
+            ],
+        }
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = _free_port()
+        prometheus = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        query = f"http://127.0.0.1:{port}/api/v1/query"
+        counter = 'sum(inference_requests_total{route="predict",status="200"})'
+
+        def value() -> float:
+            with httpx.Client(timeout=5) as client:
+                result = client.get(query, params={"query": counter}).json()["data"]["result"]
+            return float(result[0]["value"][1]) if result else -1.0
+
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    before = value()
+                except httpx.HTTPError:
+                    before = -1.0
+                if before >= 0:
+                    break
+                api.client.post(
+                    "/v1/models/mnist:predict", json={"instances": [images[0].tolist()]}
+                )
+                assert time.monotonic() < deadline, "Prometheus never scraped the inference API"
+                time.sleep(0.5)
+            for _ in range(5):
+                assert (
+                    api.client.post(
+                        "/v1/models/mnist:predict", json={"instances": [images[0].tolist()]}
+                    ).status_code
+                    == 200
+                )
+            while value() < before + 5:
+                assert time.monotonic() < deadline, "the scraped counter did not grow"
+                time.sleep(0.5)
+        finally:
+            prometheus.terminate()
+            prometheus.wait(timeout=30)
