@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import alerts, labels, names, versions
+from infra.dashboards import Dashboards
 from infra.scheduling import Placement
 from infra.settings import Settings
 
@@ -47,6 +48,8 @@ def stack_values(settings: Settings, placement: Placement) -> dict[str, Any]:
         "prometheusOperator": {**on_system},
         "kube-state-metrics": {**on_system},
         "grafana": {
+            # A fixed Service name (`grafana`) that docs and port-forwards can rely on.
+            "fullnameOverride": "grafana",
             "admin": {
                 "existingSecret": GRAFANA_SECRET,
                 "userKey": "admin-user",
@@ -122,6 +125,9 @@ class Monitoring(pulumi.ComponentResource):
             },
             spec={"groups": alerts.rule_groups()},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+        )
+        Dashboards(
+            f"{name}-dashboards", after=[namespace], opts=pulumi.ResourceOptions(parent=self)
         )
         self.grafana_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
         self.register_outputs({"release": self.release.name})

@@ -1,0 +1,164 @@
+"""Grafana dashboards for GPUs and serving, shipped as ConfigMaps the Grafana sidecar loads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import labels, names
+
+SIDECAR_LABEL = "grafana_dashboard"
+
+
+def _panel(title: str, queries: list[tuple[str, str]], unit: str, index: int) -> dict[str, Any]:
+    return {
+        "id": index + 1,
+        "type": "timeseries",
+        "title": title,
+        "datasource": {"type": "prometheus", "uid": "prometheus"},
+        "gridPos": {"h": 8, "w": 12, "x": (index % 2) * 12, "y": (index // 2) * 8},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": [
+            {"refId": chr(ord("A") + n), "expr": expr, "legendFormat": legend}
+            for n, (expr, legend) in enumerate(queries)
+        ],
+    }
+
+
+def _dashboard(
+    uid: str, title: str, panels: list[tuple[str, list[tuple[str, str]], str]]
+) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["ml-platform"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "panels": [_panel(t, q, u, i) for i, (t, q, u) in enumerate(panels)],
+    }
+
+
+TFS_REQUESTS = ":tensorflow:serving:request_count"
+TFS_LATENCY = ":tensorflow:serving:request_latency_bucket"  # microseconds
+API_LATENCY = 'inference_request_duration_seconds_bucket{route="predict"}'
+
+
+def _quantile(q: float, buckets: str) -> str:
+    return f"histogram_quantile({q}, sum by (le) (rate({buckets}[5m])))"
+
+
+GPU_DASHBOARD = _dashboard(
+    "ml-platform-gpus",
+    "ML platform / GPUs",
+    [
+        (
+            "GPU utilisation by pod",
+            [("avg by (namespace, pod) (DCGM_FI_DEV_GPU_UTIL)", "{{namespace}}/{{pod}}")],
+            "percent",
+        ),
+        (
+            "GPU utilisation by node",
+            [("avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL)", "{{Hostname}}")],
+            "percent",
+        ),
+        (
+            "GPU memory used",
+            [("sum by (Hostname, gpu) (DCGM_FI_DEV_FB_USED)", "{{Hostname}} gpu {{gpu}}")],
+            "decmbytes",
+        ),
+        ("Power", [("sum by (Hostname) (DCGM_FI_DEV_POWER_USAGE)", "{{Hostname}}")], "watt"),
+        (
+            "Temperature",
+            [("max by (Hostname, gpu) (DCGM_FI_DEV_GPU_TEMP)", "{{Hostname}} gpu {{gpu}}")],
+            "celsius",
+        ),
+        (
+            "Idle GPUs held by pods",
+            [('count(avg_over_time(DCGM_FI_DEV_GPU_UTIL{pod!=""}[30m]) < 5)', "idle, allocated")],
+            "short",
+        ),
+    ],
+)
+
+SERVING_DASHBOARD = _dashboard(
+    "ml-platform-serving",
+    "ML platform / serving",
+    [
+        (
+            "Requests per second",
+            [
+                (
+                    "sum by (model_name) (rate(:tensorflow:serving:request_count[5m]))",
+                    "TF Serving {{model_name}}",
+                ),
+                ("sum by (service) (rate(inference_requests_total[5m]))", "API {{service}}"),
+            ],
+            "reqps",
+        ),
+        (
+            "Errors per second",
+            [
+                (
+                    f'sum by (model_name) (rate({TFS_REQUESTS}{{status!="OK"}}[5m]))',
+                    "TF Serving {{model_name}}",
+                ),
+                (
+                    'sum by (service) (rate(inference_requests_total{status=~"[45].."}[5m]))',
+                    "API {{service}}",
+                ),
+            ],
+            "reqps",
+        ),
+        (
+            "Latency (p50, p99)",
+            [
+                (_quantile(0.5, API_LATENCY), "API p50"),
+                (_quantile(0.99, API_LATENCY), "API p99"),
+                (f"{_quantile(0.99, TFS_LATENCY)} / 1e6", "TF Serving p99"),
+            ],
+            "s",
+        ),
+        (
+            "Batch size (mean)",
+            [
+                (
+                    "sum(rate(inference_batch_size_sum[5m]))"
+                    " / sum(rate(inference_batch_size_count[5m]))",
+                    "API",
+                )
+            ],
+            "short",
+        ),
+        (
+            "Model version in service",
+            [("max by (service) (inference_model_version)", "{{service}}")],
+            "none",
+        ),
+    ],
+)
+
+DASHBOARDS = {"gpus": GPU_DASHBOARD, "serving": SERVING_DASHBOARD}
+
+
+class Dashboards(pulumi.ComponentResource):
+    def __init__(
+        self, name: str, *, after: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ml-platform:monitoring:Dashboards", name, None, opts)
+        for key, dashboard in DASHBOARDS.items():
+            k8s.core.v1.ConfigMap(
+                f"{name}-{key}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=f"dashboard-{key}",
+                    namespace=names.MONITORING,
+                    labels={**labels.common("monitoring"), SIDECAR_LABEL: "1"},
+                ),
+                data={f"{key}.json": json.dumps(dashboard, indent=2, sort_keys=True)},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+            )
+        self.register_outputs({"dashboards": sorted(DASHBOARDS)})

@@ -1,0 +1,98 @@
+"""Dashboards and alert rules: valid JSON, and every query names a metric something emits."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from harness.render import kubernetes_objects
+from inference.metrics import Metrics
+from infra import alerts
+from infra.dashboards import DASHBOARDS, SIDECAR_LABEL
+from tests.conftest import STACKS, stack_run
+
+# The DCGM exporter's default counters (NVIDIA/dcgm-exporter etc/default-counters.csv).
+DCGM = {
+    "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_FB_USED",
+    "DCGM_FI_DEV_FB_FREE",
+    "DCGM_FI_DEV_POWER_USAGE",
+    "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_XID_ERRORS",
+}
+# TF Serving's Prometheus metrics (monitoring.config), kube-state-metrics, kubelet, and the
+# training operator's job counters.
+TF_SERVING = {":tensorflow:serving:request_count", ":tensorflow:serving:request_latency_bucket"}
+KUBE = {
+    "kube_pod_container_resource_requests",
+    "kube_pod_status_phase",
+    "kubelet_volume_stats_available_bytes",
+    "kubelet_volume_stats_capacity_bytes",
+}
+TRAINING = {"training_operator_jobs_failed_total"}
+PROMQL_WORDS = {
+    "sum", "avg", "max", "min", "count", "rate", "increase", "by", "on", "group_left",
+    "histogram_quantile", "avg_over_time", "max_over_time", "le", "e6",
+}  # fmt: skip
+
+
+def _inference_metrics() -> set[str]:
+    """Series names the inference API exposes, including labelled families not yet observed."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    names: set[str] = set()
+    for family in Metrics().registry.collect():
+        names.update(family.name + suffix for suffix in suffixes[family.type])
+    return names
+
+
+KNOWN = DCGM | TF_SERVING | KUBE | TRAINING | _inference_metrics()
+
+
+def metric_names(expr: str) -> set[str]:
+    """Identifiers in a PromQL expression that are neither labels, functions nor keywords."""
+    without_matchers = re.sub(r"\{[^}]*\}", "", expr)
+    without_grouping = re.sub(r"\b(by|on|group_left)\s*\([^)]*\)", "", without_matchers)
+    tokens = set(re.findall(r"[:a-zA-Z_][:a-zA-Z0-9_]*", without_grouping))
+    return {t for t in tokens if t not in PROMQL_WORDS and not re.fullmatch(r"\d*[smhdw]", t)}
+
+
+def _queries() -> list[tuple[str, str]]:
+    found = []
+    for key, dashboard in DASHBOARDS.items():
+        for panel in dashboard["panels"]:
+            found += [(f"dashboard {key} / {panel['title']}", t["expr"]) for t in panel["targets"]]
+    for group in alerts.GROUPS.values():
+        found += [(f"alert {a.name}", a.expr) for a in group]
+    return found
+
+
+@pytest.mark.parametrize(("where", "expr"), _queries())
+def test_queries_name_only_emitted_metrics(where: str, expr: str) -> None:
+    names = metric_names(expr)
+    assert names, f"{where}: no metric in {expr!r}"
+    assert names <= KNOWN, f"{where}: unknown metric(s) {sorted(names - KNOWN)}"
+
+
+def test_the_check_catches_a_misspelt_metric() -> None:
+    assert metric_names("sum by (pod) (rate(inference_request_total[5m]))") - KNOWN == {
+        "inference_request_total"
+    }
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_dashboards_ship_as_sidecar_config_maps_of_valid_json(stack: str) -> None:
+    maps = [
+        o
+        for o in kubernetes_objects(stack_run(stack))
+        if o["kind"] == "ConfigMap" and o["metadata"].get("labels", {}).get(SIDECAR_LABEL) == "1"
+    ]
+    assert {m["metadata"]["name"] for m in maps} == {f"dashboard-{key}" for key in DASHBOARDS}
+    for config_map in maps:
+        [(filename, text)] = config_map["data"].items()
+        dashboard = json.loads(text)
+        assert filename.endswith(".json")
+        assert dashboard["uid"].startswith("ml-platform-")
+        assert dashboard["panels"]
+        assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
