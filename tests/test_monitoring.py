@@ -140,7 +140,9 @@ def test_a_real_prometheus_sees_the_inference_api_count_requests(
 
         def value() -> float:
             with httpx.Client(timeout=5) as client:
-                result = client.get(query, params={"query": counter}).json()["data"]["result"]
+                # A starting Prometheus answers 503 until its TSDB is open: raise, retry.
+                response = client.get(query, params={"query": counter}).raise_for_status()
+                result = response.json()["data"]["result"]
             return float(result[0]["value"][1]) if result else -1.0
 
         try:
