@@ -42,15 +42,19 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray
     out = tmp_path_factory.mktemp("exported")
     data = synthetic_mnist(out / "data.npz")
     run = trainer.Run(epochs=1, batch_size=64)
-    first = trainer.train(data, out / "first", run, log=lambda *_: None)
+    first = trainer.train(data, out / "models", run, log=lambda *_: None)
+    # Into the same directory, as a retrained model would be: its version is always above the
+    # first's, even when both finish within the same second.
     second = trainer.train(
-        data, out / "second", trainer.Run(epochs=2, batch_size=64), log=lambda *_: None
+        data, out / "models", trainer.Run(epochs=2, batch_size=64), log=lambda *_: None
     )
     assert first is not None
     assert second is not None
     with np.load(data) as arrays:
         images = arrays["x_test"].astype(np.float32) / 255.0
-    return out / "first" / str(first.version), images, out / "second" / str(second.version)
+    assert second.version > first.version
+    models = out / "models"
+    return models / str(first.version), images, models / str(second.version)
 
 
 @pytest.fixture
