@@ -151,7 +151,26 @@ STORAGE = [
     ),
 ]
 
-GROUPS = {"gpu": GPU, "serving": SERVING, "training": TRAINING, "storage": STORAGE}
+LOGGING = [
+    Alert(
+        "LogsDropped",
+        # Fluent Bit's own metrics: a chunk whose retries ran out is gone.
+        "sum by (namespace, pod, name) (increase(fluentbit_output_retries_failed_total[10m])) > 0",
+        "0m",
+        "warning",
+        "Fluent Bit {{ $labels.pod }} dropped logs: output {{ $labels.name }} kept failing",
+        "Read the pod's log for the output's errors (credentials, throttling, an unreachable "
+        "aggregator); logs keep buffering on the node's disk meanwhile.",
+    ),
+]
+
+GROUPS = {
+    "gpu": GPU,
+    "serving": SERVING,
+    "training": TRAINING,
+    "storage": STORAGE,
+    "logging": LOGGING,
+}
 
 
 def rule_groups() -> list[dict[str, Any]]:

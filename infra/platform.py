@@ -19,6 +19,7 @@ from infra.gpu_operator import GpuOperator
 from infra.iam import ServiceRole, managed_policy
 from infra.images import BuiltImage
 from infra.kubeflow import KubeflowInstalls
+from infra.log_shipping import LogShipping
 from infra.monitoring import Monitoring
 from infra.namespaces import PlatformNamespaces, namespace_specs
 from infra.network import Network
@@ -39,6 +40,8 @@ class AwsLayer:
 
     network: Network
     cluster: EksCluster
+    # The stack's explicit AWS provider, for AWS resources of later components.
+    provider: aws.Provider
     node_pools: dict[str, NodePool] = field(default_factory=dict)
     # What must run before anything that starts pods (Helm releases that wait for readiness).
     ready: list[pulumi.Resource] = field(default_factory=list)
@@ -94,6 +97,21 @@ def build_platform(settings: Settings) -> Platform:
             placement=placement(settings, SYSTEM_POOL),
             after=ready,
             opts=on_cluster,
+        )
+    if settings.logging.enabled:
+        LogShipping(
+            f"{name}-logging",
+            settings=settings.logging,
+            cluster_name=name,
+            namespace=namespaces.namespaces[names.LOGGING],
+            aws_cluster=aws_layer.cluster.cluster if aws_layer else None,
+            region=settings.aws.region if settings.aws else None,
+            monitoring=monitoring.release if monitoring else None,
+            after=ready,
+            kubernetes=kubernetes,
+            opts=pulumi.ResourceOptions(
+                providers=[kubernetes, *([aws_layer.provider] if aws_layer else [])]
+            ),
         )
     # The GPU Operator's DCGM ServiceMonitor needs the monitoring CRDs first.
     build_gpu_scheduling(
@@ -239,7 +257,7 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
         description=f"Nodes of EKS cluster {name}",
         opts=on_aws,
     )
-    layer = AwsLayer(network=network, cluster=cluster)
+    layer = AwsLayer(network=network, cluster=cluster, provider=provider)
     specs = [
         PoolSpec.system(settings.node_pools.system),
         *(PoolSpec.gpu(pool) for pool in settings.node_pools.gpu),

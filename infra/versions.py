@@ -185,3 +185,8 @@ TF_SERVING_GPU_IMAGE = "tensorflow/serving:2.20.0-gpu"
 KUBE_PROMETHEUS_STACK_CHART = HelmChart(
     "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"
 )
+
+# Fluent Bit chart 0.54.1 (Fluent Bit 4.1.1; fluent/helm-charts CHANGELOG, 2026-01-06).  The
+# cloudwatch_logs output reads EKS Pod Identity credentials since Fluent Bit 4.0
+# (fluent/fluent-bit#10114).
+FLUENT_BIT_CHART = HelmChart("fluent-bit", "0.54.1", "https://fluent.github.io/helm-charts")

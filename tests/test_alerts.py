@@ -160,3 +160,40 @@ def test_promtool_test_catches_a_wrong_expectation(tmp_path: Path) -> None:
     test_file = tmp_path / "tests.yml"
     test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
     assert _promtool("test", "rules", str(test_file)).returncode != 0
+
+
+@needs_promtool
+def test_logs_dropped_fires_when_a_chunk_runs_out_of_retries(tmp_path: Path) -> None:
+    dropping = {"namespace": "logging", "pod": "fluent-bit-a", "name": "cloudwatch_logs.0"}
+    fine = {"namespace": "logging", "pod": "fluent-bit-b", "name": "cloudwatch_logs.0"}
+    metric = "fluentbit_output_retries_failed_total"
+
+    def series(labels: dict[str, str], values: str) -> dict[str, str]:
+        rendered = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+        return {"series": f"{metric}{{{rendered}}}", "values": values}
+
+    tests = {
+        "rule_files": [str(_rule_file(tmp_path))],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                # One pod's counter steps up at minute 20; the other's never moves.
+                "input_series": [series(dropping, "0x20 3x20"), series(fine, "0x40")],
+                "alert_rule_test": [
+                    {"eval_time": "15m", "alertname": "LogsDropped", "exp_alerts": []},
+                    {
+                        "eval_time": "25m",
+                        "alertname": "LogsDropped",
+                        "exp_alerts": [_expected("LogsDropped", dropping)],
+                    },
+                    # Ten minutes after the last drop the window no longer sees it.
+                    {"eval_time": "35m", "alertname": "LogsDropped", "exp_alerts": []},
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "tests.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = _promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -373,6 +373,24 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:teams[0].name",
         "platform namespace",
     ),
+    "CloudWatch logs on an existing cluster": (
+        "local",
+        _set("logging", {"destination": "cloudwatch"}),
+        "ml-platform:logging.destination",
+        "use `forward`",
+    ),
+    "log retention CloudWatch does not offer": (
+        "dev",
+        _set("logging.retentionDays", 10),
+        "ml-platform:logging.retentionDays",
+        "use one of 1, 3, 5, 7, 14, 30",
+    ),
+    "forward without an aggregator": (
+        "local",
+        _set("logging", {"destination": "forward"}),
+        "ml-platform:logging.forward",
+        "needs `forward: {host",
+    ),
 }
 
 

@@ -32,6 +32,8 @@ KUBE = {
     "kubelet_volume_stats_capacity_bytes",
 }
 TRAINING = {"training_operator_jobs_failed_total"}
+# Fluent Bit's /api/v2/metrics/prometheus (output counters).
+FLUENT_BIT = {"fluentbit_output_retries_failed_total"}
 PROMQL_WORDS = {
     "sum", "avg", "max", "min", "count", "rate", "increase", "by", "on", "group_left",
     "histogram_quantile", "avg_over_time", "max_over_time", "le", "e6",
@@ -47,7 +49,7 @@ def _inference_metrics() -> set[str]:
     return names
 
 
-KNOWN = DCGM | TF_SERVING | KUBE | TRAINING | _inference_metrics()
+KNOWN = DCGM | TF_SERVING | KUBE | TRAINING | FLUENT_BIT | _inference_metrics()
 
 
 def metric_names(expr: str) -> set[str]:

@@ -43,6 +43,8 @@ def test_project_defaults_are_valid_settings_defaults() -> None:
     minimal = {
         "cluster": {"mode": "existing", "name": "x", "context": "c"},
         "storage": {"mode": "storageClass", "storageClassName": "rwx"},
+        # CloudWatch, the default sink, needs mode `eks`.
+        "logging": {"destination": "stdout"},
     }
     with_defaults = parse_settings({**defaults, **minimal}, "test")
     without = parse_settings(minimal, "test")

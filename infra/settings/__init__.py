@@ -16,8 +16,10 @@ from infra.settings.cluster import (
     ExistingVpcSettings,
 )
 from infra.settings.components import (
+    ForwardSettings,
     GpuSettings,
     KubeflowSettings,
+    LoggingSettings,
     NfsSettings,
     NotebookSettings,
     StagingSettings,
@@ -61,10 +63,12 @@ __all__ = [
     "ConfigProblem",
     "EndpointSettings",
     "ExistingVpcSettings",
+    "ForwardSettings",
     "GpuPoolSettings",
     "GpuSettings",
     "GpuSharingSettings",
     "KubeflowSettings",
+    "LoggingSettings",
     "NfsSettings",
     "NodePoolsSettings",
     "NotebookServerSettings",

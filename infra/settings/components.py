@@ -171,6 +171,46 @@ class GpuSettings(SettingsModel):
     )
 
 
+# The retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)  # fmt: skip
+
+
+class ForwardSettings(SettingsModel):
+    host: str = Field(min_length=1, description="Fluentd or Fluent Bit aggregator to forward to.")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(default=24224, description="Its port.")
+    tls: bool = Field(default=True, description="Forward over TLS.")
+
+
+class LoggingSettings(Switch):
+    destination: Literal["cloudwatch", "forward", "stdout"] = Field(
+        default="cloudwatch",
+        description="Where container and kubelet logs go: CloudWatch Logs (mode `eks`), a "
+        "Fluentd/Fluent Bit aggregator (`forward`), or Fluent Bit's own output (`stdout`, to try "
+        "it on a local cluster).",
+    )
+    retention_days: int = Field(
+        default=30, description="How long CloudWatch keeps the logs (a CloudWatch period)."
+    )
+    forward: ForwardSettings | None = Field(
+        default=None, description="The aggregator, for destination `forward`."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> LoggingSettings:
+        if self.retention_days not in LOG_RETENTION_DAYS:
+            allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
+            raise ConfigProblem(
+                ("retentionDays",),
+                f"CloudWatch cannot keep logs {self.retention_days} days; use one of {allowed}",
+            )
+        if self.destination == "forward" and self.forward is None:
+            raise ConfigProblem(
+                ("forward",), "destination `forward` needs `forward: {host: ..., port: 24224}`"
+            )
+        return self
+
+
 class MonitoringSettings(Switch):
     retention: str = Field(
         default="15d",

@@ -30,9 +30,9 @@ from infra.settings.cluster import AwsSettings, ClusterSettings
 from infra.settings.components import (
     GpuSettings,
     KubeflowSettings,
+    LoggingSettings,
     MonitoringSettings,
     StorageSettings,
-    Switch,
     TeamSettings,
 )
 from infra.settings.pools import NodePoolsSettings
@@ -60,7 +60,9 @@ class Settings(SettingsModel):
     monitoring: MonitoringSettings = Field(
         default_factory=MonitoringSettings, description="Prometheus, Grafana and DCGM GPU metrics."
     )
-    logging: Switch = Field(default_factory=Switch, description="Fluent Bit log shipping.")
+    logging: LoggingSettings = Field(
+        default_factory=LoggingSettings, description="Fluent Bit log shipping."
+    )
     gpu: GpuSettings = Field(
         default_factory=GpuSettings, description="GPU drivers and GPU-aware scheduling."
     )
@@ -91,6 +93,14 @@ class Settings(SettingsModel):
                     "an existing cluster has no EFS created by this program; set `nfs` (with "
                     "`nfs: {server, path}`) or `storageClass` (with `storageClassName`)",
                 )
+        logging = self.logging
+        if logging.enabled and logging.destination == "cloudwatch" and self.cluster.mode != "eks":
+            raise ConfigProblem(
+                ("logging", "destination"),
+                "CloudWatch needs the AWS identity this program creates in mode `eks`; on an "
+                "existing cluster use `forward` (with `forward: {host: ...}`) or `stdout`, or set "
+                "`enabled: false`",
+            )
         refuse_duplicates(self.teams, lambda t: t.name, ("teams",), "team name", field="name")
         if self.storage_mode == "efs":
             claim = self.storage.workspace.name

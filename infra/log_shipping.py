@@ -1,0 +1,266 @@
+"""Fluent Bit on every node: container and kubelet logs, with Kubernetes metadata, to one sink.
+
+On AWS the sink is a CloudWatch Logs group this program creates (so it has a retention period),
+one stream per container, written with an EKS Pod Identity role that may only append to that
+group.  Fluent Bit keeps its read positions and unsent chunks on the node, so a restart neither
+loses nor repeats lines, and a CloudWatch outage buffers to disk instead of memory.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra import labels, names, versions
+from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole, policy_document
+from infra.settings import LoggingSettings
+
+SERVICE_ACCOUNT = "fluent-bit"
+# On the node: tail positions and the filesystem buffer.
+STATE_DIR = "/var/fluent-bit/state"
+# Container log files are named <pod>_<namespace>_<container>-<id>.log; Fluent Bit skips its own,
+# which would otherwise feed back into itself.
+OWN_LOGS = f"/var/log/containers/*_{names.LOGGING}_*.log"
+
+
+def log_group_name(cluster_name: str) -> str:
+    return f"/aws/eks/{cluster_name}/containers"
+
+
+def _section(kind: str, options: dict[str, str | int]) -> str:
+    """One section of Fluent Bit's classic configuration format."""
+    width = max(len(key) for key in options)
+    body = "\n".join(f"    {key.ljust(width)} {value}" for key, value in options.items())
+    return f"[{kind}]\n{body}\n"
+
+
+def service_config() -> str:
+    return _section(
+        "SERVICE",
+        {
+            "Daemon": "Off",
+            "Flush": 1,
+            "Log_Level": "info",
+            "Parsers_File": "/fluent-bit/etc/parsers.conf",
+            "HTTP_Server": "On",
+            "HTTP_Listen": "0.0.0.0",
+            "HTTP_Port": 2020,
+            "Health_Check": "On",
+            "storage.path": f"{STATE_DIR}/buffer",
+            "storage.sync": "normal",
+            "storage.backlog.mem_limit": "16M",
+        },
+    )
+
+
+def input_config() -> str:
+    return _section(
+        "INPUT",
+        {
+            "Name": "tail",
+            "Path": "/var/log/containers/*.log",
+            "Exclude_Path": OWN_LOGS,
+            "multiline.parser": "docker, cri",
+            "Tag": "kube.*",
+            "DB": f"{STATE_DIR}/tail.db",
+            "Mem_Buf_Limit": "16MB",
+            "Skip_Long_Lines": "On",
+            "storage.type": "filesystem",
+        },
+    ) + _section(
+        "INPUT",
+        {
+            "Name": "systemd",
+            "Tag": "host.*",
+            "Systemd_Filter": "_SYSTEMD_UNIT=kubelet.service",
+            "DB": f"{STATE_DIR}/systemd.db",
+            "Read_From_Tail": "On",
+            "storage.type": "filesystem",
+        },
+    )
+
+
+def filter_config() -> str:
+    return _section(
+        "FILTER",
+        {
+            "Name": "kubernetes",
+            "Match": "kube.*",
+            # JSON log lines (the inference API's, the trainer's metrics) become fields.
+            "Merge_Log": "On",
+            "Keep_Log": "Off",
+            # Pods may pick a parser or opt out with fluentbit.io/* annotations.
+            "K8S-Logging.Parser": "On",
+            "K8S-Logging.Exclude": "On",
+            "Labels": "On",
+            "Annotations": "Off",
+        },
+    )
+
+
+def output_config(settings: LoggingSettings, *, region: str | None, cluster_name: str) -> str:
+    """The sink; every section matches everything."""
+    if settings.destination == "cloudwatch":
+        assert region is not None  # the settings require mode `eks` for CloudWatch
+        return _section(
+            "OUTPUT",
+            {
+                "Name": "cloudwatch_logs",
+                "Match": "*",
+                "region": region,
+                "log_group_name": log_group_name(cluster_name),
+                # One stream per container; node logs (no Kubernetes fields) get `node.<tag>`.
+                "log_stream_template": "$kubernetes['namespace_name'].$kubernetes['pod_name']."
+                "$kubernetes['container_name']",
+                "log_stream_prefix": "node.",
+                "auto_create_group": "false",
+                "retry_limit": 10,
+                "storage.total_limit_size": "2G",
+            },
+        )
+    if settings.destination == "forward":
+        assert settings.forward is not None  # the settings require it
+        forward = settings.forward
+        return _section(
+            "OUTPUT",
+            {
+                "Name": "forward",
+                "Match": "*",
+                "Host": forward.host,
+                "Port": forward.port,
+                "tls": "on" if forward.tls else "off",
+                "tls.verify": "on" if forward.tls else "off",
+                "retry_limit": 10,
+                "storage.total_limit_size": "2G",
+            },
+        )
+    return _section("OUTPUT", {"Name": "stdout", "Match": "*", "Format": "json_lines"})
+
+
+def fluent_bit_values(
+    settings: LoggingSettings,
+    *,
+    region: str | None,
+    cluster_name: str,
+    service_monitor: bool,
+) -> dict[str, Any]:
+    """Helm values: our configuration, on every node (GPU pools included), node-critical."""
+    state = {"name": "state", "hostPath": {"path": STATE_DIR, "type": "DirectoryOrCreate"}}
+    return {
+        "fullnameOverride": "fluent-bit",
+        "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
+        "rbac": {"create": True},
+        # A node agent runs wherever pods run, whatever the node's taints.
+        "tolerations": [{"operator": "Exists"}],
+        "priorityClassName": "system-node-critical",
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "config": {
+            "service": service_config(),
+            "inputs": input_config(),
+            "filters": filter_config(),
+            "outputs": output_config(settings, region=region, cluster_name=cluster_name),
+        },
+        "extraVolumes": [state],
+        "extraVolumeMounts": [{"name": "state", "mountPath": STATE_DIR}],
+        "serviceMonitor": {"enabled": service_monitor},
+        "podLabels": labels.common("logging"),
+    }
+
+
+def writer_policy(log_group_arn: str) -> str:
+    """Append to this one group's streams; nothing else."""
+    return json.dumps(
+        policy_document(
+            [
+                {
+                    "Sid": "WriteContainerLogs",
+                    "Effect": "Allow",
+                    "Action": [
+                        "logs:CreateLogStream",
+                        "logs:DescribeLogStreams",
+                        "logs:PutLogEvents",
+                    ],
+                    "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"],
+                }
+            ]
+        )
+    )
+
+
+class LogShipping(pulumi.ComponentResource):
+    """The log group and writer role (CloudWatch) and the Fluent Bit DaemonSet."""
+
+    release: k8s.helm.v3.Release
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: LoggingSettings,
+        cluster_name: str,
+        namespace: k8s.core.v1.Namespace,
+        aws_cluster: aws.eks.Cluster | None,
+        region: str | None,
+        monitoring: pulumi.Resource | None,
+        after: list[pulumi.Resource],
+        kubernetes: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("ml-platform:logging:LogShipping", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        needs: list[pulumi.Resource] = [namespace, *after]
+        if monitoring is not None:
+            needs.append(monitoring)  # the ServiceMonitor CRD
+        if settings.destination == "cloudwatch":
+            assert aws_cluster is not None  # the settings require mode `eks` for CloudWatch
+            group = aws.cloudwatch.LogGroup(
+                f"{name}-containers",
+                name=log_group_name(cluster_name),
+                retention_in_days=settings.retention_days,
+                opts=child,
+            )
+            role = ServiceRole(
+                f"{name}-writer",
+                service=POD_IDENTITY_PRINCIPAL,
+                managed_policies=[],
+                inline_policy=group.arn.apply(writer_policy),
+                description=f"Fluent Bit of {cluster_name}: writes container logs",
+                opts=child,
+            )
+            needs.append(
+                aws.eks.PodIdentityAssociation(
+                    f"{name}-writer",
+                    cluster_name=aws_cluster.name,
+                    namespace=names.LOGGING,
+                    service_account=SERVICE_ACCOUNT,
+                    role_arn=role.role.arn,
+                    opts=child,
+                )
+            )
+            needs.append(group)
+        chart = versions.FLUENT_BIT_CHART
+        self.release = k8s.helm.v3.Release(
+            name,
+            name="fluent-bit",
+            chart=chart.chart,
+            version=chart.version,
+            repository_opts={"repo": chart.repository},
+            namespace=names.LOGGING,
+            values=fluent_bit_values(
+                settings,
+                region=region,
+                cluster_name=cluster_name,
+                service_monitor=monitoring is not None,
+            ),
+            atomic=True,
+            cleanup_on_fail=True,
+            opts=pulumi.ResourceOptions(parent=self, provider=kubernetes, depends_on=needs),
+        )
+        self.register_outputs({"release": self.release.name})
