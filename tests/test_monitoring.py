@@ -77,8 +77,12 @@ def test_service_monitors_match_the_services_they_scrape(stack: str) -> None:
     objects = kubernetes_objects(stack_run(stack))
     services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
     monitors = [o for o in objects if o["kind"] == "ServiceMonitor"]
-    assert {m["metadata"]["name"] for m in monitors} == {"tfserving-mnist", "inference-mnist"}
-    paths = {"tfserving-mnist": "/monitoring/prometheus/metrics", "inference-mnist": "/metrics"}
+    paths = {
+        "tfserving-mnist": "/monitoring/prometheus/metrics",
+        "inference-mnist": "/metrics",
+        "training-operator-metrics": "/metrics",
+    }
+    assert {m["metadata"]["name"] for m in monitors} == set(paths)
     for monitor in monitors:
         service = services[monitor["metadata"]["name"]]
         selector = monitor["spec"]["selector"]["matchLabels"]
@@ -172,3 +176,23 @@ def test_a_real_prometheus_sees_the_inference_api_count_requests(
         finally:
             prometheus.terminate()
             prometheus.wait(timeout=30)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_training_operator_metrics_reach_its_pods(stack: str) -> None:
+    """The Service selects the operator's pods by their label, on the metrics port it listens on."""
+    run = stack_run(stack)
+    [service] = [
+        o
+        for o in kubernetes_objects(run)
+        if o["kind"] == "Service" and o["metadata"]["name"] == "training-operator-metrics"
+    ]
+    assert service["metadata"]["namespace"] == "kubeflow"
+    assert service["spec"]["selector"] == {"control-plane": "kubeflow-training-operator"}
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": 8080}]
+    [resource] = [
+        r
+        for r in run.of_type("kubernetes:core/v1:Service")
+        if r.inputs["metadata"]["name"] == "training-operator-metrics"
+    ]
+    assert any("training-operator" in d and "Directory" in d for d in resource.dependencies)
