@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra import labels, versions
+from infra.monitoring import service_monitor
 from infra.pod_security import restricted_container_args, restricted_pod_args
 from infra.scheduling import Placement
 
@@ -64,8 +65,10 @@ class BinPackingScheduler(pulumi.ComponentResource):
         kubernetes_minor: str,
         gpu_resources: list[str],
         placement: Placement,
+        monitoring: pulumi.Resource | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`monitoring`: the monitoring release; when given, Prometheus scrapes the scheduler."""
         super().__init__("ml-platform:scheduling:BinPackingScheduler", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         meta_labels = {**labels.common("scheduling"), "app.kubernetes.io/name": APP}
@@ -217,4 +220,46 @@ class BinPackingScheduler(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        if monitoring is not None:
+            self._scrape(name, meta(APP), selector, monitoring)
         self.register_outputs({"scheduler_name": SCHEDULER_NAME})
+
+    def _scrape(
+        self,
+        name: str,
+        metadata: k8s.meta.v1.ObjectMetaArgs,
+        selector: dict[str, str],
+        monitoring: pulumi.Resource,
+    ) -> None:
+        """A Service on the secure port and its ServiceMonitor.
+
+        kube-scheduler serves /metrics only over HTTPS to authorised callers: Prometheus presents
+        its service-account token (its ClusterRole may GET /metrics) and the scheduler checks it
+        with the API server; the serving certificate is self-signed, as on every kube-scheduler.
+        """
+        service = k8s.core.v1.Service(
+            f"{name}-metrics",
+            metadata=metadata,
+            spec=k8s.core.v1.ServiceSpecArgs(
+                selector=selector,
+                ports=[
+                    k8s.core.v1.ServicePortArgs(name="https", port=SECURE_PORT, target_port="https")
+                ],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        monitor = service_monitor(APP, NAMESPACE, selector, "https", "/metrics")
+        [endpoint] = monitor["spec"]["endpoints"]
+        endpoint.update(
+            scheme="https",
+            bearerTokenFile="/var/run/secrets/kubernetes.io/serviceaccount/token",
+            tlsConfig={"insecureSkipVerify": True},
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-servicemonitor",
+            api_version=monitor["apiVersion"],
+            kind=monitor["kind"],
+            metadata=monitor["metadata"],
+            spec=monitor["spec"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[service, monitoring]),
+        )

@@ -115,8 +115,13 @@ def build_platform(settings: Settings) -> Platform:
             ),
         )
     # The GPU Operator's DCGM ServiceMonitor needs the monitoring CRDs first.
+    monitoring_release = monitoring.release if monitoring else None
     build_gpu_scheduling(
-        settings, namespaces, on_cluster, [*ready, *([monitoring.release] if monitoring else [])]
+        settings,
+        namespaces,
+        on_cluster,
+        [*ready, *([monitoring_release] if monitoring_release else [])],
+        monitoring_release,
     )
     volumes = build_storage(settings, namespaces, on_cluster, aws_layer)
     installs = KubeflowInstalls(
@@ -210,6 +215,7 @@ def build_gpu_scheduling(
     namespaces: PlatformNamespaces,
     on_cluster: pulumi.ResourceOptions,
     ready: list[pulumi.Resource],
+    monitoring: pulumi.Resource | None,
 ) -> None:
     """Priority classes, the GPU Operator (with GPU pools) and the bin-packing scheduler."""
     name = settings.cluster.name
@@ -228,6 +234,7 @@ def build_gpu_scheduling(
             kubernetes_minor=settings.cluster.kubernetes_version,
             gpu_resources=[gpu_sharing.GPU, *(gpu_sharing.resource_name(p) for p in pools)],
             placement=placement(settings, SYSTEM_POOL),
+            monitoring=monitoring,
             opts=on_cluster,
         )
 

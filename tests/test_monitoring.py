@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from harness.program import ProgramRun
+from harness.program import ProgramRun, stack_settings
 from harness.render import kubernetes_objects
 from infra import alerts, versions
 from tests.conftest import STACKS, stack_run
@@ -82,6 +82,8 @@ def test_service_monitors_match_the_services_they_scrape(stack: str) -> None:
         "inference-mnist": "/metrics",
         "training-operator-metrics": "/metrics",
     }
+    if stack_settings(stack).gpu.bin_packing_scheduler:
+        paths["gpu-binpack-scheduler"] = "/metrics"
     assert {m["metadata"]["name"] for m in monitors} == set(paths)
     for monitor in monitors:
         service = services[monitor["metadata"]["name"]]
@@ -196,3 +198,22 @@ def test_training_operator_metrics_reach_its_pods(stack: str) -> None:
         if r.inputs["metadata"]["name"] == "training-operator-metrics"
     ]
     assert any("training-operator" in d and "Directory" in d for d in resource.dependencies)
+
+
+def test_the_bin_packing_scheduler_is_scraped_over_https_with_a_token() -> None:
+    objects = kubernetes_objects(stack_run("prod"))
+    [monitor] = [
+        o
+        for o in objects
+        if o["kind"] == "ServiceMonitor" and o["metadata"]["name"] == "gpu-binpack-scheduler"
+    ]
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["bearerTokenFile"].endswith("serviceaccount/token")
+    [deployment] = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "gpu-binpack-scheduler"
+    ]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert {"name": "https", "containerPort": 10259} in container["ports"]
