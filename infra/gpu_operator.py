@@ -45,7 +45,14 @@ def operator_values(settings: Settings) -> dict[str, Any]:
         # using each GPU, scraped through the exporter's ServiceMonitor.
         "dcgmExporter": {
             "enabled": settings.monitoring.enabled,
-            "serviceMonitor": {"enabled": settings.monitoring.enabled, "interval": "15s"},
+            "serviceMonitor": {
+                "enabled": settings.monitoring.enabled,
+                "interval": "15s",
+                # The exporter labels each GPU's series with the pod holding it (namespace, pod,
+                # container); without honorLabels the exporter's own pod would overwrite them and
+                # GpuIdleWhileAllocated and the per-pod panels would see only the exporter.
+                "honorLabels": True,
+            },
         },
         # Operands run only where NFD finds an NVIDIA PCI device; they must tolerate the taint
         # every GPU pool carries.

@@ -104,6 +104,7 @@ def test_dcgm_exporter_is_scraped(stack: str) -> None:
     values = _release(stack_run(stack), "gpu-operator")["values"]["dcgmExporter"]
     assert values["enabled"] is True
     assert values["serviceMonitor"]["enabled"] is True
+    assert values["serviceMonitor"]["honorLabels"] is True  # keeps the holder's pod label
 
 
 def _free_port() -> int:
