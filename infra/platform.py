@@ -29,9 +29,10 @@ from infra.priorities import PriorityClasses
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import AwsSettings, Settings
 from infra.staging import DatasetStaging
+from infra.team_quota import TeamQuota
 from infra.volumes import SharedVolumes, VolumeKey
 from workloads.custom_resources import TeamWorkload
-from workloads.plan import ensure_schedulable, plan_workloads
+from workloads.plan import ensure_schedulable, ensure_within_quota, plan_workloads
 from workloads.served_model import ServedModel
 
 
@@ -70,6 +71,7 @@ def build_platform(settings: Settings) -> Platform:
     # program before anything is registered.
     planned = plan_workloads(settings)
     ensure_schedulable(planned, settings, pulumi.get_stack())
+    ensure_within_quota(planned, settings, pulumi.get_stack())
 
     aws_layer: AwsLayer | None = None
     if settings.cluster.mode == "existing":
@@ -88,6 +90,14 @@ def build_platform(settings: Settings) -> Platform:
         settings.cluster.kubernetes_version,
         opts=on_cluster,
     )
+    for team in settings.teams:
+        TeamQuota(
+            f"{name}-{team.name}-quota",
+            settings=settings,
+            team=team,
+            namespace=namespaces.namespaces[team.name],
+            opts=on_cluster,
+        )
     ready = aws_layer.ready if aws_layer else []
     monitoring: Monitoring | None = None
     if settings.monitoring.enabled:

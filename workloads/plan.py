@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from infra import schedulability
+from infra import schedulability, team_quota
 from infra.settings import Settings, SettingsError
 from workloads import manifests
 
@@ -58,4 +58,27 @@ def ensure_schedulable(planned: list[PlannedWorkload], settings: Settings, stack
     if problems:
         raise SettingsError(
             f"Pulumi.{stack}.yaml: declared workloads no node pool can run:\n" + "\n".join(problems)
+        )
+
+
+def ensure_within_quota(planned: list[PlannedWorkload], settings: Settings, stack: str) -> None:
+    """Stop the program if a declared workload, or the shared volumes, exceed a team's quota.
+
+    Such a workload would be accepted by `pulumi up` and then never get a pod admitted.
+    """
+    teams = {team.name: (index, team) for index, team in enumerate(settings.teams)}
+    problems = [
+        f"  - {workload.key}: {problem}"
+        for workload in planned
+        for problem in team_quota.quota_shortfalls(
+            settings, teams[workload.team][1], workload.manifest
+        )
+    ]
+    for index, team in teams.values():
+        shortfall = team_quota.storage_shortfall(settings, team)
+        if shortfall:
+            problems.append(f"  - ml-platform:teams[{index}].quota: {shortfall}")
+    if problems:
+        raise SettingsError(
+            f"Pulumi.{stack}.yaml: declared work exceeds its team's quota:\n" + "\n".join(problems)
         )

@@ -118,6 +118,8 @@ class TeamQuota(SettingsModel):
     gpus: Size = Field(default=0, description="GPUs the team's pods may request in total.")
     cpu: Quantity = Field(default="32", description="Total cpu requests.")
     memory: Quantity = Field(default="128Gi", description="Total memory requests.")
+    volume_claims: Size = Field(default=10, description="PersistentVolumeClaims in the namespace.")
+    storage: Quantity = Field(default="2Ti", description="Total storage the claims request.")
 
 
 class TeamSettings(SettingsModel):

@@ -1,0 +1,138 @@
+"""Each team namespace's ResourceQuota and LimitRange, and the check that declared work fits them.
+
+GPUs are quota'd on `requests.<resource>`: Kubernetes does not overcommit extended resources, so a
+request always equals its limit, and a `limits.` key for them is ignored.  The LimitRange gives
+cpu and memory requests to containers that set none (a quota on requests rejects pods without
+them) and deliberately says nothing about GPUs: a `max` without a `default` becomes every
+container's default limit, which would hand a GPU to every container in the namespace.  It sets no
+default limits either: one below a workload's own request would make the pod invalid.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import gpu_sharing, labels
+from infra.schedulability import pod_templates
+from infra.settings import Settings, TeamSettings, quantity_value
+
+DEFAULT_REQUESTS = {"cpu": "100m", "memory": "256Mi"}
+
+
+def gpu_resources(settings: Settings) -> list[str]:
+    """Every GPU resource name pods of this stack can request: whole GPUs, shares, MIG slices."""
+    return sorted(
+        {gpu_sharing.GPU, *(gpu_sharing.resource_name(p) for p in settings.node_pools.gpu)}
+    )
+
+
+def volume_claim_sizes(settings: Settings) -> list[str]:
+    """The shared volumes' claims every team namespace gets (datasets, models, workspace)."""
+    storage = settings.storage
+    return [storage.datasets.size, storage.models.size, storage.workspace.size]
+
+
+def quota_hard(settings: Settings, team: TeamSettings) -> dict[str, str]:
+    quota = team.quota
+    return {
+        "requests.cpu": quota.cpu,
+        "requests.memory": quota.memory,
+        **{f"requests.{resource}": str(quota.gpus) for resource in gpu_resources(settings)},
+        "persistentvolumeclaims": str(quota.volume_claims),
+        "requests.storage": quota.storage,
+    }
+
+
+def limit_range_limits() -> list[k8s.core.v1.LimitRangeItemArgs]:
+    return [k8s.core.v1.LimitRangeItemArgs(type="Container", default_request=DEFAULT_REQUESTS)]
+
+
+def workload_requests(manifest: dict[str, Any]) -> dict[str, Decimal]:
+    """What all pods of one workload request together (replicas included)."""
+    replicas = {
+        replica: int((spec or {}).get("replicas", 1))
+        for key in ("tfReplicaSpecs", "pytorchReplicaSpecs")
+        for replica, spec in ((manifest.get("spec") or {}).get(key) or {}).items()
+    }
+    totals: dict[str, Decimal] = {}
+    for template in pod_templates([manifest]):
+        count = replicas.get(template.workload.rsplit(" ", 1)[-1], 1)
+        for container in template.spec.get("containers") or []:
+            resources = container.get("resources") or {}
+            requests = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+            for resource, value in requests.items():
+                totals[resource] = totals.get(resource, Decimal(0)) + count * quantity_value(
+                    str(value)
+                )
+    return totals
+
+
+def quota_shortfalls(settings: Settings, team: TeamSettings, manifest: dict[str, Any]) -> list[str]:
+    """How one declared workload would exceed its team's quota (it could never start)."""
+    quota = team.quota
+    caps = {
+        "cpu": ("cpu", quantity_value(quota.cpu)),
+        "memory": ("memory", quantity_value(quota.memory)),
+        **{resource: ("gpus", Decimal(quota.gpus)) for resource in gpu_resources(settings)},
+    }
+    problems = []
+    for resource, needed in sorted(workload_requests(manifest).items()):
+        if resource in caps and needed > caps[resource][1]:
+            key, cap = caps[resource]
+            problems.append(
+                f"needs {needed.normalize():f} {resource} in total, over the team's quota "
+                f"(quota.{key}: {cap.normalize():f}); raise the quota or make the workload smaller"
+            )
+    return problems
+
+
+def storage_shortfall(settings: Settings, team: TeamSettings) -> str | None:
+    sizes = volume_claim_sizes(settings)
+    total = sum((quantity_value(s) for s in sizes), Decimal(0))
+    if len(sizes) > team.quota.volume_claims:
+        return (
+            f"quota.volumeClaims is {team.quota.volume_claims}; the shared volumes alone need "
+            f"{len(sizes)}"
+        )
+    if total > quantity_value(team.quota.storage):
+        return (
+            f"quota.storage {team.quota.storage} is below the shared volumes' claims "
+            f"({' + '.join(sizes)}); raise it"
+        )
+    return None
+
+
+class TeamQuota(pulumi.ComponentResource):
+    """The ResourceQuota and LimitRange of one team namespace."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: Settings,
+        team: TeamSettings,
+        namespace: k8s.core.v1.Namespace,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("ml-platform:tenancy:TeamQuota", name, None, opts)
+        after = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        metadata = k8s.meta.v1.ObjectMetaArgs(
+            name="team", namespace=team.name, labels=labels.common("tenancy")
+        )
+        k8s.core.v1.ResourceQuota(
+            f"{name}-quota",
+            metadata=metadata,
+            spec=k8s.core.v1.ResourceQuotaSpecArgs(hard=quota_hard(settings, team)),
+            opts=after,
+        )
+        k8s.core.v1.LimitRange(
+            f"{name}-limits",
+            metadata=metadata,
+            spec=k8s.core.v1.LimitRangeSpecArgs(limits=limit_range_limits()),
+            opts=after,
+        )
+        self.register_outputs({})
