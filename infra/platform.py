@@ -29,6 +29,7 @@ from infra.priorities import PriorityClasses
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import AwsSettings, Settings
 from infra.staging import DatasetStaging
+from infra.team_access import TeamAccess, TeamAccessEntries
 from infra.team_quota import TeamQuota
 from infra.volumes import SharedVolumes, VolumeKey
 from workloads.custom_resources import TeamWorkload
@@ -97,6 +98,19 @@ def build_platform(settings: Settings) -> Platform:
             team=team,
             namespace=namespaces.namespaces[team.name],
             opts=on_cluster,
+        )
+        TeamAccess(
+            f"{name}-{team.name}-access",
+            team=team,
+            namespace=namespaces.namespaces[team.name],
+            opts=on_cluster,
+        )
+    if aws_layer and any(t.access.engineers or t.access.viewers for t in settings.teams):
+        TeamAccessEntries(
+            f"{name}-team-access",
+            cluster=aws_layer.cluster.cluster,
+            teams=settings.teams,
+            opts=pulumi.ResourceOptions(provider=aws_layer.provider),
         )
     ready = aws_layer.ready if aws_layer else []
     monitoring: Monitoring | None = None

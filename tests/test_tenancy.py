@@ -87,3 +87,93 @@ def test_shared_volumes_over_the_storage_quota_stop_the_program() -> None:
     message = str(caught.value.cause)
     assert "ml-platform:teams[0].quota: quota.storage 1Gi is below" in message
     assert caught.value.resources == []
+
+
+def _roles(stack: str, team: str) -> dict[str, dict[str, Any]]:
+    return {
+        o["metadata"]["name"]: o
+        for o in kubernetes_objects(stack_run(stack))
+        if o["kind"] == "Role" and o["metadata"]["namespace"] == team
+    }
+
+
+def _allows(role: dict[str, Any], api_group: str, resource: str, verb: str) -> bool:
+    return any(
+        api_group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+        for rule in role["rules"]
+    )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_team_has_engineer_and_viewer_roles_bound_to_its_groups(stack: str) -> None:
+    objects = kubernetes_objects(stack_run(stack))
+    for team in stack_settings(stack).teams:
+        roles = _roles(stack, team.name)
+        assert set(roles) == {"ml-engineer", "viewer"}
+        engineer, viewer = roles["ml-engineer"], roles["viewer"]
+        for kind in ("tfjobs", "pytorchjobs", "notebooks"):
+            assert _allows(engineer, "kubeflow.org", kind, "create")
+            assert _allows(viewer, "kubeflow.org", kind, "list")
+            assert not _allows(viewer, "kubeflow.org", kind, "create")
+        assert _allows(engineer, "", "pods/log", "get")
+        assert _allows(engineer, "", "pods/exec", "create") is team.access.exec
+        assert not any(
+            "*" in rule["verbs"] or "*" in rule["resources"] for rule in engineer["rules"]
+        )
+        assert not any(
+            _allows(viewer, "", "secrets", verb) or _allows(engineer, "", "secrets", verb)
+            for verb in ("get", "list")
+        )
+        bindings = {
+            o["metadata"]["name"]: o
+            for o in objects
+            if o["kind"] == "RoleBinding" and o["metadata"]["namespace"] == team.name
+        }
+        for role in ("ml-engineer", "viewer"):
+            [subject] = bindings[role]["subjects"]
+            assert subject == {
+                "kind": "Group",
+                "name": f"ml-platform:{team.name}:{role}",
+                "apiGroup": "rbac.authorization.k8s.io",
+            }
+            assert bindings[role]["roleRef"]["name"] == role
+
+
+def test_access_entries_put_each_principal_in_all_its_groups_without_policies() -> None:
+    run = stack_run("prod")
+    entries = {
+        e.inputs["principalArn"]: e
+        for e in run.of_type("aws:eks/accessEntry:AccessEntry")
+        if "team-access" in e.urn
+    }
+    auditor = "arn:aws:iam::111122223333:role/ml-auditor"  # a viewer of both teams
+    assert entries[auditor].inputs["kubernetesGroups"] == [
+        "ml-platform:research:viewer",
+        "ml-platform:vision:viewer",
+    ]
+    assert entries["arn:aws:iam::111122223333:role/ml-research"].inputs["kubernetesGroups"] == [
+        "ml-platform:research:ml-engineer"
+    ]
+    policies = run.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert not set(entries) & {p.inputs["principalArn"] for p in policies}
+    assert all(e.provider and "providers:aws" in e.provider for e in entries.values())
+
+
+def test_a_cluster_admin_cannot_also_be_a_team_member() -> None:
+    config = stack_config("prod")
+    admin = config["ml-platform:aws"]["access"]["admins"][0]
+    config["ml-platform:teams"][0]["access"]["viewers"] = [admin]
+    with pytest.raises(ProgramError) as caught:
+        run_program("prod", config)
+    message = str(caught.value.cause)
+    assert "ml-platform:teams[0].access.viewers[0]:" in message
+    assert "one access entry" in message
+
+
+def test_a_malformed_principal_is_refused() -> None:
+    config = stack_config("prod")
+    config["ml-platform:teams"][0]["access"]["engineers"] = ["ml-research"]
+    with pytest.raises(ProgramError) as caught:
+        run_program("prod", config)
+    assert "ml-platform:teams[0].access.engineers[0]:" in str(caught.value.cause)
+    assert "not an IAM role or user ARN" in str(caught.value.cause)

@@ -84,7 +84,7 @@ class ClusterSettings(SettingsModel):
 
 
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
-_IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 _CLOUDWATCH_RETENTION_DAYS = (
     1,
     3,
@@ -161,7 +161,7 @@ class AccessSettings(SettingsModel):
     @model_validator(mode="after")
     def _check(self) -> AccessSettings:
         for index, arn in enumerate(self.admins):
-            if not _IAM_PRINCIPAL.match(arn):
+            if not IAM_PRINCIPAL.match(arn):
                 raise ConfigProblem(
                     ("admins", index),
                     f"{arn!r} is not an IAM role or user ARN such as "

@@ -15,6 +15,7 @@ from infra.settings.base import (
     Size,
     refuse_duplicates,
 )
+from infra.settings.cluster import IAM_PRINCIPAL
 from infra.settings.workloads import NotebookServerSettings, TrainingJobSettings
 
 
@@ -122,6 +123,36 @@ class TeamQuota(SettingsModel):
     storage: Quantity = Field(default="2Ti", description="Total storage the claims request.")
 
 
+class TeamAccess(SettingsModel):
+    engineers: list[str] = Field(
+        default_factory=list,
+        description="IAM role/user ARNs that run the team's jobs and notebooks (role ml-engineer).",
+    )
+    viewers: list[str] = Field(
+        default_factory=list, description="IAM role/user ARNs with read-only access (role viewer)."
+    )
+    exec: bool = Field(
+        default=True, description="Engineers may `kubectl exec` into the team's pods."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TeamAccess:
+        for key, arns in (("engineers", self.engineers), ("viewers", self.viewers)):
+            for index, arn in enumerate(arns):
+                if not IAM_PRINCIPAL.match(arn):
+                    raise ConfigProblem(
+                        (key, index),
+                        f"{arn!r} is not an IAM role or user ARN such as "
+                        "arn:aws:iam::123456789012:role/ml-research",
+                    )
+        both = sorted(set(self.engineers) & set(self.viewers))
+        if both:
+            raise ConfigProblem(
+                ("viewers",), f"{both[0]} is also an engineer; list each principal once"
+            )
+        return self
+
+
 class TeamSettings(SettingsModel):
     name: DnsLabel = Field(description="Team name; also its namespace.")
     pod_security: Literal["restricted", "baseline"] = Field(
@@ -132,6 +163,9 @@ class TeamSettings(SettingsModel):
         default=None, description="Why the team needs `baseline` (required with it)."
     )
     quota: TeamQuota = Field(default_factory=TeamQuota, description="Resource quota.")
+    access: TeamAccess = Field(
+        default_factory=TeamAccess, description="Who may use the namespace (EKS access entries)."
+    )
     training_jobs: list[TrainingJobSettings] = Field(
         default_factory=list, description="TFJobs and PyTorchJobs the team runs."
     )

@@ -101,6 +101,7 @@ class Settings(SettingsModel):
                 "existing cluster use `forward` (with `forward: {host: ...}`) or `stdout`, or set "
                 "`enabled: false`",
             )
+        self._check_team_access()
         refuse_duplicates(self.teams, lambda t: t.name, ("teams",), "team name", field="name")
         if self.storage_mode == "efs":
             claim = self.storage.workspace.name
@@ -130,6 +131,19 @@ class Settings(SettingsModel):
             self._check_workloads(index, team)
         self._check_serving()
         return self
+
+    def _check_team_access(self) -> None:
+        """An IAM principal has one access entry: a cluster admin cannot also be a team member."""
+        admins = set(self.aws.access.admins) if self.aws else set()
+        for index, team in enumerate(self.teams):
+            for key in ("engineers", "viewers"):
+                for position, arn in enumerate(getattr(team.access, key)):
+                    if arn in admins:
+                        raise ConfigProblem(
+                            ("teams", index, "access", key, position),
+                            f"{arn} is a cluster admin (aws.access.admins) already; an IAM "
+                            "principal has one access entry, so list it in one place",
+                        )
 
     def _check_workloads(self, index: int, team: TeamSettings) -> None:
         """Declared jobs and notebooks need their operator, an image and a pool that fits them."""
