@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pulumi_aws as aws
 
@@ -62,6 +64,9 @@ class ClusterAddons(pulumi.ComponentResource):
                 )
             ],
             depends_on=[pod_identity],
+            # The CNI's network policy agent enforces NetworkPolicies (team isolation); without
+            # it they are accepted and ignored.
+            configuration={"enableNetworkPolicy": "true"},
         )
         self.before_nodes = [pod_identity, vpc_cni, self._addon("kube-proxy")]
         self.coredns: aws.eks.Addon | None = None
@@ -95,6 +100,7 @@ class ClusterAddons(pulumi.ComponentResource):
         addon: str,
         pod_identity_associations: list[aws.eks.AddonPodIdentityAssociationArgs] | None = None,
         depends_on: list[pulumi.Resource] | None = None,
+        configuration: dict[str, object] | None = None,
     ) -> aws.eks.Addon:
         return aws.eks.Addon(
             f"{self._name}-{addon}",
@@ -102,6 +108,7 @@ class ClusterAddons(pulumi.ComponentResource):
             addon_name=addon,
             addon_version=self._versions[addon],
             pod_identity_associations=pod_identity_associations,
+            configuration_values=json.dumps(configuration) if configuration else None,
             # The add-on owns its objects: settings changed by hand are put back.
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",

@@ -30,6 +30,7 @@ from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import AwsSettings, Settings
 from infra.staging import DatasetStaging
 from infra.team_access import TeamAccess, TeamAccessEntries
+from infra.team_network import TeamNetworkPolicies
 from infra.team_quota import TeamQuota
 from infra.volumes import SharedVolumes, VolumeKey
 from workloads.custom_resources import TeamWorkload
@@ -101,6 +102,13 @@ def build_platform(settings: Settings) -> Platform:
         )
         TeamAccess(
             f"{name}-{team.name}-access",
+            team=team,
+            namespace=namespaces.namespaces[team.name],
+            opts=on_cluster,
+        )
+        TeamNetworkPolicies(
+            f"{name}-{team.name}-network",
+            settings=settings,
             team=team,
             namespace=namespaces.namespaces[team.name],
             opts=on_cluster,

@@ -3,6 +3,7 @@ that stops declared work a team's quota could never admit."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -177,3 +178,63 @@ def test_a_malformed_principal_is_refused() -> None:
         run_program("prod", config)
     assert "ml-platform:teams[0].access.engineers[0]:" in str(caught.value.cause)
     assert "not an IAM role or user ARN" in str(caught.value.cause)
+
+
+def _policies(stack: str, team: str) -> dict[str, dict[str, Any]]:
+    return {
+        o["metadata"]["name"]: o["spec"]
+        for o in kubernetes_objects(stack_run(stack))
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == team
+    }
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_team_namespaces_deny_by_default_and_allow_what_workloads_need(stack: str) -> None:
+    settings = stack_settings(stack)
+    for team in settings.teams:
+        policies = _policies(stack, team.name)
+        deny = policies["default-deny"]
+        assert deny["podSelector"] == {}
+        assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
+        assert "ingress" not in deny
+        assert "egress" not in deny
+        # Workers of one job reach each other; nothing from other team namespaces does.
+        assert policies["same-namespace"]["ingress"] == [{"from": [{"podSelector": {}}]}]
+        [dns] = policies["dns"]["egress"]
+        assert {p["port"] for p in dns["ports"]} == {53}
+        peer = dns["to"][0]
+        assert peer["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "kube-system"
+        }
+        if settings.monitoring.enabled:
+            [scrape] = policies["prometheus"]["ingress"]
+            assert scrape["from"][0]["namespaceSelector"]["matchLabels"] == {
+                "kubernetes.io/metadata.name": "monitoring"
+            }
+        for spec in policies.values():
+            for rule in spec.get("ingress", []):
+                assert rule.get("from"), "an ingress rule without peers admits everyone"
+
+
+def test_https_egress_can_be_switched_off() -> None:
+    config = stack_config("dev")
+    config["ml-platform:teams"][0]["network"] = {"httpsEgress": False}
+    objects = kubernetes_objects(run_program("dev", config))
+    names = {
+        o["metadata"]["name"]
+        for o in objects
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == "research"
+    }
+    assert "https-egress" not in names
+    assert "default-deny" in names
+    assert "https-egress" in _policies("dev", "research")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_cni_enforces_network_policies(stack: str) -> None:
+    [cni] = [
+        r.inputs
+        for r in stack_run(stack).of_type("aws:eks/addon:Addon")
+        if r.inputs["addonName"] == "vpc-cni"
+    ]
+    assert json.loads(cni["configurationValues"])["enableNetworkPolicy"] == "true"

@@ -153,6 +153,14 @@ class TeamAccess(SettingsModel):
         return self
 
 
+class TeamNetwork(SettingsModel):
+    https_egress: bool = Field(
+        default=True,
+        description="Pods may open HTTPS connections out of the cluster (package indexes, S3, "
+        "model hubs); everything else outside the namespace is denied.",
+    )
+
+
 class TeamSettings(SettingsModel):
     name: DnsLabel = Field(description="Team name; also its namespace.")
     pod_security: Literal["restricted", "baseline"] = Field(
@@ -165,6 +173,9 @@ class TeamSettings(SettingsModel):
     quota: TeamQuota = Field(default_factory=TeamQuota, description="Resource quota.")
     access: TeamAccess = Field(
         default_factory=TeamAccess, description="Who may use the namespace (EKS access entries)."
+    )
+    network: TeamNetwork = Field(
+        default_factory=TeamNetwork, description="What the namespace's network policies allow."
     )
     training_jobs: list[TrainingJobSettings] = Field(
         default_factory=list, description="TFJobs and PyTorchJobs the team runs."

@@ -1,0 +1,105 @@
+"""Team namespace isolation: deny by default, then allow what the team's workloads need.
+
+Allowed: traffic inside the namespace (training workers and parameter servers talk to each other,
+notebooks reach the team's own services), DNS, Prometheus scraping from `monitoring`, the notebook
+controller's idle checks, and (unless switched off) HTTPS out of the cluster for package indexes,
+S3 and model hubs.  Shared volumes need no rule: the kubelet mounts NFS and EFS from the node's
+network namespace, which NetworkPolicies do not govern.  On EKS the VPC CNI's network policy agent
+(enabled by the add-on's configuration) enforces these; on an existing cluster its CNI must.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import labels, names
+from infra.settings import Settings, TeamSettings
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+NOTEBOOK_PORT = 8888
+DNS_PODS = {"k8s-app": "kube-dns"}  # CoreDNS's pods, as EKS and kubeadm label them
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: name}}}
+
+
+def policy_specs(settings: Settings, team: TeamSettings) -> dict[str, dict[str, Any]]:
+    """NetworkPolicy specs by name, for one team namespace."""
+    everything: dict[str, Any] = {}
+    specs: dict[str, dict[str, Any]] = {
+        "default-deny": {"podSelector": everything, "policyTypes": ["Ingress", "Egress"]},
+        "same-namespace": {
+            "podSelector": everything,
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": everything}]}],
+            "egress": [{"to": [{"podSelector": everything}]}],
+        },
+        "dns": {
+            "podSelector": everything,
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [{**_namespace("kube-system"), "podSelector": {"matchLabels": DNS_PODS}}],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                }
+            ],
+        },
+    }  # fmt: skip
+    if settings.monitoring.enabled:
+        specs["prometheus"] = {
+            "podSelector": everything,
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [_namespace(names.MONITORING)]}],
+        }
+    if settings.kubeflow.notebooks.enabled:
+        # The controller asks each notebook's Jupyter API whether it is idle (culling).
+        specs["notebook-controller"] = {
+            "podSelector": {"matchExpressions": [{"key": "notebook-name", "operator": "Exists"}]},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [_namespace(names.NOTEBOOK_CONTROLLER)],
+                    "ports": [{"protocol": "TCP", "port": NOTEBOOK_PORT}],
+                }
+            ],
+        }
+    if team.network.https_egress:
+        specs["https-egress"] = {
+            "podSelector": everything,
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                    "ports": [{"protocol": "TCP", "port": 443}],
+                }
+            ],
+        }
+    return specs
+
+
+class TeamNetworkPolicies(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: Settings,
+        team: TeamSettings,
+        namespace: k8s.core.v1.Namespace,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("ml-platform:tenancy:TeamNetworkPolicies", name, None, opts)
+        for policy_name, spec in policy_specs(settings, team).items():
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-{policy_name}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=policy_name, namespace=team.name, labels=labels.common("tenancy")
+                ),
+                # Plain dicts, so tests read the same specs; the SDK accepts them as they are.
+                spec=cast(k8s.networking.v1.NetworkPolicySpecArgsDict, spec),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
+            )
+        self.register_outputs({})
