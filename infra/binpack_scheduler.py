@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra import labels, versions
-from infra.monitoring import service_monitor
+from infra.monitoring import register_scrape_object, service_monitor
 from infra.pod_security import restricted_container_args, restricted_pod_args
 from infra.scheduling import Placement
 
@@ -255,11 +255,8 @@ class BinPackingScheduler(pulumi.ComponentResource):
             bearerTokenFile="/var/run/secrets/kubernetes.io/serviceaccount/token",
             tlsConfig={"insecureSkipVerify": True},
         )
-        k8s.apiextensions.CustomResource(
+        register_scrape_object(
             f"{name}-servicemonitor",
-            api_version=monitor["apiVersion"],
-            kind=monitor["kind"],
-            metadata=monitor["metadata"],
-            spec=monitor["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[service, monitoring]),
+            monitor,
+            pulumi.ResourceOptions(parent=self, depends_on=[service, monitoring]),
         )

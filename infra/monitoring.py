@@ -147,3 +147,17 @@ def service_monitor(
             "endpoints": [{"port": port, "path": path, "interval": "30s", "scrapeTimeout": "10s"}],
         },
     }
+
+
+def register_scrape_object(
+    resource_name: str, scrape: dict[str, Any], opts: pulumi.ResourceOptions
+) -> k8s.apiextensions.CustomResource:
+    """Register a ServiceMonitor/PodMonitor dict; `opts` must wait for the monitoring stack."""
+    return k8s.apiextensions.CustomResource(
+        resource_name,
+        api_version=scrape["apiVersion"],
+        kind=scrape["kind"],
+        metadata=scrape["metadata"],
+        spec=scrape["spec"],
+        opts=opts,
+    )

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import labels, names
-from infra.monitoring import service_monitor
+from infra.monitoring import register_scrape_object, service_monitor
 
 OPERATOR_POD_LABELS = {"control-plane": "kubeflow-training-operator"}
 METRICS_PORT = 8080
@@ -47,12 +47,9 @@ class TrainingOperatorMetrics(pulumi.ComponentResource):
         monitor = service_monitor(
             SERVICE, names.KUBEFLOW, {"app.kubernetes.io/name": SERVICE}, "metrics", "/metrics"
         )
-        k8s.apiextensions.CustomResource(
+        register_scrape_object(
             f"{name}-servicemonitor",
-            api_version=monitor["apiVersion"],
-            kind=monitor["kind"],
-            metadata=monitor["metadata"],
-            spec=monitor["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[service, monitoring]),
+            monitor,
+            pulumi.ResourceOptions(parent=self, depends_on=[service, monitoring]),
         )
         self.register_outputs({})

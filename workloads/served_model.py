@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.monitoring import register_scrape_object
 from infra.settings import Settings
 from infra.settings.serving import ServedModelSettings
 from workloads.serving import inference_objects, scrape_objects, tfserving_objects
@@ -66,12 +67,9 @@ class ServedModel(pulumi.ComponentResource):
         if monitoring is not None:
             # Scrape objects wait for the monitoring stack, which installs their CRD.
             for scrape in scrape_objects(model):
-                k8s.apiextensions.CustomResource(
+                register_scrape_object(
                     f"{name}-{scrape['metadata']['name']}-servicemonitor",
-                    api_version=scrape["apiVersion"],
-                    kind=scrape["kind"],
-                    metadata=scrape["metadata"],
-                    spec=scrape["spec"],
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring]),
+                    scrape,
+                    pulumi.ResourceOptions(parent=self, depends_on=[monitoring]),
                 )
         self.register_outputs({"model": model.name})
