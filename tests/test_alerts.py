@@ -34,6 +34,12 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def series(metric: str, labels: dict[str, str], values: str) -> dict[str, str]:
+    """One promtool input series: `metric{labels}` with its expanding values."""
+    rendered = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{metric}{{{rendered}}}", "values": values}
+
+
 def _expand(template: str, labels: dict[str, str]) -> str:
     return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m[1], ""), template)
 
@@ -69,10 +75,6 @@ def test_gpu_idle_and_error_rate_alerts_fire_only_when_they_should(tmp_path: Pat
     unallocated = {"gpu": "2", "Hostname": "node-b", "namespace": "", "pod": ""}
     failing = {"namespace": "serving", "service": "inference-mnist"}
     healthy = {"namespace": "serving", "service": "inference-other"}
-
-    def series(metric: str, labels: dict[str, str], values: str) -> dict[str, str]:
-        rendered = ", ".join(f'{k}="{v}"' for k, v in labels.items())
-        return {"series": f"{metric}{{{rendered}}}", "values": values}
 
     tests = {
         "rule_files": [str(_rule_file(tmp_path))],
@@ -168,10 +170,6 @@ def test_logs_dropped_fires_when_a_chunk_runs_out_of_retries(tmp_path: Path) -> 
     fine = {"namespace": "logging", "pod": "fluent-bit-b", "name": "cloudwatch_logs.0"}
     metric = "fluentbit_output_retries_failed_total"
 
-    def series(labels: dict[str, str], values: str) -> dict[str, str]:
-        rendered = ", ".join(f'{k}="{v}"' for k, v in labels.items())
-        return {"series": f"{metric}{{{rendered}}}", "values": values}
-
     tests = {
         "rule_files": [str(_rule_file(tmp_path))],
         "evaluation_interval": "1m",
@@ -179,7 +177,10 @@ def test_logs_dropped_fires_when_a_chunk_runs_out_of_retries(tmp_path: Path) -> 
             {
                 "interval": "1m",
                 # One pod's counter steps up at minute 20; the other's never moves.
-                "input_series": [series(dropping, "0x20 3x20"), series(fine, "0x40")],
+                "input_series": [
+                    series(metric, dropping, "0x20 3x20"),
+                    series(metric, fine, "0x40"),
+                ],
                 "alert_rule_test": [
                     {"eval_time": "15m", "alertname": "LogsDropped", "exp_alerts": []},
                     {
