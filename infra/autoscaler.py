@@ -15,6 +15,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import versions
+from infra.helm import pinned_release
 from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole, policy_document
 from infra.scheduling import system_pool_labels
 
@@ -148,17 +149,12 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             role_arn=role.role.arn,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        chart = versions.CLUSTER_AUTOSCALER_CHART
-        self.release = k8s.helm.v3.Release(
+        self.release = pinned_release(
             name,
-            name="cluster-autoscaler",
-            chart=chart.chart,
-            version=chart.version,
-            repository_opts={"repo": chart.repository},
+            versions.CLUSTER_AUTOSCALER_CHART,
+            release_name="cluster-autoscaler",
             namespace=NAMESPACE,
             values=autoscaler_values(cluster_name, region, kubernetes_minor),
-            atomic=True,
-            cleanup_on_fail=True,
             opts=pulumi.ResourceOptions(
                 parent=self, provider=kubernetes, depends_on=[association, *depends_on]
             ),

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import gpu_sharing, versions
+from infra.helm import pinned_release
 from infra.scheduling import GPU_TAINT
 from infra.settings import GpuPoolSettings, Settings
 
@@ -83,19 +84,12 @@ class GpuOperator(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("ml-platform:gpu:GpuOperator", name, None, opts)
-        chart = versions.GPU_OPERATOR_CHART
-        self.release = k8s.helm.v3.Release(
+        self.release = pinned_release(
             name,
-            name=RELEASE,
-            chart=chart.chart,
-            version=chart.version,
-            repository_opts={"repo": chart.repository},
+            versions.GPU_OPERATOR_CHART,
+            release_name=RELEASE,
             namespace=namespace.metadata.name,
             values=operator_values(settings),
-            atomic=True,
-            cleanup_on_fail=True,
-            # The operator's own CRDs (ClusterPolicy, NVIDIADriver) come with the chart.
-            skip_crds=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
         )
         self.register_outputs({"release": self.release.name})

@@ -16,6 +16,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import labels, names, versions
+from infra.helm import pinned_release
 from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole, policy_document
 from infra.settings import LoggingSettings
 
@@ -245,13 +246,10 @@ class LogShipping(pulumi.ComponentResource):
                 )
             )
             needs.append(group)
-        chart = versions.FLUENT_BIT_CHART
-        self.release = k8s.helm.v3.Release(
+        self.release = pinned_release(
             name,
-            name="fluent-bit",
-            chart=chart.chart,
-            version=chart.version,
-            repository_opts={"repo": chart.repository},
+            versions.FLUENT_BIT_CHART,
+            release_name="fluent-bit",
             namespace=names.LOGGING,
             values=fluent_bit_values(
                 settings,
@@ -259,8 +257,6 @@ class LogShipping(pulumi.ComponentResource):
                 cluster_name=cluster_name,
                 service_monitor=monitoring is not None,
             ),
-            atomic=True,
-            cleanup_on_fail=True,
             opts=pulumi.ResourceOptions(parent=self, provider=kubernetes, depends_on=needs),
         )
         self.register_outputs({"release": self.release.name})

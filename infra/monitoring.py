@@ -15,6 +15,7 @@ import pulumi_random as random
 
 from infra import alerts, labels, names, versions
 from infra.dashboards import Dashboards
+from infra.helm import pinned_release
 from infra.scheduling import Placement
 from infra.settings import Settings
 
@@ -100,17 +101,12 @@ class Monitoring(pulumi.ComponentResource):
             string_data={"admin-user": "admin", "admin-password": password.result},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
         )
-        chart = versions.KUBE_PROMETHEUS_STACK_CHART
-        self.release = k8s.helm.v3.Release(
+        self.release = pinned_release(
             name,
-            name=RELEASE,
-            chart=chart.chart,
-            version=chart.version,
-            repository_opts={"repo": chart.repository},
+            versions.KUBE_PROMETHEUS_STACK_CHART,
+            release_name=RELEASE,
             namespace=names.MONITORING,
             values=stack_values(settings, placement),
-            atomic=True,
-            cleanup_on_fail=True,
             timeout=900,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, secret, *after]),
         )
