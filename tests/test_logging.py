@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from harness.program import ProgramRun, run_program, stack_config, stack_settings
-from infra import log_shipping, names, versions
+from infra import names, versions
 from infra.schedulability import _tolerates
 from infra.scheduling import GPU_POOL_TAINTS
 from tests.conftest import STACKS, stack_run
@@ -166,4 +166,3 @@ def test_switched_off_nothing_is_installed() -> None:
 def test_the_parser_rejects_an_option_outside_a_section() -> None:
     with pytest.raises(AssertionError, match="outside a section"):
         parse_sections("    Name tail\n")
-    assert log_shipping.OWN_LOGS.startswith("/var/log/containers/")
