@@ -227,6 +227,20 @@ def _docker_image(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[
     return digest, state
 
 
+def _s3_bucket(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+    # The provider names a bucket from bucket_prefix plus a unique suffix.
+    name = str(
+        state.get("bucket") or f"{state.get('bucketPrefix', args.name)}{short_hash(args.name)}"
+    )
+    state |= {
+        "bucket": name,
+        "arn": f"arn:{PARTITION}:s3:::{name}",
+        "region": _Context.region,
+        "bucketRegionalDomainName": f"{name}.s3.{_Context.region}.amazonaws.com",
+    }
+    return name, state
+
+
 def _helm_release(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
     namespace, name = state.get("namespace", "default"), state.get("name", args.name)
     state["status"] = {
@@ -283,6 +297,15 @@ RESOURCE_HANDLERS: dict[str, ResourceHandler] = {
     "aws:efs/accessPoint:AccessPoint": _with("fsap", "elasticfilesystem", "access-point"),
     "aws:efs/backupPolicy:BackupPolicy": _simple("fsbackup"),
     "aws:ecr/repository:Repository": _ecr_repository,
+    "aws:s3/bucket:Bucket": _s3_bucket,
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": _simple("s3pab"),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": _simple("s3own"),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
+        _simple("s3sse")
+    ),
+    "aws:s3/bucketVersioning:BucketVersioning": _simple("s3ver"),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": _simple("s3lc"),
+    "aws:s3/bucketPolicy:BucketPolicy": _simple("s3policy"),
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": _simple("ecrpolicy"),
     "docker-build:index:Image": _docker_image,
     "random:index/randomPassword:RandomPassword": lambda args, state: (

@@ -8,8 +8,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import gpu_sharing, images, names
+from infra import gpu_sharing, images, labels, names
 from infra.addons import ClusterAddons, addon_versions
+from infra.artifact_store import ArtifactStore, prefix_access_policy, workload_prefixes
 from infra.autoscaler import ClusterAutoscaler
 from infra.binpack_scheduler import BinPackingScheduler
 from infra.cluster import EksCluster
@@ -33,8 +34,14 @@ from infra.team_access import TeamAccess, TeamAccessEntries
 from infra.team_network import TeamNetworkPolicies
 from infra.team_quota import TeamQuota
 from infra.volumes import SharedVolumes, VolumeKey
+from infra.workload_identity import WorkloadIdentity
 from workloads.custom_resources import TeamWorkload
-from workloads.plan import ensure_schedulable, ensure_within_quota, plan_workloads
+from workloads.plan import (
+    PlannedWorkload,
+    ensure_schedulable,
+    ensure_within_quota,
+    plan_workloads,
+)
 from workloads.served_model import ServedModel
 
 
@@ -50,6 +57,7 @@ class AwsLayer:
     # What must run before anything that starts pods (Helm releases that wait for readiness).
     ready: list[pulumi.Resource] = field(default_factory=list)
     file_system: SharedFileSystem | None = None
+    artifacts: ArtifactStore | None = None
     training_image: pulumi.Output[str] | None = None
     inference_image: pulumi.Output[str] | None = None
 
@@ -175,11 +183,13 @@ def build_platform(settings: Settings) -> Platform:
         team_claims: list[pulumi.Resource] = [
             claim for (_, ns), claim in volumes.claims.items() if ns == workload.team
         ]
+        identity = workload_identity(name, workload, kubernetes, aws_layer)
         TeamWorkload(
             f"{name}-{workload.team}-{workload.name}",
             workload,
             installer=installs.installer_of(workload.kind),
-            needs=team_claims,
+            # Pod Identity injects credentials when a pod is created: the association first.
+            needs=[*team_claims, *identity.ready],
             opts=on_cluster,
         )
     inference_image = (
@@ -204,6 +214,33 @@ def build_platform(settings: Settings) -> Platform:
         volumes=volumes,
         aws=aws_layer,
         monitoring=monitoring,
+    )
+
+
+def workload_identity(
+    name: str, workload: PlannedWorkload, kubernetes: k8s.Provider, aws_layer: AwsLayer | None
+) -> WorkloadIdentity:
+    """The workload's own ServiceAccount, with an S3 role for its `artifacts` access if any."""
+    read, write = workload_prefixes(workload.artifacts, workload.team, workload.name)
+    policy = None
+    if read:
+        # The settings allow artifact access only in mode `eks`, where the bucket exists.
+        assert aws_layer is not None
+        assert aws_layer.artifacts is not None
+        policy = aws_layer.artifacts.bucket.arn.apply(
+            lambda arn: prefix_access_policy(arn, read=read, write=write)
+        )
+    return WorkloadIdentity(
+        f"{name}-{workload.team}-{workload.service_account}",
+        namespace=workload.team,
+        service_account=workload.service_account,
+        labels={labels.TEAM: workload.team, "app.kubernetes.io/name": workload.name},
+        policy=policy,
+        cluster_name=aws_layer.cluster.cluster.name if aws_layer else None,
+        description=f"{workload.kind} {workload.team}/{workload.name}",
+        opts=pulumi.ResourceOptions(
+            providers=[kubernetes, *([aws_layer.provider] if aws_layer else [])]
+        ),
     )
 
 
@@ -333,6 +370,7 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
             after=layer.ready,
             opts=on_aws,
         )
+    layer.artifacts = ArtifactStore(f"{name}-artifacts", settings=settings.artifacts, opts=on_aws)
     if settings.training.build:
         layer.training_image = BuiltImage(
             f"{name}-training-image",

@@ -2,8 +2,8 @@
 
 Allowed: traffic inside the namespace (training workers and parameter servers talk to each other,
 notebooks reach the team's own services), DNS, Prometheus scraping from `monitoring`, the notebook
-controller's idle checks, and (unless switched off) HTTPS out of the cluster for package indexes,
-S3 and model hubs.  Shared volumes need no rule: the kubelet mounts NFS and EFS from the node's
+controller's idle checks, on EKS the node's Pod Identity agent (the workloads' AWS credentials),
+and (unless switched off) HTTPS out of the cluster for package indexes, S3 and model hubs.  Shared volumes need no rule: the kubelet mounts NFS and EFS from the node's
 network namespace, which NetworkPolicies do not govern.  On EKS the VPC CNI's network policy agent
 (enabled by the add-on's configuration) enforces these; on an existing cluster its CNI must.
 """
@@ -21,6 +21,9 @@ from infra.settings import Settings, TeamSettings
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 NOTEBOOK_PORT = 8888
 DNS_PODS = {"k8s-app": "kube-dns"}  # CoreDNS's pods, as EKS and kubeadm label them
+# Where the EKS Pod Identity agent (host network, on every node) hands out credentials.
+POD_IDENTITY_AGENT = ("169.254.170.23/32", "fd00:ec2::23/128")
+POD_IDENTITY_PORT = 80
 
 
 def _namespace(name: str) -> dict[str, Any]:
@@ -64,6 +67,17 @@ def policy_specs(settings: Settings, team: TeamSettings) -> dict[str, dict[str, 
                 {
                     "from": [_namespace(names.NOTEBOOK_CONTROLLER)],
                     "ports": [{"protocol": "TCP", "port": NOTEBOOK_PORT}],
+                }
+            ],
+        }
+    if settings.cluster.mode == "eks":
+        specs["pod-identity"] = {
+            "podSelector": everything,
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [{"ipBlock": {"cidr": cidr}} for cidr in POD_IDENTITY_AGENT],
+                    "ports": [{"protocol": "TCP", "port": POD_IDENTITY_PORT}],
                 }
             ],
         }

@@ -216,6 +216,20 @@ def test_team_namespaces_deny_by_default_and_allow_what_workloads_need(stack: st
                 assert rule.get("from"), "an ingress rule without peers admits everyone"
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_pods_reach_the_pod_identity_agent_on_eks_only(stack: str) -> None:
+    eks = stack_settings(stack).cluster.mode == "eks"
+    policies = _policies(stack, "research")
+    assert ("pod-identity" in policies) == eks
+    if eks:
+        [rule] = policies["pod-identity"]["egress"]
+        assert {peer["ipBlock"]["cidr"] for peer in rule["to"]} == {
+            "169.254.170.23/32",
+            "fd00:ec2::23/128",
+        }
+        assert rule["ports"] == [{"protocol": "TCP", "port": 80}]
+
+
 def test_https_egress_can_be_switched_off() -> None:
     config = stack_config("dev")
     config["ml-platform:teams"][0]["network"] = {"httpsEgress": False}

@@ -14,6 +14,7 @@ from infra.pod_security import restricted_container, restricted_pod
 from infra.priorities import BATCH, TRAINING
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import NotebookServerSettings, Settings, TrainingJobSettings
+from infra.workload_identity import service_account_name
 
 DATA_DIR = "/data"
 MODELS_DIR = "/models"
@@ -63,10 +64,12 @@ def _pod_spec(
     containers: list[dict[str, Any]],
     volumes: list[dict[str, Any]],
     priority: str,
+    service_account: str,
     scheduler: str | None = None,
 ) -> dict[str, Any]:
     where = placement(settings, pool)
     spec: dict[str, Any] = {
+        "serviceAccountName": service_account,
         "priorityClassName": priority,
         "securityContext": {
             **restricted_pod(settings.storage.file_owner),
@@ -83,6 +86,10 @@ def _pod_spec(
     if scheduler:
         spec["schedulerName"] = scheduler
     return spec
+
+
+def job_kind(job: TrainingJobSettings) -> str:
+    return "TFJob" if job.framework == "tensorflow" else "PyTorchJob"
 
 
 def _job_labels(team: str, job: str) -> dict[str, str]:
@@ -144,6 +151,7 @@ def _replica(
             {"name": "tmp", "emptyDir": {}},
         ],
         priority=TRAINING,
+        service_account=service_account_name(job_kind(job), job.name),
         scheduler=SCHEDULER_NAME if job.bin_packing else None,
     )
     return {
@@ -196,7 +204,7 @@ def tfjob(
         specs["Evaluator"] = replica(1, 0)
     return {
         "apiVersion": "kubeflow.org/v1",
-        "kind": "TFJob",
+        "kind": job_kind(job),
         "metadata": {"name": job.name, "namespace": team, "labels": _job_labels(team, job.name)},
         "spec": {"runPolicy": _run_policy(job), "tfReplicaSpecs": specs},
     }
@@ -224,7 +232,7 @@ def pytorchjob(
         specs["Worker"] = replica(job.workers - 1)
     return {
         "apiVersion": "kubeflow.org/v1",
-        "kind": "PyTorchJob",
+        "kind": job_kind(job),
         "metadata": {"name": job.name, "namespace": team, "labels": _job_labels(team, job.name)},
         "spec": {
             "runPolicy": _run_policy(job),
@@ -266,6 +274,7 @@ def notebook(settings: Settings, team: str, server: NotebookServerSettings) -> d
             _volume("datasets", storage.datasets.name, read_only=True),
         ],
         priority=BATCH,
+        service_account=service_account_name("Notebook", server.name),
     )
     return {
         "apiVersion": "kubeflow.org/v1",

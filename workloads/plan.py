@@ -7,6 +7,8 @@ from typing import Any
 
 from infra import schedulability, team_quota
 from infra.settings import Settings, SettingsError
+from infra.settings.workloads import ArtifactAccess
+from infra.workload_identity import service_account_name
 from workloads import manifests
 
 
@@ -15,6 +17,7 @@ class PlannedWorkload:
     key: str  # the stack config key that declares it, for error messages
     team: str
     manifest: dict[str, Any]
+    artifacts: ArtifactAccess = "none"  # its S3 access to the stack's artifact bucket
 
     @property
     def kind(self) -> str:
@@ -23,6 +26,10 @@ class PlannedWorkload:
     @property
     def name(self) -> str:
         return str(self.manifest["metadata"]["name"])
+
+    @property
+    def service_account(self) -> str:
+        return service_account_name(self.kind, self.name)
 
 
 def plan_workloads(settings: Settings, training_image: Any = None) -> list[PlannedWorkload]:
@@ -35,6 +42,7 @@ def plan_workloads(settings: Settings, training_image: Any = None) -> list[Plann
                     f"ml-platform:teams[{index}].trainingJobs[{position}]",
                     team.name,
                     manifests.training_job(settings, team.name, job, training_image),
+                    job.artifacts,
                 )
             )
         for position, server in enumerate(team.notebooks):
@@ -43,6 +51,7 @@ def plan_workloads(settings: Settings, training_image: Any = None) -> list[Plann
                     f"ml-platform:teams[{index}].notebooks[{position}]",
                     team.name,
                     manifests.notebook(settings, team.name, server),
+                    server.artifacts,
                 )
             )
     return planned

@@ -16,6 +16,7 @@ from infra.settings.cluster import (
     ExistingVpcSettings,
 )
 from infra.settings.components import (
+    ArtifactsSettings,
     ForwardSettings,
     GpuSettings,
     KubeflowSettings,
@@ -60,6 +61,7 @@ __all__ = [
     "PROJECT",
     "AccessSettings",
     "AddonVersions",
+    "ArtifactsSettings",
     "AwsSettings",
     "ClusterSettings",
     "ConfigProblem",

@@ -95,6 +95,20 @@ class StorageSettings(SettingsModel):
         return self
 
 
+class ArtifactsSettings(SettingsModel):
+    """The stack's S3 bucket for pipeline artifacts and the teams' prefixes (AWS stacks)."""
+
+    noncurrent_version_days: Annotated[int, Field(ge=1)] = Field(
+        default=30,
+        description="Keep overwritten or deleted object versions this many days, then expire them.",
+    )
+    force_destroy: bool = Field(
+        default=False,
+        description="Let `pulumi destroy` delete the bucket while it still holds objects "
+        "(throwaway stacks only).",
+    )
+
+
 class Switch(SettingsModel):
     enabled: bool = Field(default=True, description="Install this component.")
 

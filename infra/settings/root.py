@@ -28,6 +28,7 @@ from infra.settings.base import (
 )
 from infra.settings.cluster import AwsSettings, ClusterSettings
 from infra.settings.components import (
+    ArtifactsSettings,
     GpuSettings,
     KubeflowSettings,
     LoggingSettings,
@@ -68,6 +69,10 @@ class Settings(SettingsModel):
     )
     training: TrainingSettings = Field(
         default_factory=TrainingSettings, description="The training image."
+    )
+    artifacts: ArtifactsSettings = Field(
+        default_factory=ArtifactsSettings,
+        description="The S3 artifact bucket of AWS stacks (pipelines, team prefixes).",
     )
     teams: list[TeamSettings] = Field(
         default_factory=list, description="ML teams, each with its own namespace."
@@ -174,6 +179,18 @@ class Settings(SettingsModel):
                     (*where, "pool"),
                     "CPU-only work runs on the system pool; GPU nodes are kept for GPU pods",
                 )
+        if self.cluster.mode != "eks":
+            access: list[tuple[str, int, str]] = [
+                *(("trainingJobs", i, job.artifacts) for i, job in enumerate(team.training_jobs)),
+                *(("notebooks", i, server.artifacts) for i, server in enumerate(team.notebooks)),
+            ]
+            for kind, position, mode in access:
+                if mode != "none":
+                    raise ConfigProblem(
+                        ("teams", index, kind, position, "artifacts"),
+                        "S3 access comes from an IAM role of the artifact bucket this program "
+                        "creates in mode `eks`; on an existing cluster use `none`",
+                    )
         for position, job in enumerate(team.training_jobs):
             where = ("teams", index, "trainingJobs", position)
             if job.bin_packing and not self.gpu.bin_packing_scheduler:

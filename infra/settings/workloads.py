@@ -33,6 +33,15 @@ def _check_image(value: str) -> str:
 
 PinnedImage = Annotated[str, AfterValidator(_check_image)]
 
+# What a workload may do in the stack's artifact bucket (AWS stacks): nothing; read its team's
+# prefix; or also write below its own prefix there.
+ArtifactAccess = Literal["none", "read", "readwrite"]
+ARTIFACT_ACCESS_HELP = (
+    "S3 access through the workload's own IAM role (EKS Pod Identity): `none`, `read` (the "
+    "team's prefix `teams/<team>/` of the artifact bucket) or `readwrite` (also write below "
+    "`teams/<team>/<name>/`). AWS stacks only."
+)
+
 
 class TrainingSettings(SettingsModel):
     image: PinnedImage | None = Field(
@@ -107,6 +116,7 @@ class TrainingJobSettings(SettingsModel):
     image: PinnedImage | None = Field(
         default=None, description="Image to run (default: `training.image`; required for pytorch)."
     )
+    artifacts: ArtifactAccess = Field(default="none", description=ARTIFACT_ACCESS_HELP)
     command: list[str] | None = Field(
         default=None,
         description="Command to run (default for tensorflow: `python -m training.train` with the "
@@ -145,3 +155,4 @@ class NotebookServerSettings(SettingsModel):
     pool: str = Field(default="system", description="Node pool (a GPU pool when gpus > 0).")
     cpu: Quantity = Field(default="1", description="cpu request.")
     memory: Quantity = Field(default="4Gi", description="Memory request and limit.")
+    artifacts: ArtifactAccess = Field(default="none", description=ARTIFACT_ACCESS_HELP)

@@ -1,0 +1,86 @@
+"""One Kubernetes ServiceAccount per workload, and on AWS its own IAM role via EKS Pod Identity.
+
+Workloads never share an identity: each TFJob, PyTorchJob, notebook server and Pipelines service
+runs as a ServiceAccount of its own, so a grant to one (an S3 prefix, say) never reaches another.
+The account's API token is not mounted: none of these pods talk to the Kubernetes API, and Pod
+Identity delivers AWS credentials through a token of its own, projected by EKS.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole
+
+# IAM role names may be at most 64 characters: Pulumi appends 8 to the resource name, and the
+# role's resource name is this component's name plus "-role".
+_MAX_ROLE_NAME = 64 - 8 - len("-role")
+
+
+def service_account_name(kind: str, name: str) -> str:
+    """The ServiceAccount of a declared workload; the kind keeps a job and a notebook apart."""
+    return f"{kind.lower()}-{name}"
+
+
+class WorkloadIdentity(pulumi.ComponentResource):
+    """A ServiceAccount, plus (when given a policy) a Pod Identity role allowed only that."""
+
+    service_account: k8s.core.v1.ServiceAccount
+    role: ServiceRole | None = None
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        namespace: str,
+        service_account: str,
+        labels: dict[str, str],
+        policy: pulumi.Input[dict[str, Any]] | None = None,
+        cluster_name: pulumi.Input[str] | None = None,
+        description: str = "",
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("ml-platform:tenancy:WorkloadIdentity", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=service_account, namespace=namespace, labels=labels
+            ),
+            automount_service_account_token=False,
+            opts=child,
+        )
+        self.ready: list[pulumi.Resource] = [self.service_account]
+        if policy is not None:
+            if cluster_name is None:
+                raise ValueError(f"{name}: an IAM policy needs the EKS cluster to associate it")
+            self.role = ServiceRole(
+                name[:_MAX_ROLE_NAME],
+                service=POD_IDENTITY_PRINCIPAL,
+                managed_policies=[],
+                inline_policy=pulumi.Output.from_input(policy).apply(json.dumps),
+                description=description or f"Pod Identity of {namespace}/{service_account}",
+                opts=child,
+            )
+            self.ready.append(
+                aws.eks.PodIdentityAssociation(
+                    f"{name}-pod-identity",
+                    cluster_name=cluster_name,
+                    namespace=namespace,
+                    service_account=service_account,
+                    role_arn=self.role.role.arn,
+                    # The role's permissions exist before a pod can assume it.
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role]),
+                )
+            )
+        self.register_outputs(
+            {
+                "serviceAccount": service_account,
+                "roleArn": self.role.role.arn if self.role else None,
+            }
+        )
