@@ -3,8 +3,9 @@
 Allowed: traffic inside the namespace (training workers and parameter servers talk to each other,
 notebooks reach the team's own services), DNS, Prometheus scraping from `monitoring`, the notebook
 controller's idle checks, on EKS the node's Pod Identity agent (the workloads' AWS credentials),
-and (unless switched off) HTTPS out of the cluster for package indexes, S3 and model hubs.  Shared volumes need no rule: the kubelet mounts NFS and EFS from the node's
-network namespace, which NetworkPolicies do not govern.  On EKS the VPC CNI's network policy agent
+and (unless switched off) HTTPS out of the cluster for package indexes, S3 and model hubs.
+Shared volumes need no rule: the kubelet mounts NFS and EFS from the node's network namespace,
+which NetworkPolicies do not govern.  On EKS the VPC CNI's network policy agent
 (enabled by the add-on's configuration) enforces these; on an existing cluster its CNI must.
 """
 
