@@ -34,6 +34,9 @@ def scheduler_config(gpu_resources: list[str]) -> dict[str, Any]:
     return {
         "apiVersion": "kubescheduler.config.k8s.io/v1",
         "kind": "KubeSchedulerConfiguration",
+        # No /debug/pprof on the metrics port (the --profiling flag is ignored with --config).
+        "enableProfiling": False,
+        "enableContentionProfiling": False,
         "leaderElection": {
             "leaderElect": True,
             "resourceNamespace": NAMESPACE,
@@ -188,7 +191,7 @@ class BinPackingScheduler(pulumi.ComponentResource):
                                 readiness_probe=probe,
                                 resources=k8s.core.v1.ResourceRequirementsArgs(
                                     requests={"cpu": "100m", "memory": "128Mi"},
-                                    limits={"memory": "512Mi"},
+                                    limits={"cpu": "1", "memory": "512Mi"},
                                 ),
                                 security_context=restricted_container_args(),
                                 volume_mounts=[

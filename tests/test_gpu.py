@@ -136,6 +136,8 @@ def test_prod_runs_the_bin_packing_scheduler() -> None:
     config = yaml.safe_load(config_map["data"]["config.yaml"])
     assert config["apiVersion"] == "kubescheduler.config.k8s.io/v1"
     assert config["leaderElection"]["leaderElect"] is True
+    # Profiling endpoints stay off on the port Prometheus scrapes.
+    assert config["enableProfiling"] is False
     [profile] = config["profiles"]
     assert profile["schedulerName"] == SCHEDULER_NAME
     [fit] = profile["pluginConfig"]

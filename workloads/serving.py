@@ -192,7 +192,7 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
         f"--batching_parameters_file={CONFIG_DIR}/batching.config",
         f"--monitoring_config_file={CONFIG_DIR}/monitoring.config",
     ]
-    limits: dict[str, Any] = {"memory": model.memory_limit}
+    limits: dict[str, Any] = {"cpu": model.cpu_limit, "memory": model.memory_limit}
     image = versions.TF_SERVING_IMAGE
     if gpu_pool is not None:
         image = versions.TF_SERVING_GPU_IMAGE
@@ -220,7 +220,7 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
             "requests": {
                 "cpu": model.cpu,
                 "memory": model.memory,
-                **{k: v for k, v in limits.items() if k != "memory"},
+                **{k: v for k, v in limits.items() if k not in ("cpu", "memory")},
             },
             "limits": limits,
         },
@@ -313,7 +313,7 @@ def inference_objects(
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 20},
         "resources": {
             "requests": {"cpu": api.cpu, "memory": api.memory},
-            "limits": {"memory": api.memory},
+            "limits": {"cpu": api.cpu_limit, "memory": api.memory},
         },
         "securityContext": restricted_container(),
         "volumeMounts": [

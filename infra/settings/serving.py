@@ -6,7 +6,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from infra.settings.base import ConfigProblem, DnsLabel, Quantity, SettingsModel
+from infra.settings.base import (
+    ConfigProblem,
+    DnsLabel,
+    Quantity,
+    SettingsModel,
+    quantity_value,
+)
 from infra.settings.workloads import PinnedImage
 
 
@@ -34,6 +40,13 @@ class ServerBatching(SettingsModel):
     num_batch_threads: Annotated[int, Field(ge=1)] = Field(default=4, description="Batch threads.")
 
 
+def _check_cpu_limit(request: str, limit: str) -> None:
+    if quantity_value(limit) < quantity_value(request):
+        raise ConfigProblem(
+            ("cpuLimit",), f"{limit} is below the cpu request {request}; raise it to at least that"
+        )
+
+
 class InferenceApiSettings(SettingsModel):
     enabled: bool = Field(default=True, description="Run the inference API for this model.")
     replicas: Replicas = Field(default_factory=Replicas, description="Replica range.")
@@ -44,7 +57,15 @@ class InferenceApiSettings(SettingsModel):
         default=5.0, description="How long a batch waits to fill."
     )
     cpu: Quantity = Field(default="500m", description="cpu request per replica.")
+    cpu_limit: Quantity = Field(
+        default="1", description="cpu limit per replica (room to burst; at least `cpu`)."
+    )
     memory: Quantity = Field(default="1Gi", description="Memory request and limit per replica.")
+
+    @model_validator(mode="after")
+    def _check(self) -> InferenceApiSettings:
+        _check_cpu_limit(self.cpu, self.cpu_limit)
+        return self
 
 
 class ServedModelSettings(SettingsModel):
@@ -58,6 +79,9 @@ class ServedModelSettings(SettingsModel):
     )
     replicas: Replicas = Field(default_factory=Replicas, description="TF Serving replica range.")
     cpu: Quantity = Field(default="500m", description="cpu request per TF Serving replica.")
+    cpu_limit: Quantity = Field(
+        default="2", description="cpu limit per TF Serving replica (room to burst; at least `cpu`)."
+    )
     memory: Quantity = Field(default="1Gi", description="Memory request per TF Serving replica.")
     memory_limit: Quantity = Field(default="2Gi", description="Memory limit per replica.")
     batching: ServerBatching = Field(
@@ -71,6 +95,11 @@ class ServedModelSettings(SettingsModel):
     inference_api: InferenceApiSettings = Field(
         default_factory=InferenceApiSettings, description="The inference API beside TF Serving."
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> ServedModelSettings:
+        _check_cpu_limit(self.cpu, self.cpu_limit)
+        return self
 
     @property
     def export_job(self) -> str:
