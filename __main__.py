@@ -25,5 +25,7 @@ if platform.aws is not None:
         "nodePools",
         {pool: group.node_group.node_group_name for pool, group in platform.aws.node_pools.items()},
     )
+    if platform.aws.artifacts is not None:
+        pulumi.export("artifactBucket", platform.aws.artifacts.bucket.bucket)
     if platform.aws.training_image is not None:
         pulumi.export("trainingImage", platform.aws.training_image)

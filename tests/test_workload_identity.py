@@ -154,6 +154,13 @@ def test_the_artifact_bucket_is_private_encrypted_versioned_and_tls_only() -> No
     assert block.urn in policy.dependencies
 
 
+def test_the_bucket_name_is_a_stack_output() -> None:
+    run = stack_run("dev")
+    [bucket] = _by_type(run.resources, "aws:s3/bucket:Bucket")
+    assert run.outputs["artifactBucket"] == bucket.outputs["bucket"]
+    assert bucket.inputs["bucketPrefix"].startswith("ml-dev-artifacts")
+
+
 def test_an_existing_cluster_has_no_bucket_and_no_roles() -> None:
     run = stack_run("local")
     assert not _by_type(run.resources, "aws:s3/bucket:Bucket")
