@@ -101,9 +101,11 @@ def test_admins_and_deployer_get_cluster_admin_through_access_entries(aws_run: P
         for e in aws_run.of_type("aws:eks/accessEntry:AccessEntry")
         if "team-access" not in e.urn  # teams' entries: groups only (test_tenancy)
     }
-    expected = set(settings.aws.access.admins)  # type: ignore[union-attr]
-    # The deployer is the role behind the mock's assumed-role session, not the session ARN.
-    expected.add("arn:aws:iam::123456789012:role/ci-deployer")
+    access = settings.aws.access  # type: ignore[union-attr]
+    expected = set(access.admins)
+    if access.include_deployer:
+        # The deployer is the role behind the mock's assumed-role session, not the session ARN.
+        expected.add("arn:aws:iam::123456789012:role/ci-deployer")
     assert entries == expected
     policies = aws_run.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
     assert {p.inputs["principalArn"] for p in policies} == expected
