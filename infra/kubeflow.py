@@ -2,7 +2,8 @@
 
 - Training Operator v1 (TFJob, PyTorchJob) in `kubeflow`;
 - the notebook controller (without Istio) in `notebook-controller-system`, with idle culling on;
-- Kubeflow Pipelines standalone in `kubeflow`.
+- Kubeflow Pipelines standalone in `kubeflow`; in AWS stacks its objects go to the stack's S3
+  bucket (`infra/pipeline_store.py`), elsewhere to the upstream in-cluster object store.
 
 The bundles declare objects they share (the `kubeflow` namespace, which this program also creates
 with its Pod Security labels), so they are applied through the cluster's installer provider, which
@@ -17,6 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import names, versions
+from infra.pipeline_store import PipelineStoreAccess, S3PipelineStore, point_pipelines_at_s3
 from infra.settings import KubeflowSettings
 
 RETAINED_TYPES = frozenset(
@@ -56,6 +58,7 @@ class KubeflowInstalls(pulumi.ComponentResource):
     training_operator: k8s.kustomize.v2.Directory | None = None
     notebook_controller: k8s.kustomize.v2.Directory | None = None
     pipelines: k8s.kustomize.v2.Directory | None = None
+    pipeline_store: PipelineStoreAccess | None = None
 
     def __init__(
         self,
@@ -64,6 +67,7 @@ class KubeflowInstalls(pulumi.ComponentResource):
         settings: KubeflowSettings,
         namespaces: list[pulumi.Resource],
         after: list[pulumi.Resource],
+        pipeline_store: S3PipelineStore | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("ml-platform:kubeflow:KubeflowInstalls", name, None, opts)
@@ -116,9 +120,25 @@ class KubeflowInstalls(pulumi.ComponentResource):
             )
         if settings.pipelines.enabled:
             cluster_scoped = install("pipelines-cluster", versions.KFP_CLUSTER_RESOURCES)
+            associations: list[pulumi.Resource] = []
+            if pipeline_store is not None:
+                # The roles are associated before any Pipelines pod starts.
+                self.pipeline_store = PipelineStoreAccess(
+                    f"{name}-pipelines-s3",
+                    store=pipeline_store,
+                    opts=pulumi.ResourceOptions(parent=self, provider=pipeline_store.provider),
+                )
+                associations = self.pipeline_store.associations
             self.pipelines = install(
-                "pipelines", versions.KFP_PLATFORM_AGNOSTIC, extra=[cluster_scoped]
+                "pipelines", versions.KFP_PLATFORM_AGNOSTIC, extra=[cluster_scoped, *associations]
             )
+            if pipeline_store is not None:
+                point_pipelines_at_s3(
+                    f"{name}-pipelines-s3",
+                    store=pipeline_store,
+                    parent=self,
+                    after=[self.pipelines, *associations],
+                )
         self.register_outputs({})
 
     def installer_of(self, kind: str) -> pulumi.Resource:

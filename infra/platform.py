@@ -26,12 +26,13 @@ from infra.namespaces import PlatformNamespaces, namespace_specs
 from infra.network import Network
 from infra.node_pool import NodePool, PoolSpec
 from infra.operator_metrics import TrainingOperatorMetrics
+from infra.pipeline_store import S3PipelineStore
 from infra.priorities import PriorityClasses
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import AwsSettings, Settings
 from infra.staging import DatasetStaging
 from infra.team_access import TeamAccess, TeamAccessEntries
-from infra.team_network import TeamNetworkPolicies
+from infra.team_network import NamespaceNetworkPolicies, baseline_specs, policy_specs
 from infra.team_quota import TeamQuota
 from infra.volumes import SharedVolumes, VolumeKey
 from infra.workload_identity import WorkloadIdentity
@@ -43,6 +44,7 @@ from workloads.plan import (
     plan_workloads,
 )
 from workloads.served_model import ServedModel
+from workloads.serving import ingress_policy_specs
 
 
 @dataclass
@@ -114,11 +116,19 @@ def build_platform(settings: Settings) -> Platform:
             namespace=namespaces.namespaces[team.name],
             opts=on_cluster,
         )
-        TeamNetworkPolicies(
+        NamespaceNetworkPolicies(
             f"{name}-{team.name}-network",
-            settings=settings,
-            team=team,
             namespace=namespaces.namespaces[team.name],
+            namespace_name=team.name,
+            specs=policy_specs(settings, team),
+            opts=on_cluster,
+        )
+    if settings.serving.enabled:
+        NamespaceNetworkPolicies(
+            f"{name}-serving-network",
+            namespace=namespaces.namespaces[names.SERVING],
+            namespace_name=names.SERVING,
+            specs={**baseline_specs(settings), **ingress_policy_specs(settings)},
             opts=on_cluster,
         )
     if aws_layer and any(t.access.engineers or t.access.viewers for t in settings.teams):
@@ -169,6 +179,16 @@ def build_platform(settings: Settings) -> Platform:
         settings=settings.kubeflow,
         namespaces=list(namespaces.namespaces.values()),
         after=ready,
+        # AWS stacks keep Pipelines' objects in their artifact bucket; others in-cluster.
+        pipeline_store=S3PipelineStore(
+            bucket=aws_layer.artifacts.bucket.bucket,
+            bucket_arn=aws_layer.artifacts.bucket.arn,
+            region=settings.aws.region,
+            cluster_name=aws_layer.cluster.cluster.name,
+            provider=aws_layer.provider,
+        )
+        if aws_layer and aws_layer.artifacts and settings.aws
+        else None,
         opts=pulumi.ResourceOptions(provider=installer),
     )
     if monitoring and installs.training_operator:

@@ -31,8 +31,8 @@ def _namespace(name: str) -> dict[str, Any]:
     return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: name}}}
 
 
-def policy_specs(settings: Settings, team: TeamSettings) -> dict[str, dict[str, Any]]:
-    """NetworkPolicy specs by name, for one team namespace."""
+def baseline_specs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """What every isolated namespace gets: deny by default, then its own pods, DNS, Prometheus."""
     everything: dict[str, Any] = {}
     specs: dict[str, dict[str, Any]] = {
         "default-deny": {"podSelector": everything, "policyTypes": ["Ingress", "Egress"]},
@@ -59,6 +59,13 @@ def policy_specs(settings: Settings, team: TeamSettings) -> dict[str, dict[str, 
             "policyTypes": ["Ingress"],
             "ingress": [{"from": [_namespace(names.MONITORING)]}],
         }
+    return specs
+
+
+def policy_specs(settings: Settings, team: TeamSettings) -> dict[str, dict[str, Any]]:
+    """NetworkPolicy specs by name, for one team namespace."""
+    everything: dict[str, Any] = {}
+    specs = baseline_specs(settings)
     if settings.kubeflow.notebooks.enabled:
         # The controller asks each notebook's Jupyter API whether it is idle (culling).
         specs["notebook-controller"] = {
@@ -96,22 +103,24 @@ def policy_specs(settings: Settings, team: TeamSettings) -> dict[str, dict[str, 
     return specs
 
 
-class TeamNetworkPolicies(pulumi.ComponentResource):
+class NamespaceNetworkPolicies(pulumi.ComponentResource):
+    """NetworkPolicies of one namespace, from specs by name (see `baseline_specs`)."""
+
     def __init__(
         self,
         name: str,
         *,
-        settings: Settings,
-        team: TeamSettings,
         namespace: k8s.core.v1.Namespace,
+        namespace_name: str,
+        specs: dict[str, dict[str, Any]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("ml-platform:tenancy:TeamNetworkPolicies", name, None, opts)
-        for policy_name, spec in policy_specs(settings, team).items():
+        super().__init__("ml-platform:tenancy:NamespaceNetworkPolicies", name, None, opts)
+        for policy_name, spec in specs.items():
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{policy_name}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=policy_name, namespace=team.name, labels=labels.common("tenancy")
+                    name=policy_name, namespace=namespace_name, labels=labels.common("tenancy")
                 ),
                 # Plain dicts, so tests read the same specs; the SDK accepts them as they are.
                 spec=cast(k8s.networking.v1.NetworkPolicySpecArgsDict, spec),

@@ -167,6 +167,8 @@ NOTEBOOK_IMAGE_GPU = (
 )
 # Kubeflow Pipelines standalone (kubeflow/website's latest-version: 2.17.0), cluster-scoped
 # resources first, then the platform-agnostic environment (SeaweedFS object store) in `kubeflow`.
+# AWS stacks point it at S3 (infra/pipeline_store.py); those settings follow this release's
+# object-store code, so check them again when this changes.
 KFP_REF = "2.17.0"
 KFP_CLUSTER_RESOURCES = KustomizeSource(
     "https://github.com/kubeflow/pipelines", "manifests/kustomize/cluster-scoped-resources", KFP_REF

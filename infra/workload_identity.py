@@ -18,13 +18,48 @@ import pulumi_kubernetes as k8s
 from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole
 
 # IAM role names may be at most 64 characters: Pulumi appends 8 to the resource name, and the
-# role's resource name is this component's name plus "-role".
+# role's resource name is the identity's name plus "-role".
 _MAX_ROLE_NAME = 64 - 8 - len("-role")
 
 
 def service_account_name(kind: str, name: str) -> str:
     """The ServiceAccount of a declared workload; the kind keeps a job and a notebook apart."""
     return f"{kind.lower()}-{name}"
+
+
+def pod_identity_role(
+    name: str,
+    *,
+    namespace: str,
+    service_account: str,
+    policy: pulumi.Input[dict[str, Any]],
+    cluster_name: pulumi.Input[str],
+    description: str = "",
+    parent: pulumi.Resource,
+) -> tuple[ServiceRole, aws.eks.PodIdentityAssociation]:
+    """A role allowed only `policy`, and its Pod Identity association with one ServiceAccount.
+
+    For accounts this program does not create (an upstream bundle's): the association names the
+    account, which need not exist yet.  Both are children of `parent`, named from `name`.
+    """
+    role = ServiceRole(
+        name[:_MAX_ROLE_NAME],
+        service=POD_IDENTITY_PRINCIPAL,
+        managed_policies=[],
+        inline_policy=pulumi.Output.from_input(policy).apply(json.dumps),
+        description=description or f"Pod Identity of {namespace}/{service_account}",
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    association = aws.eks.PodIdentityAssociation(
+        f"{name}-pod-identity",
+        cluster_name=cluster_name,
+        namespace=namespace,
+        service_account=service_account,
+        role_arn=role.role.arn,
+        # The role's permissions exist before a pod can assume it.
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[role]),
+    )
+    return role, association
 
 
 class WorkloadIdentity(pulumi.ComponentResource):
@@ -59,25 +94,16 @@ class WorkloadIdentity(pulumi.ComponentResource):
         if policy is not None:
             if cluster_name is None:
                 raise ValueError(f"{name}: an IAM policy needs the EKS cluster to associate it")
-            self.role = ServiceRole(
-                name[:_MAX_ROLE_NAME],
-                service=POD_IDENTITY_PRINCIPAL,
-                managed_policies=[],
-                inline_policy=pulumi.Output.from_input(policy).apply(json.dumps),
-                description=description or f"Pod Identity of {namespace}/{service_account}",
-                opts=child,
+            self.role, association = pod_identity_role(
+                name,
+                namespace=namespace,
+                service_account=service_account,
+                policy=policy,
+                cluster_name=cluster_name,
+                description=description,
+                parent=self,
             )
-            self.ready.append(
-                aws.eks.PodIdentityAssociation(
-                    f"{name}-pod-identity",
-                    cluster_name=cluster_name,
-                    namespace=namespace,
-                    service_account=service_account,
-                    role_arn=self.role.role.arn,
-                    # The role's permissions exist before a pod can assume it.
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role]),
-                )
-            )
+            self.ready.append(association)
         self.register_outputs(
             {
                 "serviceAccount": service_account,

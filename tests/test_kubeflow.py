@@ -76,8 +76,11 @@ def test_bundle_namespaces_and_crds_are_retained_on_delete() -> None:
 
 @pytest.mark.parametrize(("stack", "minutes"), [("dev", "60"), ("prod", "120")])
 def test_notebook_culling_follows_the_stack(stack: str, minutes: str) -> None:
-    [patch] = stack_run(stack).of_type("kubernetes:apps/v1:DeploymentPatch")
-    assert patch.inputs["metadata"]["namespace"] == "notebook-controller-system"
+    [patch] = [
+        p
+        for p in stack_run(stack).of_type("kubernetes:apps/v1:DeploymentPatch")
+        if p.inputs["metadata"]["namespace"] == "notebook-controller-system"
+    ]
     [container] = patch.inputs["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {e["name"]: e["value"] for e in culling_env(stack_settings(stack).kubeflow)}

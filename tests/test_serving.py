@@ -156,10 +156,53 @@ def test_no_public_load_balancer(stack: str) -> None:
             )
 
 
+def _selects(selector: dict[str, Any], pod_labels: dict[str, str]) -> bool:
+    """A label selector's verdict on a pod's labels (matchLabels, and In expressions)."""
+    for key, value in selector.get("matchLabels", {}).items():
+        if pod_labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if pod_labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("stack", SERVING_STACKS)
+def test_the_serving_namespace_admits_only_callers_of_the_models(stack: str) -> None:
+    objects = _objects(stack)
+    policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
+    assert {"default-deny", "same-namespace", "dns", "prometheus", "serving-ingress"} <= set(
+        policies
+    )
+    ingress = policies["serving-ingress"]
+    [rule] = ingress["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {}}]
+    assert {p["port"] for p in rule["ports"]} == {8500, 8501, 8080}
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert deployments
+    for deployment in deployments:
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert _selects(ingress["podSelector"], pod_labels), deployment["metadata"]["name"]
+        # Every port a container serves is one the policy opens.
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            for port in container["ports"]:
+                assert port["containerPort"] in {p["port"] for p in rule["ports"]}
+
+
 def test_an_internal_load_balancer_when_asked() -> None:
     config = stack_config("dev")
     config["ml-platform:serving"]["models"][0]["exposure"] = "internalLoadBalancer"
-    service = _one(_objects("dev", config), "Service", "tfserving-mnist-internal")
+    objects = _objects("dev", config)
+    [policy] = [
+        o["spec"]
+        for o in objects
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "tfserving-mnist-load-balancer"
+    ]
+    [rule] = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8501}]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "tfserving-mnist"}}
+    service = _one(objects, "Service", "tfserving-mnist-internal")
     assert service["spec"]["type"] == "LoadBalancer"
     assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
     annotations = service["metadata"]["annotations"]

@@ -276,6 +276,47 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
     return objects
 
 
+def ingress_policy_specs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """NetworkPolicies admitting callers to the served models, beside the namespace's baseline.
+
+    Any pod in the cluster may call TF Serving (gRPC and REST) and the inference APIs on their
+    ports; nothing else gets in.  A model behind an internal NLB also admits the NLB's traffic
+    (IP targets: it comes from addresses in the VPC, never from pods), on REST only.
+    """
+    components = {"matchExpressions": [
+        {"key": "app.kubernetes.io/component", "operator": "In",
+         "values": ["model-server", "inference-api"]},
+    ]}  # fmt: skip
+    specs: dict[str, dict[str, Any]] = {
+        "serving-ingress": {
+            "podSelector": components,
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"namespaceSelector": {}}],
+                    "ports": [
+                        {"protocol": "TCP", "port": port}
+                        for port in (GRPC_PORT, HTTP_PORT, API_PORT)
+                    ],
+                }
+            ],
+        }
+    }
+    for model in settings.serving.models:
+        if model.exposure == "internalLoadBalancer":
+            specs[f"{tfserving_name(model)}-load-balancer"] = {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": tfserving_name(model)}},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                        "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
+                    }
+                ],
+            }
+    return specs
+
+
 def inference_objects(
     settings: Settings, model: ServedModelSettings, image: Any
 ) -> list[dict[str, Any]]:

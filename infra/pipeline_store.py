@@ -1,0 +1,334 @@
+"""Kubeflow Pipelines' object store on AWS: the stack's S3 bucket, reached with EKS Pod Identity.
+
+The upstream platform-agnostic install keeps pipeline packages, run artifacts and archived logs
+in an in-cluster SeaweedFS (which replaced MinIO upstream; `minio-service` is kept as an alias)
+with static keys from the `mlpipeline-minio-artifact` Secret.  In AWS stacks everything goes to
+`s3://<bucket>/pipelines/` instead, with no access key anywhere:
+
+- `pipelines/<id>`: pipeline packages, written by the API server (`ml-pipeline`);
+- `pipelines/artifacts/...`: the pipeline root, where the launcher in each run pod
+  (`pipeline-runner`) reads and writes artifacts;
+- `pipelines/logs/...`: main-container logs Argo's executor archives from each run pod.
+
+Each of those service accounts, created by the upstream kustomization, gets an IAM role through
+a Pod Identity association: read and write below `pipelines/` for the API server and the run
+pods, read only for the UI (`ml-pipeline-ui`).  Upstream objects are changed with server-side
+apply patches that wait for the Directory installing them.  The in-cluster SeaweedFS keeps running
+in AWS stacks, unused: removing it would take a different upstream overlay.  The `local` stack
+keeps the upstream object store unchanged.
+
+Sources (kubeflow/pipelines unless noted; the settings' own comments say which key comes from
+where):
+
+- `backend/src/apiserver/client_manager/client_manager.go` at 0537b862 (PR #12512, merged
+  2025-12-03, the fix for #12508 "2.15.0 breaks IRSA"): the API server's object store needs
+  `ObjectStoreConfig.Host` and the bucket; with both keys empty it uses the AWS SDK's default
+  credential chain, and a failed bucket check is only a warning;
+- `backend/src/apiserver/main.go` (`viper.AllowEmptyEnv(true)`) and
+  `backend/src/apiserver/config/config.json` (defaults `AccessKey: minio`,
+  `SecretAccessKey: minio123`, `PipelinePath: pipelines`,
+  `DEFAULTPIPELINERUNNERSERVICEACCOUNT: pipeline-runner`): an unset key variable falls back to
+  the MinIO default, so the key variables must exist and be empty;
+- `backend/src/v2/config/env.go` and `s3.go`, `backend/src/v2/objectstore/object_store.go`: the
+  `kfp-launcher` ConfigMap's `defaultPipelineRoot` and `providers` (`s3.default` with
+  `credentials.fromEnv: true` opens the bucket with the SDK's default chain); kubeflow/website
+  `content/en/docs/components/pipelines/operator-guides/configure-object-store.md`;
+- `manifests/kustomize/third-party/argo/base/workflow-controller-configmap-patch.yaml`
+  (`artifactRepository`) and Argo Workflows' S3 client (`useSDKCreds`: credentials from the AWS
+  SDK chain, used only when no static keys are given);
+- `frontend/server/configs.ts` at f595a7b9 (`AWS_REGION`, `AWS_S3_ENDPOINT`, `AWS_SSL`,
+  `ARGO_ARCHIVE_*`) and PR #8651 (the UI server takes S3 credentials from the AWS JS SDK's
+  provider chain when no keys are set).
+
+Known problem: kubeflow/pipelines#12960, the 2.16 API server hanging at "Initializing Object store
+client..." with IRSA and empty keys, when the SDK finds no credentials and retries the instance
+metadata service (which our nodes' hop limit of 1 keeps from pods).  Its fix (#13092) was closed
+unmerged; whether 2.17.0 still hangs is not established.  With Pod Identity in place the chain
+finds the agent's credentials first, so the associations are created before the pods that use
+them: before the install, and before every patch that restarts a pod.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import yaml
+
+from infra import names
+from infra.artifact_store import PIPELINES_PREFIX, prefix_access_policy
+from infra.workload_identity import pod_identity_role
+
+NAMESPACE = names.KUBEFLOW  # standalone Pipelines: its services and its runs
+API_SERVER_ACCOUNT = "ml-pipeline"
+UI_ACCOUNT = "ml-pipeline-ui"
+# What a run's pods (the launcher and Argo's executor in each task pod) run as in standalone mode
+# (`DEFAULTPIPELINERUNNERSERVICEACCOUNT` in backend/src/apiserver/config/config.json).
+RUNNER_ACCOUNT = "pipeline-runner"
+# Each account that reaches the bucket, and whether it writes.
+ACCOUNTS: dict[str, bool] = {API_SERVER_ACCOUNT: True, RUNNER_ACCOUNT: True, UI_ACCOUNT: False}
+
+API_SERVER_DEPLOYMENT = "ml-pipeline"
+API_SERVER_CONTAINER = "ml-pipeline-api-server"
+UI_DEPLOYMENT = "ml-pipeline-ui"
+UI_CONTAINER = "ml-pipeline-ui"
+INSTALL_CONFIG = "pipeline-install-config"
+LAUNCHER_CONFIG = "kfp-launcher"
+WORKFLOW_CONTROLLER_CONFIG = "workflow-controller-configmap"
+# Holds the API server's two key variables, empty (see `api_server_env`).
+NO_KEYS_SECRET = "ml-pipeline-s3-no-static-keys"
+KEY_VARIABLES = {
+    "OBJECTSTORECONFIG_ACCESSKEY": "accesskey",
+    "OBJECTSTORECONFIG_SECRETACCESSKEY": "secretkey",
+}
+
+PACKAGES_PATH = PIPELINES_PREFIX.rstrip("/")  # the API server's `PipelinePath`
+ARTIFACTS_PREFIX = f"{PIPELINES_PREFIX}artifacts"
+LOGS_PREFIX = f"{PIPELINES_PREFIX}logs"
+
+
+def s3_endpoint(region: str) -> str:
+    """The regional S3 endpoint, without a scheme (every client here adds https itself)."""
+    return f"s3.{region}.amazonaws.com"
+
+
+def pipeline_root(bucket: str) -> str:
+    return f"s3://{bucket}/{ARTIFACTS_PREFIX}"
+
+
+def launcher_config(bucket: str, region: str) -> dict[str, str]:
+    """The `kfp-launcher` ConfigMap's data: the pipeline root and the SDK-credentials provider."""
+    providers = {
+        "s3": {
+            "default": {
+                "endpoint": s3_endpoint(region),
+                "region": region,
+                "disableSSL": False,
+                # Virtual-hosted requests, as AWS recommends (the upstream default is path style).
+                "forcePathStyle": False,
+                # No secretRef: the launcher opens the bucket with the SDK's default chain, which
+                # finds the Pod Identity credentials of the run pod's account.
+                "credentials": {"fromEnv": True},
+            }
+        }
+    }
+    return {
+        "defaultPipelineRoot": pipeline_root(bucket),
+        "providers": yaml.safe_dump(providers, sort_keys=False),
+    }
+
+
+def artifact_repository(bucket: str, region: str) -> str:
+    """Argo's default artifact repository (`workflow-controller-configmap`), used for log archives.
+
+    It replaces upstream's SeaweedFS repository, whose `accessKeySecret`/`secretKeySecret` would
+    take precedence over `useSDKCreds`; the key format keeps upstream's layout under `pipelines/`.
+    """
+    repository = {
+        "archiveLogs": True,
+        "s3": {
+            "endpoint": s3_endpoint(region),
+            "bucket": bucket,
+            "region": region,
+            "insecure": False,
+            "useSDKCreds": True,
+            "keyFormat": (
+                f"{LOGS_PREFIX}/{{{{workflow.namespace}}}}/{{{{workflow.name}}}}/"
+                "{{workflow.creationTimestamp.Y}}/{{workflow.creationTimestamp.m}}/"
+                "{{workflow.creationTimestamp.d}}/{{pod.name}}"
+            ),
+        },
+    }
+    return yaml.safe_dump(repository, sort_keys=False)
+
+
+def api_server_env(region: str) -> list[dict[str, Any]]:
+    """The API server's object-store variables (viper reads `ObjectStoreConfig.X` from them).
+
+    Host, port and TLS replace upstream's `seaweedfs.kubeflow:9000` over plain HTTP; the bucket
+    comes from `pipeline-install-config` as upstream has it.  The two key variables must exist
+    and be empty: unset, they would fall back to config.json's MinIO keys; upstream takes them
+    from `mlpipeline-minio-artifact`, so they point at a Secret holding two empty values.
+    """
+    return [
+        {"name": "OBJECTSTORECONFIG_HOST", "value": s3_endpoint(region)},
+        {"name": "OBJECTSTORECONFIG_PORT", "value": "443"},
+        {"name": "OBJECTSTORECONFIG_SECURE", "value": "true"},
+        {"name": "OBJECTSTORECONFIG_REGION", "value": region},
+        # The default already; explicit because the IAM policies name this prefix.
+        {"name": "OBJECTSTORECONFIG_PIPELINEPATH", "value": PACKAGES_PATH},
+        *(
+            {"name": variable, "valueFrom": {"secretKeyRef": {"name": NO_KEYS_SECRET, "key": key}}}
+            for variable, key in KEY_VARIABLES.items()
+        ),
+    ]
+
+
+def ui_env(bucket: pulumi.Input[str], region: str) -> list[dict[str, Any]]:
+    """The UI server's S3 settings; with no AWS key variables it uses the SDK's provider chain."""
+    return [
+        {"name": "AWS_REGION", "value": region},
+        {"name": "AWS_S3_ENDPOINT", "value": s3_endpoint(region)},
+        {"name": "AWS_SSL", "value": "true"},
+        # Where Argo archived a pod's logs, for when the pod is gone (upstream's env/aws/iam
+        # overlay set the same variables).
+        {"name": "ARGO_ARCHIVE_LOGS", "value": "true"},
+        {"name": "ARGO_ARCHIVE_ARTIFACTORY", "value": "s3"},
+        {"name": "ARGO_ARCHIVE_BUCKETNAME", "value": bucket},
+        {"name": "ARGO_ARCHIVE_PREFIX", "value": LOGS_PREFIX},
+    ]
+
+
+def access_policy(bucket_arn: str, *, write: bool) -> dict[str, Any]:
+    """Read (and with `write`, write) below `pipelines/` of the bucket, and nothing else."""
+    return prefix_access_policy(
+        bucket_arn, read=[PIPELINES_PREFIX], write=[PIPELINES_PREFIX] if write else []
+    )
+
+
+@dataclass(frozen=True)
+class S3PipelineStore:
+    """Where an AWS stack's Pipelines keep their objects, and what reaching them takes."""
+
+    bucket: pulumi.Input[str]  # the bucket's name
+    bucket_arn: pulumi.Input[str]
+    region: str
+    cluster_name: pulumi.Input[str]
+    provider: aws.Provider  # the stack's explicit AWS provider
+
+
+class PipelineStoreAccess(pulumi.ComponentResource):
+    """One Pod Identity role per Pipelines service account, limited to `pipelines/`."""
+
+    def __init__(
+        self, name: str, *, store: S3PipelineStore, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("ml-platform:kubeflow:PipelineStoreAccess", name, None, opts)
+        self.associations: list[pulumi.Resource] = []
+        arns: dict[str, pulumi.Output[str]] = {}
+        for account, write in ACCOUNTS.items():
+            policy = pulumi.Output.from_input(store.bucket_arn).apply(
+                functools.partial(access_policy, write=write)
+            )
+            role, association = pod_identity_role(
+                f"{name}-{account}",
+                namespace=NAMESPACE,
+                service_account=account,
+                policy=policy,
+                cluster_name=store.cluster_name,
+                description=(
+                    f"Kubeflow Pipelines {NAMESPACE}/{account}: "
+                    f"{'read-write' if write else 'read-only'} {PIPELINES_PREFIX}"
+                ),
+                parent=self,
+            )
+            self.associations.append(association)
+            arns[account] = role.role.arn
+        self.register_outputs({"roleArns": arns})
+
+
+def _env(variables: list[dict[str, Any]]) -> list[k8s.core.v1.EnvVarPatchArgs]:
+    def source(value_from: dict[str, Any] | None) -> k8s.core.v1.EnvVarSourcePatchArgs | None:
+        if value_from is None:
+            return None
+        ref = value_from["secretKeyRef"]
+        return k8s.core.v1.EnvVarSourcePatchArgs(
+            secret_key_ref=k8s.core.v1.SecretKeySelectorPatchArgs(name=ref["name"], key=ref["key"])
+        )
+
+    return [
+        k8s.core.v1.EnvVarPatchArgs(
+            name=variable["name"],
+            value=variable.get("value"),
+            value_from=source(variable.get("valueFrom")),
+        )
+        for variable in variables
+    ]
+
+
+def _forced(name: str) -> k8s.meta.v1.ObjectMetaPatchArgs:
+    """Patch metadata: server-side apply takes over the fields upstream's install set."""
+    return k8s.meta.v1.ObjectMetaPatchArgs(
+        name=name, namespace=NAMESPACE, annotations={"pulumi.com/patchForce": "true"}
+    )
+
+
+def _deployment_env(
+    name: str,
+    deployment: str,
+    container: str,
+    env: list[k8s.core.v1.EnvVarPatchArgs],
+    opts: pulumi.ResourceOptions,
+) -> k8s.apps.v1.DeploymentPatch:
+    return k8s.apps.v1.DeploymentPatch(
+        name,
+        metadata=_forced(deployment),
+        spec=k8s.apps.v1.DeploymentSpecPatchArgs(
+            template=k8s.core.v1.PodTemplateSpecPatchArgs(
+                spec=k8s.core.v1.PodSpecPatchArgs(
+                    containers=[k8s.core.v1.ContainerPatchArgs(name=container, env=env)]
+                )
+            )
+        ),
+        opts=opts,
+    )
+
+
+def point_pipelines_at_s3(
+    name: str,
+    *,
+    store: S3PipelineStore,
+    parent: pulumi.Resource,
+    after: list[pulumi.Resource],
+) -> list[pulumi.Resource]:
+    """Patch the installed Pipelines to keep their objects in `store`; returns the patches.
+
+    `after` holds the Directory that installs the patched objects and the Pod Identity
+    associations: every patch waits for both, so a pod the patches restart starts with its
+    role already associated.
+    """
+    bucket = pulumi.Output.from_input(store.bucket)
+    region = store.region
+    opts = pulumi.ResourceOptions(parent=parent, depends_on=after)
+    no_keys = k8s.core.v1.Secret(
+        f"{name}-no-keys",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=NO_KEYS_SECRET, namespace=NAMESPACE),
+        string_data=dict.fromkeys(KEY_VARIABLES.values(), ""),
+        opts=opts,
+    )
+    install_config = k8s.core.v1.ConfigMapPatch(
+        f"{name}-bucket",
+        metadata=_forced(INSTALL_CONFIG),
+        data={"bucketName": bucket},
+        opts=opts,
+    )
+    launcher = k8s.core.v1.ConfigMapPatch(
+        f"{name}-launcher",
+        metadata=_forced(LAUNCHER_CONFIG),
+        data=bucket.apply(lambda b: launcher_config(b, region)),
+        opts=opts,
+    )
+    argo = k8s.core.v1.ConfigMapPatch(
+        f"{name}-argo",
+        metadata=_forced(WORKFLOW_CONTROLLER_CONFIG),
+        data={"artifactRepository": bucket.apply(lambda b: artifact_repository(b, region))},
+        opts=opts,
+    )
+    api_server = _deployment_env(
+        f"{name}-api-server",
+        API_SERVER_DEPLOYMENT,
+        API_SERVER_CONTAINER,
+        _env(api_server_env(region)),
+        # The restarted API server reads the new bucket name and the empty keys.
+        pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(depends_on=[no_keys, install_config])
+        ),
+    )
+    ui = _deployment_env(
+        f"{name}-ui", UI_DEPLOYMENT, UI_CONTAINER, _env(ui_env(bucket, region)), opts
+    )
+    return [install_config, launcher, argo, api_server, ui]

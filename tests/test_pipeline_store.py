@@ -1,0 +1,265 @@
+"""Kubeflow Pipelines keep their objects in the stack's S3 bucket on AWS (Pod Identity, no keys),
+and in the upstream in-cluster store in `local`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.program import ProgramRun, RegisteredResource, run_program, stack_config
+from infra import pipeline_store
+from infra.artifact_store import PIPELINES_PREFIX
+from tests.conftest import stack_run
+
+AWS_STACKS = ["dev", "prod"]
+ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
+PATCH_TYPES = ("kubernetes:apps/v1:DeploymentPatch", "kubernetes:core/v1:ConfigMapPatch")
+WRITE_ACTIONS = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
+KEY_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", *pipeline_store.KEY_VARIABLES}
+
+
+def _bucket(run: ProgramRun) -> tuple[str, str]:
+    [bucket] = run.of_type("aws:s3/bucket:Bucket")
+    return bucket.outputs["bucket"], bucket.outputs["arn"]
+
+
+def _region(stack: str) -> str:
+    return str(stack_config(stack)["ml-platform:aws"]["region"])
+
+
+def _store_patches(run: ProgramRun) -> list[RegisteredResource]:
+    """Every patch of an object in the Pipelines' namespace."""
+    return [
+        r
+        for t in PATCH_TYPES
+        for r in run.of_type(t)
+        if r.inputs["metadata"]["namespace"] == pipeline_store.NAMESPACE
+    ]
+
+
+def _patch(run: ProgramRun, object_name: str) -> RegisteredResource:
+    [patch] = [r for r in _store_patches(run) if r.inputs["metadata"]["name"] == object_name]
+    return patch
+
+
+def _env(patch: RegisteredResource) -> dict[str, dict[str, Any]]:
+    [container] = patch.inputs["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in container["env"]}
+
+
+def _pipelines_directory(run: ProgramRun) -> RegisteredResource:
+    [directory] = [
+        r
+        for r in run.of_type("kubernetes:kustomize/v2:Directory")
+        if r.name.endswith("-kubeflow-pipelines")
+    ]
+    return directory
+
+
+# --- identities -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", AWS_STACKS)
+def test_each_pipelines_account_has_a_role_limited_to_the_pipelines_prefix(stack: str) -> None:
+    run = stack_run(stack)
+    _, bucket_arn = _bucket(run)
+    associations = {
+        r.inputs["serviceAccount"]: r
+        for r in run.of_type(ASSOCIATION)
+        if r.inputs["namespace"] == pipeline_store.NAMESPACE
+    }
+    assert set(associations) == {"ml-pipeline", "ml-pipeline-ui", "pipeline-runner"}
+    roles = {r.outputs["arn"]: r for r in run.of_type("aws:iam/role:Role")}
+    policies = {r.name: r for r in run.of_type("aws:iam/rolePolicy:RolePolicy")}
+    for account, association in associations.items():
+        assert (
+            association.inputs["clusterName"] == stack_config(stack)["ml-platform:cluster"]["name"]
+        )
+        role = roles[association.inputs["roleArn"]]
+        assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {
+            "Service": "pods.eks.amazonaws.com"
+        }
+        policy = policies[role.name.removesuffix("-role") + "-inline"]
+        statements = json.loads(policy.inputs["policy"])["Statement"]
+        actions = {a for s in statements for a in s["Action"]}
+        for statement in statements:
+            assert statement["Effect"] == "Allow"
+            for resource in statement["Resource"]:
+                # The bucket itself only for listing below the prefix; objects only below it.
+                if resource == bucket_arn:
+                    assert statement["Action"] == ["s3:ListBucket"]
+                    assert statement["Condition"] == {
+                        "StringLike": {"s3:prefix": [f"{PIPELINES_PREFIX}*"]}
+                    }
+                else:
+                    assert resource == f"{bucket_arn}/{PIPELINES_PREFIX}*", account
+        assert {"s3:GetObject", "s3:ListBucket"} <= actions
+        if account == "ml-pipeline-ui":
+            assert not actions & WRITE_ACTIONS, "the UI only reads"
+        else:
+            assert actions >= WRITE_ACTIONS, account
+
+
+@pytest.mark.parametrize("stack", AWS_STACKS)
+def test_the_install_and_every_patch_wait_for_the_associations(stack: str) -> None:
+    run = stack_run(stack)
+    associations = {r.urn for r in run.of_type(ASSOCIATION) if r.inputs["namespace"] == "kubeflow"}
+    directory = _pipelines_directory(run)
+    assert associations <= set(directory.dependencies)
+    patches = _store_patches(run)
+    assert {p.inputs["metadata"]["name"] for p in patches} == {
+        "pipeline-install-config",
+        "kfp-launcher",
+        "workflow-controller-configmap",
+        "ml-pipeline",
+        "ml-pipeline-ui",
+    }
+    for patch in patches:
+        assert directory.urn in patch.dependencies, patch.name
+        assert associations <= set(patch.dependencies), patch.name
+        assert patch.inputs["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}
+    # The restarted API server reads the new bucket name and the empty keys.
+    [secret] = [r for r in run.of_type("kubernetes:core/v1:Secret") if "pipelines-s3" in r.name]
+    api_server = _patch(run, "ml-pipeline")
+    assert secret.urn in api_server.dependencies
+    assert _patch(run, "pipeline-install-config").urn in api_server.dependencies
+
+
+# --- where the objects go ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", AWS_STACKS)
+def test_the_launcher_writes_below_the_pipelines_prefix_with_sdk_credentials(stack: str) -> None:
+    run = stack_run(stack)
+    bucket, _ = _bucket(run)
+    data = _patch(run, "kfp-launcher").inputs["data"]
+    assert data["defaultPipelineRoot"] == f"s3://{bucket}/pipelines/artifacts"
+    default = yaml.safe_load(data["providers"])["s3"]["default"]
+    assert default["region"] == _region(stack)
+    assert default["endpoint"] == f"s3.{_region(stack)}.amazonaws.com"
+    assert default["disableSSL"] is False
+    assert default["credentials"] == {"fromEnv": True}  # no secretRef
+
+
+@pytest.mark.parametrize("stack", AWS_STACKS)
+def test_argo_archives_logs_below_the_pipelines_prefix_with_sdk_credentials(stack: str) -> None:
+    run = stack_run(stack)
+    bucket, _ = _bucket(run)
+    data = _patch(run, "workflow-controller-configmap").inputs["data"]
+    assert set(data) == {"artifactRepository"}  # the executor settings stay upstream's
+    repository = yaml.safe_load(data["artifactRepository"])
+    assert repository["archiveLogs"] is True
+    s3 = repository["s3"]
+    assert (s3["bucket"], s3["region"]) == (bucket, _region(stack))
+    assert s3["useSDKCreds"] is True
+    assert s3["insecure"] is False
+    assert s3["keyFormat"].startswith(PIPELINES_PREFIX)
+    assert not {"accessKeySecret", "secretKeySecret", "roleARN"} & set(s3)
+
+
+@pytest.mark.parametrize("stack", AWS_STACKS)
+def test_the_api_server_and_the_ui_use_the_bucket_in_the_stacks_region(stack: str) -> None:
+    run = stack_run(stack)
+    bucket, _ = _bucket(run)
+    region = _region(stack)
+    endpoint = f"s3.{region}.amazonaws.com"
+    assert _patch(run, "pipeline-install-config").inputs["data"] == {"bucketName": bucket}
+    api_server = _patch(run, "ml-pipeline")
+    [container] = api_server.inputs["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == "ml-pipeline-api-server"
+    env = _env(api_server)
+    assert env["OBJECTSTORECONFIG_HOST"]["value"] == endpoint
+    assert env["OBJECTSTORECONFIG_PORT"]["value"] == "443"
+    assert env["OBJECTSTORECONFIG_SECURE"]["value"] == "true"
+    assert env["OBJECTSTORECONFIG_REGION"]["value"] == region
+    # Pipeline packages land below the prefix the API server's role may write.
+    assert f"{env['OBJECTSTORECONFIG_PIPELINEPATH']['value']}/".startswith(PIPELINES_PREFIX)
+    ui = _env(_patch(run, "ml-pipeline-ui"))
+    assert ui["AWS_REGION"]["value"] == region
+    assert ui["AWS_S3_ENDPOINT"]["value"] == endpoint
+    assert ui["ARGO_ARCHIVE_ARTIFACTORY"]["value"] == "s3"
+    assert ui["ARGO_ARCHIVE_BUCKETNAME"]["value"] == bucket
+    assert f"{ui['ARGO_ARCHIVE_PREFIX']['value']}/".startswith(PIPELINES_PREFIX)
+
+
+@pytest.mark.parametrize("stack", AWS_STACKS)
+def test_no_access_key_is_set_anywhere(stack: str) -> None:
+    run = stack_run(stack)
+    api_env = _env(_patch(run, "ml-pipeline"))
+    # The API server's key variables exist (unset, they would fall back to MinIO's keys) and
+    # come from a Secret whose values are empty.
+    for name, key in pipeline_store.KEY_VARIABLES.items():
+        assert api_env[name] == {
+            "name": name,
+            "valueFrom": {"secretKeyRef": {"name": pipeline_store.NO_KEYS_SECRET, "key": key}},
+        }
+    [secret] = [r for r in run.of_type("kubernetes:core/v1:Secret") if "pipelines-s3" in r.name]
+    assert secret.inputs["metadata"] == {
+        "name": pipeline_store.NO_KEYS_SECRET,
+        "namespace": pipeline_store.NAMESPACE,
+    }
+    assert set(secret.inputs["stringData"]) == set(pipeline_store.KEY_VARIABLES.values())
+    assert set(secret.inputs["stringData"].values()) == {""}
+    assert "data" not in secret.inputs
+    for patch in _store_patches(run):
+        if patch.type.endswith("DeploymentPatch"):
+            for variable in _env(patch).values():
+                if variable["name"] in KEY_VARIABLES:
+                    assert "value" not in variable, (patch.name, variable)
+        text = json.dumps(patch.inputs)
+        for needle in ("AKIA", "ASIA", "minio123", "accessKeySecret", "secretRef"):
+            assert needle not in text, (patch.name, needle)
+
+
+# --- local and switched off -------------------------------------------------------------------
+
+
+def test_local_keeps_the_in_cluster_object_store() -> None:
+    run = stack_run("local")
+    assert _pipelines_directory(run)  # Pipelines are installed, unchanged
+    assert _store_patches(run) == []
+    assert not run.of_type("ml-platform:kubeflow:PipelineStoreAccess")
+    assert not run.of_type(ASSOCIATION)
+    assert not [r for r in run.of_type("kubernetes:core/v1:Secret") if "pipelines-s3" in r.name]
+
+
+def test_an_aws_stack_without_pipelines_gets_no_pipelines_roles_or_patches() -> None:
+    config = stack_config("dev")
+    config["ml-platform:kubeflow"] = {"pipelines": {"enabled": False}}
+    run = run_program("dev", config)
+    assert not run.of_type("ml-platform:kubeflow:PipelineStoreAccess")
+    assert _store_patches(run) == []
+    assert not [r for r in run.of_type(ASSOCIATION) if r.inputs["namespace"] == "kubeflow"]
+
+
+# --- the settings themselves ------------------------------------------------------------------
+
+
+def test_the_ui_role_reads_and_the_others_also_write() -> None:
+    arn = "arn:aws:s3:::b"
+    read = {s["Sid"] for s in pipeline_store.access_policy(arn, write=False)["Statement"]}
+    write = {s["Sid"] for s in pipeline_store.access_policy(arn, write=True)["Statement"]}
+    assert read == {"ListOwnPrefixes", "ReadOwnPrefixes"}
+    assert write == read | {"WriteOwnPrefixes"}
+    assert pipeline_store.ACCOUNTS == {
+        "ml-pipeline": True,
+        "pipeline-runner": True,
+        "ml-pipeline-ui": False,
+    }
+
+
+def test_every_object_key_the_settings_produce_is_below_the_pipelines_prefix() -> None:
+    root = pipeline_store.pipeline_root("b")
+    assert root.startswith(f"s3://b/{PIPELINES_PREFIX}")
+    for prefix in (
+        pipeline_store.ARTIFACTS_PREFIX,
+        pipeline_store.LOGS_PREFIX,
+        pipeline_store.PACKAGES_PATH,
+    ):
+        assert f"{prefix}/".startswith(PIPELINES_PREFIX)
+    repository = yaml.safe_load(pipeline_store.artifact_repository("b", "eu-west-1"))
+    assert repository["s3"]["keyFormat"].startswith(f"{pipeline_store.LOGS_PREFIX}/")
+    assert "{{pod.name}}" in repository["s3"]["keyFormat"]
