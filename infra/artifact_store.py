@@ -39,6 +39,14 @@ def workload_prefixes(access: str, team: str, workload: str) -> tuple[list[str],
     return (read, [workload_prefix(team, workload)]) if access == "readwrite" else (read, [])
 
 
+def team_prefixes(access: str, team: str) -> tuple[list[str], list[str]]:
+    """The (readable, writable) prefixes of a team's own account: the team's whole prefix."""
+    if access == "none":
+        return [], []
+    prefix = [team_prefix(team)]
+    return (prefix, prefix) if access == "readwrite" else (prefix, [])
+
+
 def prefix_access_policy(
     bucket_arn: str, *, read: list[str], write: list[str] | None = None
 ) -> dict[str, Any]:

@@ -10,7 +10,12 @@ import pulumi_kubernetes as k8s
 
 from infra import gpu_sharing, images, labels, names
 from infra.addons import ClusterAddons, addon_versions
-from infra.artifact_store import ArtifactStore, prefix_access_policy, workload_prefixes
+from infra.artifact_store import (
+    ArtifactStore,
+    prefix_access_policy,
+    team_prefixes,
+    workload_prefixes,
+)
 from infra.autoscaler import ClusterAutoscaler
 from infra.binpack_scheduler import BinPackingScheduler
 from infra.cluster import EksCluster
@@ -35,10 +40,9 @@ from infra.team_access import TeamAccess, TeamAccessEntries
 from infra.team_network import NamespaceNetworkPolicies, baseline_specs, policy_specs
 from infra.team_quota import TeamQuota
 from infra.volumes import SharedVolumes, VolumeKey
-from infra.workload_identity import WorkloadIdentity
+from infra.workload_identity import TEAM_ACCOUNT, WorkloadIdentity
 from workloads.custom_resources import TeamWorkload
 from workloads.plan import (
-    PlannedWorkload,
     ensure_schedulable,
     ensure_within_quota,
     plan_workloads,
@@ -115,6 +119,18 @@ def build_platform(settings: Settings) -> Platform:
             team=team,
             namespace=namespaces.namespaces[team.name],
             opts=on_cluster,
+        )
+        # For work the team runs itself (kubectl, pipelines): no token, the team's S3 access.
+        workload_identity(
+            f"{name}-{team.name}-{TEAM_ACCOUNT}",
+            namespace=namespaces.namespaces[team.name],
+            namespace_name=team.name,
+            service_account=TEAM_ACCOUNT,
+            app=TEAM_ACCOUNT,
+            prefixes=team_prefixes(team.artifacts, team.name),
+            description=f"Team {team.name}: its own jobs",
+            kubernetes=kubernetes,
+            aws_layer=aws_layer,
         )
         NamespaceNetworkPolicies(
             f"{name}-{team.name}-network",
@@ -203,7 +219,17 @@ def build_platform(settings: Settings) -> Platform:
         team_claims: list[pulumi.Resource] = [
             claim for (_, ns), claim in volumes.claims.items() if ns == workload.team
         ]
-        identity = workload_identity(name, workload, kubernetes, aws_layer)
+        identity = workload_identity(
+            f"{name}-{workload.team}-{workload.service_account}",
+            namespace=namespaces.namespaces[workload.team],
+            namespace_name=workload.team,
+            service_account=workload.service_account,
+            app=workload.name,
+            prefixes=workload_prefixes(workload.artifacts, workload.team, workload.name),
+            description=f"{workload.kind} {workload.team}/{workload.name}",
+            kubernetes=kubernetes,
+            aws_layer=aws_layer,
+        )
         TeamWorkload(
             f"{name}-{workload.team}-{workload.name}",
             workload,
@@ -238,10 +264,19 @@ def build_platform(settings: Settings) -> Platform:
 
 
 def workload_identity(
-    name: str, workload: PlannedWorkload, kubernetes: k8s.Provider, aws_layer: AwsLayer | None
+    name: str,
+    *,
+    namespace: k8s.core.v1.Namespace,
+    namespace_name: str,
+    service_account: str,
+    app: str,
+    prefixes: tuple[list[str], list[str]],
+    description: str,
+    kubernetes: k8s.Provider,
+    aws_layer: AwsLayer | None,
 ) -> WorkloadIdentity:
-    """The workload's own ServiceAccount, with an S3 role for its `artifacts` access if any."""
-    read, write = workload_prefixes(workload.artifacts, workload.team, workload.name)
+    """A ServiceAccount, with an S3 role for its (readable, writable) artifact prefixes if any."""
+    read, write = prefixes
     policy = None
     if read:
         # The settings allow artifact access only in mode `eks`, where the bucket exists.
@@ -251,13 +286,14 @@ def workload_identity(
             lambda arn: prefix_access_policy(arn, read=read, write=write)
         )
     return WorkloadIdentity(
-        f"{name}-{workload.team}-{workload.service_account}",
-        namespace=workload.team,
-        service_account=workload.service_account,
-        labels={labels.TEAM: workload.team, "app.kubernetes.io/name": workload.name},
+        name,
+        namespace=namespace_name,
+        service_account=service_account,
+        labels={labels.TEAM: namespace_name, "app.kubernetes.io/name": app},
         policy=policy,
         cluster_name=aws_layer.cluster.cluster.name if aws_layer else None,
-        description=f"{workload.kind} {workload.team}/{workload.name}",
+        description=description,
+        after=[namespace],
         opts=pulumi.ResourceOptions(
             providers=[kubernetes, *([aws_layer.provider] if aws_layer else [])]
         ),

@@ -22,6 +22,11 @@ from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole
 _MAX_ROLE_NAME = 64 - 8 - len("-role")
 
 
+# Every team namespace has this account for the work engineers start themselves (`kubectl`,
+# notebooks' own jobs, pipelines): no token, and the team's `artifacts` access.
+TEAM_ACCOUNT = "ml-workloads"
+
+
 def service_account_name(kind: str, name: str) -> str:
     """The ServiceAccount of a declared workload; the kind keeps a job and a notebook apart."""
     return f"{kind.lower()}-{name}"
@@ -78,17 +83,18 @@ class WorkloadIdentity(pulumi.ComponentResource):
         policy: pulumi.Input[dict[str, Any]] | None = None,
         cluster_name: pulumi.Input[str] | None = None,
         description: str = "",
+        after: list[pulumi.Resource] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("ml-platform:tenancy:WorkloadIdentity", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         self.service_account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=service_account, namespace=namespace, labels=labels
             ),
             automount_service_account_token=False,
-            opts=child,
+            # `after`: the namespace, which the API server needs before anything in it.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after or []),
         )
         self.ready: list[pulumi.Resource] = [self.service_account]
         if policy is not None:

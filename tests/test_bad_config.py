@@ -385,6 +385,12 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:logging.retentionDays",
         "use one of 1, 3, 5, 7, 14, 30",
     ),
+    "team S3 access on an existing cluster": (
+        "local",
+        _set("teams", [{"name": "vision", "artifacts": "readwrite"}]),
+        "ml-platform:teams[0].artifacts",
+        "on an existing cluster use `none`",
+    ),
     "forward without an aggregator": (
         "local",
         _set("logging", {"destination": "forward"}),

@@ -16,7 +16,7 @@ from harness.program import (
     stack_settings,
 )
 from harness.render import kubernetes_objects
-from infra.artifact_store import prefix_access_policy, workload_prefixes
+from infra.artifact_store import prefix_access_policy, team_prefixes, workload_prefixes
 from infra.settings import SettingsError
 from tests.conftest import STACKS, stack_run
 from workloads.plan import plan_workloads
@@ -72,7 +72,8 @@ def test_workload_roles_grant_only_the_declared_prefixes() -> None:
         for r in _by_type(run.resources, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
         if r.inputs["namespace"] == "research"
     }
-    # dev: the mnist TFJob reads and writes, the explore notebook only reads.
+    # dev: the mnist TFJob reads and writes, the explore notebook only reads; the team's own
+    # account asked for nothing.
     assert set(associations) == {"tfjob-mnist", "notebook-explore"}
     policies = {
         r.urn.rsplit("::", 1)[1]: r.inputs["policy"]
@@ -110,13 +111,38 @@ def test_a_job_starts_only_after_its_pod_identity_association() -> None:
     assert account.urn in tfjob.dependencies
 
 
-def test_workloads_without_artifact_access_get_no_role() -> None:
+def test_every_team_has_its_own_account_with_only_its_artifact_access() -> None:
     run = stack_run("prod")
-    assert not [
-        r
+    accounts = {
+        (r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r
+        for r in _by_type(run.resources, "kubernetes:core/v1:ServiceAccount")
+    }
+    namespaces = {
+        r.inputs["metadata"]["name"]: r
+        for r in _by_type(run.resources, "kubernetes:core/v1:Namespace")
+    }
+    for team in ("research", "vision"):
+        account = accounts[(team, "ml-workloads")]
+        assert account.inputs["automountServiceAccountToken"] is False
+        # Created after its namespace.
+        assert namespaces[team].urn in account.dependencies
+    associations = {
+        (r.inputs["namespace"], r.inputs["serviceAccount"])
         for r in _by_type(run.resources, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
         if r.inputs["namespace"] in ("research", "vision")
+    }
+    # prod: research reads and writes its prefix; vision asked for no S3 access, so no role.
+    assert associations == {("research", "ml-workloads")}
+    [policy] = [
+        r.inputs["policy"]
+        for r in _by_type(run.resources, "aws:iam/rolePolicy:RolePolicy")
+        if "research-ml-workloads" in r.urn
     ]
+    by_sid = {s["Sid"]: s for s in _statements(policy)}
+    [bucket] = _by_type(run.resources, "aws:s3/bucket:Bucket")
+    prefix = f"{bucket.outputs['arn']}/teams/research/*"
+    assert by_sid["ReadOwnPrefixes"]["Resource"] == [prefix]
+    assert by_sid["WriteOwnPrefixes"]["Resource"] == [prefix]
 
 
 def test_the_artifact_bucket_is_private_encrypted_versioned_and_tls_only() -> None:
@@ -165,6 +191,11 @@ def test_an_existing_cluster_has_no_bucket_and_no_roles() -> None:
     run = stack_run("local")
     assert not _by_type(run.resources, "aws:s3/bucket:Bucket")
     assert not _by_type(run.resources, "aws:iam/role:Role")
+    assert [
+        r.inputs["metadata"]["name"]
+        for r in _by_type(run.resources, "kubernetes:core/v1:ServiceAccount")
+        if r.inputs["metadata"]["namespace"] == "research"
+    ] == ["ml-workloads"]
 
 
 def test_artifact_access_on_an_existing_cluster_is_refused() -> None:
@@ -180,7 +211,7 @@ def test_artifact_access_on_an_existing_cluster_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("access", "read", "write"),
-    [
+    [  # a declared workload's prefixes
         ("none", [], []),
         ("read", ["teams/vision/"], []),
         ("readwrite", ["teams/vision/"], ["teams/vision/segment/"]),
@@ -188,6 +219,12 @@ def test_artifact_access_on_an_existing_cluster_is_refused() -> None:
 )
 def test_access_modes_map_to_prefixes(access: str, read: list[str], write: list[str]) -> None:
     assert workload_prefixes(access, "vision", "segment") == (read, write)
+
+
+def test_a_team_account_reads_and_writes_the_whole_team_prefix() -> None:
+    assert team_prefixes("readwrite", "vision") == (["teams/vision/"], ["teams/vision/"])
+    assert team_prefixes("read", "vision") == (["teams/vision/"], [])
+    assert team_prefixes("none", "vision") == ([], [])
 
 
 def test_a_read_only_policy_cannot_write() -> None:

@@ -16,7 +16,7 @@ from infra.settings.base import (
     refuse_duplicates,
 )
 from infra.settings.cluster import IAM_PRINCIPAL
-from infra.settings.workloads import NotebookServerSettings, TrainingJobSettings
+from infra.settings.workloads import ArtifactAccess, NotebookServerSettings, TrainingJobSettings
 
 
 class NfsSettings(SettingsModel):
@@ -190,6 +190,12 @@ class TeamSettings(SettingsModel):
     )
     network: TeamNetwork = Field(
         default_factory=TeamNetwork, description="What the namespace's network policies allow."
+    )
+    artifacts: ArtifactAccess = Field(
+        default="none",
+        description="S3 access of the team's own account `ml-workloads` (for jobs engineers "
+        "start themselves): `none`, `read` or `readwrite` on `teams/<team>/` of the artifact "
+        "bucket. AWS stacks only.",
     )
     training_jobs: list[TrainingJobSettings] = Field(
         default_factory=list, description="TFJobs and PyTorchJobs the team runs."

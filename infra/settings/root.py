@@ -180,14 +180,15 @@ class Settings(SettingsModel):
                     "CPU-only work runs on the system pool; GPU nodes are kept for GPU pods",
                 )
         if self.cluster.mode != "eks":
-            access: list[tuple[str, int, str]] = [
-                *(("trainingJobs", i, job.artifacts) for i, job in enumerate(team.training_jobs)),
-                *(("notebooks", i, server.artifacts) for i, server in enumerate(team.notebooks)),
+            access: list[tuple[tuple[str | int, ...], str]] = [
+                ((), team.artifacts),
+                *((("trainingJobs", i), job.artifacts) for i, job in enumerate(team.training_jobs)),
+                *((("notebooks", i), server.artifacts) for i, server in enumerate(team.notebooks)),
             ]
-            for kind, position, mode in access:
+            for where, mode in access:
                 if mode != "none":
                     raise ConfigProblem(
-                        ("teams", index, kind, position, "artifacts"),
+                        ("teams", index, *where, "artifacts"),
                         "S3 access comes from an IAM role of the artifact bucket this program "
                         "creates in mode `eks`; on an existing cluster use `none`",
                     )
