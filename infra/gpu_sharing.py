@@ -53,6 +53,11 @@ def units_per_node(pool: GpuPoolSettings) -> int:
     return pool.gpus_per_node
 
 
+def units_per_gpu(pool: GpuPoolSettings) -> int:
+    """How many of `resource_name(pool)` one physical GPU of the pool makes."""
+    return units_per_node(pool) // pool.gpus_per_node
+
+
 def max_per_container(pool: GpuPoolSettings) -> int | None:
     """A cap on one container's request: time-sliced shares are handed out one at a time."""
     return 1 if pool.sharing.mode == "time-slicing" else None

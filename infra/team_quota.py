@@ -23,11 +23,18 @@ from infra.settings import Settings, TeamSettings, quantity_value
 DEFAULT_REQUESTS = {"cpu": "100m", "memory": "256Mi"}
 
 
-def gpu_resources(settings: Settings) -> list[str]:
-    """Every GPU resource name pods of this stack can request: whole GPUs, shares, MIG slices."""
-    return sorted(
-        {gpu_sharing.GPU, *(gpu_sharing.resource_name(p) for p in settings.node_pools.gpu)}
-    )
+def gpu_resource_caps(settings: Settings, gpus: int) -> dict[str, int]:
+    """`gpus` GPUs' worth of each GPU resource: whole GPUs, or the shares or MIG slices they make.
+
+    A time-sliced pool with 4 replicas makes 4 `nvidia.com/gpu.shared` per GPU, so a team with
+    `quota.gpus: 2` may hold 8 shares, which is 2 GPUs of that pool.  Each resource is capped on
+    its own: the quota bounds what a team holds of each kind, not the sum over kinds.
+    """
+    caps = {gpu_sharing.GPU: gpus}
+    for pool in settings.node_pools.gpu:
+        resource = gpu_sharing.resource_name(pool)
+        caps[resource] = max(caps.get(resource, 0), gpus * gpu_sharing.units_per_gpu(pool))
+    return caps
 
 
 def volume_claim_sizes(settings: Settings) -> list[str]:
@@ -41,7 +48,10 @@ def quota_hard(settings: Settings, team: TeamSettings) -> dict[str, str]:
     return {
         "requests.cpu": quota.cpu,
         "requests.memory": quota.memory,
-        **{f"requests.{resource}": str(quota.gpus) for resource in gpu_resources(settings)},
+        **{
+            f"requests.{resource}": str(cap)
+            for resource, cap in sorted(gpu_resource_caps(settings, quota.gpus).items())
+        },
         "persistentvolumeclaims": str(quota.volume_claims),
         "requests.storage": quota.storage,
     }
@@ -77,7 +87,10 @@ def quota_shortfalls(settings: Settings, team: TeamSettings, manifest: dict[str,
     caps = {
         "cpu": ("cpu", quantity_value(quota.cpu)),
         "memory": ("memory", quantity_value(quota.memory)),
-        **{resource: ("gpus", Decimal(quota.gpus)) for resource in gpu_resources(settings)},
+        **{
+            resource: ("gpus", Decimal(cap))
+            for resource, cap in gpu_resource_caps(settings, quota.gpus).items()
+        },
     }
     problems = []
     for resource, needed in sorted(workload_requests(manifest).items()):

@@ -36,17 +36,33 @@ def test_every_team_has_a_quota_on_gpu_requests_only(stack: str) -> None:
         hard = quotas[team.name]["spec"]["hard"]
         assert hard["requests.cpu"] == team.quota.cpu
         assert hard["requests.memory"] == team.quota.memory
-        for resource in resources:
-            assert hard[f"requests.{resource}"] == str(team.quota.gpus)
+        assert hard["requests.nvidia.com/gpu"] == str(team.quota.gpus)
+        assert {key.removeprefix("requests.") for key in hard if "nvidia.com/" in key} == resources
         # Kubernetes ignores limits.<extended resource> in a quota: it would cap nothing.
         assert not [key for key in hard if key.startswith("limits.")]
         assert hard["persistentvolumeclaims"] == str(team.quota.volume_claims)
 
 
-def test_shared_gpu_resources_are_quotad_too() -> None:
+def test_shared_gpus_are_quotad_as_the_shares_of_quota_gpus() -> None:
+    # prod: research has quota.gpus 16; the serving pool time-slices each GPU into 4 shares.
     hard = _team_objects("prod", "ResourceQuota")["research"]["spec"]["hard"]
-    shared = [key for key in hard if key.startswith("requests.") and "shared" in key]
-    assert shared, hard
+    assert hard["requests.nvidia.com/gpu.shared"] == "64"
+    assert hard["requests.nvidia.com/gpu"] == "16"
+
+
+def test_mig_slices_are_quotad_as_the_slices_of_quota_gpus() -> None:
+    config = stack_config("dev")
+    config["ml-platform:nodePools"]["gpu"][0] |= {
+        "instanceTypes": ["p4d.24xlarge"],
+        "capacityType": "ON_DEMAND",
+        "sharing": {"mode": "mig", "migProfile": "1g.5gb", "migStrategy": "mixed"},
+    }
+    config["ml-platform:teams"][0]["trainingJobs"] = []
+    config["ml-platform:teams"][0]["quota"]["gpus"] = 2
+    objects = kubernetes_objects(run_program("dev", config))
+    [quota] = [o for o in objects if o["kind"] == "ResourceQuota"]
+    # A100 40GB: seven 1g.5gb slices per GPU.
+    assert quota["spec"]["hard"]["requests.nvidia.com/mig-1g.5gb"] == "14"
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -130,7 +130,11 @@ class KubeflowSettings(SettingsModel):
 
 
 class TeamQuota(SettingsModel):
-    gpus: Size = Field(default=0, description="GPUs the team's pods may request in total.")
+    gpus: Size = Field(
+        default=0,
+        description="GPUs the team's pods may request in total (of time-sliced or MIG pools: "
+        "the shares or slices that many GPUs make).",
+    )
     cpu: Quantity = Field(default="32", description="Total cpu requests.")
     memory: Quantity = Field(default="128Gi", description="Total memory requests.")
     volume_claims: Size = Field(default=10, description="PersistentVolumeClaims in the namespace.")
