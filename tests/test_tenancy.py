@@ -268,3 +268,30 @@ def test_the_cni_enforces_network_policies(stack: str) -> None:
         if r.inputs["addonName"] == "vpc-cni"
     ]
     assert json.loads(cni["configurationValues"])["enableNetworkPolicy"] == "true"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_team_has_all_its_tenancy_objects(stack: str) -> None:
+    objects = kubernetes_objects(stack_run(stack))
+    for team in stack_settings(stack).teams:
+        names = {
+            (o["kind"], o["metadata"]["name"])
+            for o in objects
+            if o["metadata"].get("namespace") == team.name
+        }
+        [namespace] = [
+            o for o in objects if o["kind"] == "Namespace" and o["metadata"]["name"] == team.name
+        ]
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == (
+            team.pod_security
+        )
+        expected = {
+            ("ResourceQuota", "team"),
+            ("LimitRange", "team"),
+            ("Role", "ml-engineer"),
+            ("Role", "viewer"),
+            ("NetworkPolicy", "default-deny"),
+            ("ServiceAccount", "ml-workloads"),
+        }
+        assert expected <= names, expected - names
+        assert len([kind for kind, _ in names if kind == "RoleBinding"]) == 2
