@@ -179,7 +179,7 @@ def _check_cpu_pod(template: PodTemplate) -> list[str]:
     if node_agent:
         return []
     for toleration in template.spec.get("tolerations") or []:
-        if _tolerates(toleration, GPU_TAINT):
+        if tolerates(toleration, GPU_TAINT):
             return [
                 f"{template.workload}: requests no GPU but tolerates the {GPU_TAINT.key} taint, "
                 "so it could take a GPU node's cpu and memory; drop the toleration"
@@ -211,7 +211,7 @@ def _placement_mismatch(spec: dict[str, Any], pool: PoolCapacity) -> str | None:
     if affinity and not any(_term_matches(term, pool.labels) for term in terms):
         return "its nodes match no required node affinity term"
     tolerations = spec.get("tolerations") or []
-    untolerated = [t for t in pool.taints if not any(_tolerates(x, t) for x in tolerations)]
+    untolerated = [t for t in pool.taints if not any(tolerates(x, t) for x in tolerations)]
     if untolerated:
         taint = untolerated[0]
         return (
@@ -267,7 +267,7 @@ def _pod_requests(spec: dict[str, Any]) -> tuple[Decimal, Decimal]:
     return totals[0], totals[1]
 
 
-def _tolerates(toleration: dict[str, Any], taint: Taint) -> bool:
+def tolerates(toleration: dict[str, Any], taint: Taint) -> bool:
     operator = toleration.get("operator", "Equal")
     key = toleration.get("key")
     if toleration.get("effect") not in (None, "", taint.effect):

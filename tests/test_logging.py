@@ -10,7 +10,7 @@ import pytest
 
 from harness.program import ProgramRun, run_program, stack_config, stack_settings
 from infra import names, versions
-from infra.schedulability import _tolerates
+from infra.schedulability import tolerates
 from infra.scheduling import GPU_POOL_TAINTS
 from tests.conftest import STACKS, stack_run
 
@@ -60,7 +60,7 @@ def test_fluent_bit_is_pinned_and_runs_on_every_node(stack: str) -> None:
     values = release["values"]
     assert values["priorityClassName"] == "system-node-critical"
     for taint in GPU_POOL_TAINTS:
-        assert any(_tolerates(t, taint) for t in values["tolerations"]), taint
+        assert any(tolerates(t, taint) for t in values["tolerations"]), taint
     assert values["resources"]["limits"]["memory"]
 
 
