@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import copy
 import json
@@ -160,6 +161,26 @@ def whole_numbers(value: Any) -> Any:
 def stack_names() -> list[str]:
     """Every stack with a `Pulumi.<stack>.yaml` next to the program."""
     return sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+def stack_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    """The `stacks...` and `--all` arguments of a command that works on stacks."""
+    parser.add_argument("stacks", nargs="*", help=f"stack names (have: {', '.join(stack_names())})")
+    parser.add_argument("--all", action="store_true", help=f"{verb} every stack")
+
+
+def chosen_stacks(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, verb: str
+) -> list[str]:
+    """The stacks named on the command line (or every one with --all); a usage error otherwise."""
+    stacks: list[str] = stack_names() if args.all else args.stacks
+    unknown = sorted(set(stacks) - set(stack_names()))
+    if not stacks or unknown:
+        parser.error(
+            f"name stacks to {verb} (unknown: {', '.join(unknown) or 'none given'}); "
+            f"have: {', '.join(stack_names())}, or use --all"
+        )
+    return stacks
 
 
 def project_defaults() -> dict[str, Any]:

@@ -24,8 +24,9 @@ from harness.program import (
     ROOT,
     ProgramError,
     ProgramRun,
+    chosen_stacks,
     run_program,
-    stack_names,
+    stack_arguments,
     stack_settings,
     whole_numbers,
 )
@@ -154,17 +155,10 @@ def render(stack: str, out_dir: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("stacks", nargs="*", help=f"stack names (have: {', '.join(stack_names())})")
-    parser.add_argument("--all", action="store_true", help="render every stack")
+    stack_arguments(parser, "render")
     parser.add_argument("--out", type=Path, default=ROOT / "build", help="output folder")
     args = parser.parse_args(argv)
-    stacks = stack_names() if args.all else args.stacks
-    unknown = sorted(set(stacks) - set(stack_names()))
-    if not stacks or unknown:
-        parser.error(
-            f"name stacks to render (unknown: {', '.join(unknown) or 'none given'}); "
-            f"have: {', '.join(stack_names())}, or use --all"
-        )
+    stacks = chosen_stacks(parser, args, "render")
     status = 0
     for stack in stacks:
         try:

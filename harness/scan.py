@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from harness.program import ROOT, stack_names
+from harness.program import ROOT, chosen_stacks, stack_arguments, stack_names
 
 CHECKOV = ROOT / "tools" / "checkov" / ".venv" / "bin" / "checkov"
 SKIPS_FILE = ROOT / "security" / "checkov-skips.yaml"
@@ -121,17 +121,10 @@ def stale(findings: list[Finding], skips: list[Skip]) -> list[Skip]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("stacks", nargs="*", help=f"stack names (have: {', '.join(stack_names())})")
-    parser.add_argument("--all", action="store_true", help="scan every stack")
+    stack_arguments(parser, "scan")
     parser.add_argument("--build", type=Path, default=ROOT / "build", help="rendered output")
     args = parser.parse_args(argv)
-    stacks = stack_names() if args.all else args.stacks
-    unknown = sorted(set(stacks) - set(stack_names()))
-    if not stacks or unknown:
-        parser.error(
-            f"name stacks to scan (unknown: {', '.join(unknown) or 'none given'}); "
-            f"have: {', '.join(stack_names())}, or use --all"
-        )
+    stacks = chosen_stacks(parser, args, "scan")
     try:
         skips = load_skips()
         everything: list[Finding] = []
