@@ -93,6 +93,21 @@ def _vpc(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, Stat
     return resource_id, state
 
 
+def _default_security_group(
+    args: pulumi.runtime.MockResourceArgs, state: State
+) -> tuple[str, State]:
+    resource_id, state = _with("sg", "ec2", "security-group")(args, state)
+    # Managing it adopts the VPC's existing group, named `default`; rules are what was given.
+    state |= {
+        "name": "default",
+        "description": "default VPC security group",
+        "ownerId": ACCOUNT_ID,
+        "ingress": state.get("ingress") or [],
+        "egress": state.get("egress") or [],
+    }
+    return resource_id, state
+
+
 def _eip(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
     resource_id, state = _with("eipalloc", "ec2", "elastic-ip")(args, state)
     octets = bytes.fromhex(short_hash("ip", args.name, length=4))
@@ -274,6 +289,8 @@ RESOURCE_HANDLERS: dict[str, ResourceHandler] = {
     "aws:ec2/natGateway:NatGateway": _with("nat", "ec2", "natgateway"),
     "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
     "aws:ec2/securityGroup:SecurityGroup": _with("sg", "ec2", "security-group"),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": _default_security_group,
+    "aws:ec2/flowLog:FlowLog": _with("fl", "ec2", "vpc-flow-log"),
     "aws:kms/key:Key": _kms_key,
     "aws:kms/alias:Alias": _named("kms", "alias/"),
     "aws:cloudwatch/logGroup:LogGroup": _log_group,

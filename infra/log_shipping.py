@@ -1,9 +1,10 @@
 """Fluent Bit on every node: container and kubelet logs, with Kubernetes metadata, to one sink.
 
-On AWS the sink is a CloudWatch Logs group this program creates (so it has a retention period),
-one stream per container, written with an EKS Pod Identity role that may only append to that
-group.  Fluent Bit keeps its read positions and unsent chunks on the node, so a restart neither
-loses nor repeats lines, and a CloudWatch outage buffers to disk instead of memory.
+On AWS the sink is a CloudWatch Logs group this program creates (so it has a retention period,
+and is encrypted with a KMS key of its own), one stream per container, written with an EKS Pod
+Identity role that may only append to that group.  Fluent Bit keeps its read positions and
+unsent chunks on the node, so a restart neither loses nor repeats lines, and a CloudWatch outage
+buffers to disk instead of memory.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pulumi_kubernetes as k8s
 from infra import labels, names, versions
 from infra.helm import pinned_release
 from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole, policy_document
+from infra.log_encryption import LogGroupKey
 from infra.settings import LoggingSettings
 
 SERVICE_ACCOUNT = "fluent-bit"
@@ -221,11 +223,21 @@ class LogShipping(pulumi.ComponentResource):
             needs.append(monitoring)  # the ServiceMonitor CRD
         if settings.destination == "cloudwatch":
             assert aws_cluster is not None  # the settings require mode `eks` for CloudWatch
+            assert region is not None
+            key = LogGroupKey(
+                f"{name}-containers-key",
+                log_group_name=log_group_name(cluster_name),
+                region=region,
+                alias=f"eks/{cluster_name}-container-logs",
+                description=f"Encryption of the container logs of EKS cluster {cluster_name}",
+                opts=child,
+            )
             group = aws.cloudwatch.LogGroup(
                 f"{name}-containers",
                 name=log_group_name(cluster_name),
                 retention_in_days=settings.retention_days,
-                opts=child,
+                kms_key_id=key.arn,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[key]),
             )
             role = ServiceRole(
                 f"{name}-writer",

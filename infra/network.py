@@ -1,14 +1,24 @@
-"""The VPC the cluster runs in: public and private subnets per zone, NAT, routes and EKS tags."""
+"""The VPC the cluster runs in: public and private subnets per zone, NAT, routes and EKS tags.
+
+A VPC the program creates also gets flow logs of all its traffic (to an encrypted CloudWatch Logs
+group, written by a role only the flow-logs service of this account may assume) and a default
+security group without any rule, so nothing that lands in it by default can talk to anything.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.iam import policy_document
+from infra.log_encryption import LogGroupKey
 from infra.settings import AwsSettings
+
+FLOW_LOGS_PRINCIPAL = "vpc-flow-logs.amazonaws.com"
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,56 @@ def subnet_plan(vpc_cidr: str, zones: list[str]) -> list[SubnetPlan]:
         SubnetPlan(zone, str(eighths[index]), str(public[index]))
         for index, zone in enumerate(zones)
     ]
+
+
+def flow_logs_group_name(cluster_name: str) -> str:
+    return f"/aws/vpc/{cluster_name}/flow-logs"
+
+
+def flow_logs_trust_policy(*, partition: str, region: str, account_id: str) -> str:
+    """Only the flow-logs service, for flow logs of this account in this region (no confused
+    deputy: another account's flow log cannot make the service assume this role)."""
+    return json.dumps(
+        policy_document(
+            [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": FLOW_LOGS_PRINCIPAL},
+                    "Action": ["sts:AssumeRole"],
+                    "Condition": {
+                        "StringEquals": {"aws:SourceAccount": account_id},
+                        # The flow log's id is not known before the role exists.
+                        "ArnLike": {
+                            "aws:SourceArn": (
+                                f"arn:{partition}:ec2:{region}:{account_id}:vpc-flow-log/*"
+                            )
+                        },
+                    },
+                }
+            ]
+        )
+    )
+
+
+def flow_logs_writer_policy(log_group_arn: str) -> str:
+    """Create streams in the flow-logs group and put events into them; nothing else."""
+    return json.dumps(
+        policy_document(
+            [
+                {
+                    "Sid": "WriteFlowLogs",
+                    "Effect": "Allow",
+                    "Action": [
+                        "logs:CreateLogStream",
+                        "logs:DescribeLogStreams",
+                        "logs:PutLogEvents",
+                    ],
+                    # The group (with or without the `:*` suffix some calls use) and its streams.
+                    "Resource": [log_group_arn, f"{log_group_arn}:*"],
+                }
+            ]
+        )
+    )
 
 
 class Network(pulumi.ComponentResource):
@@ -159,6 +219,9 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
 
+        self._lock_default_security_group(name, vpc, cluster_name)
+        self._log_flows(name, vpc, aws_settings, cluster_name)
+
         self.vpc_id = vpc.id
         self.private_subnet_ids = [s.id for s in private_subnets]
         self.public_subnet_ids = [s.id for s in public_subnets]
@@ -168,4 +231,70 @@ class Network(pulumi.ComponentResource):
                 "private_subnet_ids": self.private_subnet_ids,
                 "public_subnet_ids": self.public_subnet_ids,
             }
+        )
+
+    def _lock_default_security_group(self, name: str, vpc: aws.ec2.Vpc, cluster_name: str) -> None:
+        """Manage the VPC's default security group with no rules: it admits and sends nothing.
+
+        Nothing here uses it: the cluster and its managed node groups use the security group
+        EKS creates, EFS mount targets their own.  Something launched into the VPC without a
+        security group (and so in this one) stays isolated until it is given one.
+        """
+        aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg",
+            vpc_id=vpc.id,
+            tags={"Name": f"{cluster_name}-default-deny-all"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _log_flows(
+        self, name: str, vpc: aws.ec2.Vpc, aws_settings: AwsSettings, cluster_name: str
+    ) -> None:
+        """Flow logs of all traffic (accepted and rejected) to an encrypted log group."""
+        child = pulumi.ResourceOptions(parent=self)
+        group_name = flow_logs_group_name(cluster_name)
+        key = LogGroupKey(
+            f"{name}-flow-logs-key",
+            log_group_name=group_name,
+            region=aws_settings.region,
+            alias=f"eks/{cluster_name}-flow-logs",
+            description=f"Encryption of the VPC flow logs of EKS cluster {cluster_name}",
+            opts=child,
+        )
+        group = aws.cloudwatch.LogGroup(
+            f"{name}-flow-logs",
+            name=group_name,
+            retention_in_days=aws_settings.log_retention_days,
+            kms_key_id=key.arn,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[key]),
+        )
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        partition = aws.get_partition_output(opts=invoke).partition
+        role = aws.iam.Role(
+            f"{name}-flow-logs",
+            assume_role_policy=pulumi.Output.all(account_id, partition).apply(
+                lambda values: flow_logs_trust_policy(
+                    partition=values[1], region=aws_settings.region, account_id=values[0]
+                )
+            ),
+            description=f"VPC flow logs of {cluster_name}: writes the flow-logs group",
+            opts=child,
+        )
+        writer = aws.iam.RolePolicy(
+            f"{name}-flow-logs",
+            role=role.id,
+            policy=group.arn.apply(flow_logs_writer_policy),
+            opts=child,
+        )
+        aws.ec2.FlowLog(
+            f"{name}-flow-logs",
+            vpc_id=vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=group.arn,
+            iam_role_arn=role.arn,
+            tags={"Name": f"{cluster_name}-vpc"},
+            # The role may write before the service first delivers.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[writer]),
         )

@@ -53,7 +53,15 @@ def test_network_spans_the_zones(stack: str, zones: int, nat_gateways: int) -> N
 def test_cluster_uses_access_entries_encryption_and_logging(aws_run: ProgramRun) -> None:
     settings = stack_settings(aws_run.stack)
     cluster = _one(aws_run, "aws:eks/cluster:Cluster").inputs
-    key = _one(aws_run, "aws:kms/key:Key")
+    # The secrets key, by its alias (log groups have keys of their own: test_aws_hardening).
+    [alias] = [
+        a.inputs
+        for a in aws_run.of_type("aws:kms/alias:Alias")
+        if a.inputs["name"] == f"alias/eks/{settings.cluster.name}-secrets"
+    ]
+    [key] = [
+        k for k in aws_run.of_type("aws:kms/key:Key") if k.outputs["keyId"] == alias["targetKeyId"]
+    ]
     assert cluster["name"] == settings.cluster.name
     assert cluster["version"] == settings.cluster.kubernetes_version
     assert cluster["accessConfig"] == {

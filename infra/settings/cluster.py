@@ -221,7 +221,8 @@ class AwsSettings(SettingsModel):
         description="Refuse to delete the EKS cluster until this is turned off (dev may opt out).",
     )
     log_retention_days: int = Field(
-        default=90, description="Retention of the control-plane logs in CloudWatch, in days."
+        default=90,
+        description="Retention of the control-plane and VPC flow logs in CloudWatch, in days.",
     )
     addons: AddonVersions = Field(
         default_factory=AddonVersions,
