@@ -25,6 +25,7 @@ from infra.gpu_operator import GpuOperator
 from infra.iam import ServiceRole, managed_policy
 from infra.images import BuiltImage
 from infra.kubeflow import KubeflowInstalls
+from infra.load_balancer_controller import LoadBalancerController, needs_controller
 from infra.log_shipping import LogShipping
 from infra.monitoring import Monitoring
 from infra.namespaces import PlatformNamespaces, namespace_specs
@@ -180,6 +181,22 @@ def build_platform(settings: Settings) -> Platform:
                 providers=[kubernetes, *([aws_layer.provider] if aws_layer else [])]
             ),
         )
+    # Internal NLBs of served models come from the AWS Load Balancer Controller.  It is installed
+    # only when a model asks for one (needs_controller): no idle controller otherwise.
+    load_balancer: LoadBalancerController | None = None
+    if aws_layer and settings.aws and needs_controller(settings):
+        load_balancer = LoadBalancerController(
+            f"{name}-lb-controller",
+            cluster=aws_layer.cluster.cluster,
+            cluster_name=name,
+            region=settings.aws.region,
+            vpc_id=aws_layer.network.vpc_id,
+            placement=placement(settings, SYSTEM_POOL),
+            monitoring=monitoring.release if monitoring else None,
+            after=ready,
+            kubernetes=kubernetes,
+            opts=pulumi.ResourceOptions(providers=[kubernetes, aws_layer.provider]),
+        )
     # The GPU Operator's DCGM ServiceMonitor needs the monitoring CRDs first.
     monitoring_release = monitoring.release if monitoring else None
     build_gpu_scheduling(
@@ -251,6 +268,7 @@ def build_platform(settings: Settings) -> Platform:
             inference_image=inference_image,
             needs=[volumes.claims[("models", names.SERVING)]],
             monitoring=monitoring.release if monitoring else None,
+            load_balancer=load_balancer.release if load_balancer else None,
             opts=on_cluster,
         )
     return Platform(

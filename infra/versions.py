@@ -119,6 +119,14 @@ CLUSTER_AUTOSCALER_CHART = HelmChart(
 CLUSTER_AUTOSCALER_IMAGE = "registry.k8s.io/autoscaling/cluster-autoscaler"
 CLUSTER_AUTOSCALER_TAGS: dict[str, str] = {"1.33": "v1.33.6", "1.34": "v1.34.5", "1.35": "v1.35.2"}
 
+# AWS Load Balancer Controller chart 3.5.0 (appVersion v3.5.0; since 3.0.0 the chart version
+# follows the controller's): aws/eks-charts#1354, merged 2026-08-03, and the v3.5 installation
+# guide.  Its IAM policy (infra/load_balancer_controller.py) is that release's; check both again
+# when this changes.
+AWS_LOAD_BALANCER_CONTROLLER_CHART = HelmChart(
+    "aws-load-balancer-controller", "3.5.0", "https://aws.github.io/eks-charts"
+)
+
 
 # NVIDIA GPU Operator: device plugin, GPU feature discovery, MIG manager, DCGM exporter, and (for
 # clusters without them) the driver and container toolkit.  v26.7.1 (chart on helm.ngc.nvidia.com,

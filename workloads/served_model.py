@@ -47,6 +47,7 @@ class ServedModel(pulumi.ComponentResource):
         inference_image: Any,
         needs: list[pulumi.Resource],
         monitoring: pulumi.Resource | None = None,
+        load_balancer: pulumi.Resource | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("ml-platform:serving:ServedModel", name, None, opts)
@@ -57,6 +58,9 @@ class ServedModel(pulumi.ComponentResource):
         for obj in objects:
             kind, object_name = obj["kind"], obj["metadata"]["name"]
             depends = [*needs, *(config_maps if kind == "Deployment" else [])]
+            if load_balancer is not None and obj.get("spec", {}).get("type") == "LoadBalancer":
+                # The load balancer controller (and its Service webhook) runs first.
+                depends.append(load_balancer)
             resource = REGISTER[kind](
                 f"{name}-{object_name}-{kind.lower()}",
                 obj,

@@ -90,7 +90,7 @@ class ServedModelSettings(SettingsModel):
     exposure: Literal["cluster", "internalLoadBalancer"] = Field(
         default="cluster",
         description="`cluster` (ClusterIP only) or `internalLoadBalancer` (an internal NLB via the "
-        "AWS Load Balancer Controller, which the cluster must run); never public.",
+        "AWS Load Balancer Controller, which AWS stacks then install); never public.",
     )
     inference_api: InferenceApiSettings = Field(
         default_factory=InferenceApiSettings, description="The inference API beside TF Serving."
