@@ -26,6 +26,11 @@ class NamespaceSpec:
     reason: str
     team: str | None = None
 
+    @property
+    def authored(self) -> bool:
+        """Whether only this program and the teams put pods here (no upstream installs)."""
+        return self.purpose in ("platform", "serving", "team")
+
 
 def pod_security_labels(level: PodSecurityLevel, version: str) -> dict[str, str]:
     """PSA labels for a namespace enforcing `level`, pinned to `version`.
@@ -150,4 +155,19 @@ class PlatformNamespaces(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
+            if spec.authored:
+                # A pod that names no account runs as `default`: give it no API token.  Apply
+                # creates the account if the namespace's controller has not yet (it then leaves it).
+                k8s.core.v1.ServiceAccountPatch(
+                    f"{name}-{spec.name}-default-account",
+                    metadata=k8s.meta.v1.ObjectMetaPatchArgs(
+                        name="default",
+                        namespace=spec.name,
+                        annotations={"pulumi.com/patchForce": "true"},
+                    ),
+                    automount_service_account_token=False,
+                    opts=pulumi.ResourceOptions(
+                        parent=self, depends_on=[self.namespaces[spec.name]]
+                    ),
+                )
         self.register_outputs({"names": sorted(self.namespaces)})

@@ -9,6 +9,7 @@ import pytest
 from harness.program import raw_settings, stack_settings
 from infra.namespaces import namespace_specs
 from infra.settings import parse_settings
+from tests.conftest import STACKS, stack_run
 
 PSA = "pod-security.kubernetes.io"
 NODE_AGENT_NAMESPACES = {"gpu-system", "monitoring", "logging"}
@@ -96,3 +97,23 @@ def test_a_baseline_team_says_why() -> None:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_gpu_stacks_get_the_node_agent_namespace(stack: str) -> None:
     assert "gpu-system" in {s.name for s in namespace_specs(stack_settings(stack))}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_default_accounts_mount_no_token_where_we_author_the_pods(stack: str) -> None:
+    run = stack_run(stack)
+    patched = {
+        r.inputs["metadata"]["namespace"]: r
+        for r in run.of_type("kubernetes:core/v1:ServiceAccountPatch")
+        if r.inputs["metadata"]["name"] == "default"
+    }
+    namespaces = {
+        r.inputs["metadata"]["name"]: r for r in run.of_type("kubernetes:core/v1:Namespace")
+    }
+    authored = {spec.name for spec in namespace_specs(stack_settings(stack)) if spec.authored}
+    assert {"ml-system", *(team.name for team in stack_settings(stack).teams)} <= authored
+    # Upstream installs (Kubeflow, charts) keep their namespaces' defaults.
+    assert set(patched) == authored
+    for namespace, patch in patched.items():
+        assert patch.inputs["automountServiceAccountToken"] is False
+        assert namespaces[namespace].urn in patch.dependencies
