@@ -7,7 +7,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.iam import ServiceRole, managed_policy
-from infra.log_encryption import LogGroupKey
+from infra.log_encryption import encrypted_log_group
 from infra.settings import AwsSettings, ClusterSettings
 
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
@@ -97,20 +97,14 @@ class EksCluster(pulumi.ComponentResource):
         # Created before the cluster so EKS writes into a group with a retention period instead
         # of creating one that keeps logs forever, encrypted with a key of its own.
         log_group_name = f"/aws/eks/{cluster_name}/cluster"
-        log_key = LogGroupKey(
-            f"{name}-control-plane-key",
+        log_group = encrypted_log_group(
+            f"{name}-control-plane",
             log_group_name=log_group_name,
+            retention_days=aws_settings.log_retention_days,
             region=aws_settings.region,
             alias=f"eks/{cluster_name}-control-plane-logs",
             description=f"Encryption of the control-plane logs of EKS cluster {cluster_name}",
-            opts=child,
-        )
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-control-plane",
-            name=log_group_name,
-            retention_in_days=aws_settings.log_retention_days,
-            kms_key_id=log_key.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_key]),
+            parent=self,
         )
         role = ServiceRole(
             f"{name}-control-plane",

@@ -117,3 +117,31 @@ class LogGroupKey(pulumi.ComponentResource):
         )
         self.arn = self.key.arn
         self.register_outputs({"arn": self.arn})
+
+
+def encrypted_log_group(
+    name: str,
+    *,
+    log_group_name: str,
+    retention_days: int,
+    region: str,
+    alias: str,
+    description: str,
+    parent: pulumi.Resource,
+) -> aws.cloudwatch.LogGroup:
+    """A log group with a retention period, encrypted with a key of its own (`<name>-key`)."""
+    key = LogGroupKey(
+        f"{name}-key",
+        log_group_name=log_group_name,
+        region=region,
+        alias=alias,
+        description=description,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    return aws.cloudwatch.LogGroup(
+        name,
+        name=log_group_name,
+        retention_in_days=retention_days,
+        kms_key_id=key.arn,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[key]),
+    )

@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 from infra import labels, names, versions
 from infra.helm import pinned_release
 from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole, policy_document
-from infra.log_encryption import LogGroupKey
+from infra.log_encryption import encrypted_log_group
 from infra.settings import LoggingSettings
 
 SERVICE_ACCOUNT = "fluent-bit"
@@ -224,20 +224,14 @@ class LogShipping(pulumi.ComponentResource):
         if settings.destination == "cloudwatch":
             assert aws_cluster is not None  # the settings require mode `eks` for CloudWatch
             assert region is not None
-            key = LogGroupKey(
-                f"{name}-containers-key",
+            group = encrypted_log_group(
+                f"{name}-containers",
                 log_group_name=log_group_name(cluster_name),
+                retention_days=settings.retention_days,
                 region=region,
                 alias=f"eks/{cluster_name}-container-logs",
                 description=f"Encryption of the container logs of EKS cluster {cluster_name}",
-                opts=child,
-            )
-            group = aws.cloudwatch.LogGroup(
-                f"{name}-containers",
-                name=log_group_name(cluster_name),
-                retention_in_days=settings.retention_days,
-                kms_key_id=key.arn,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[key]),
+                parent=self,
             )
             role = ServiceRole(
                 f"{name}-writer",

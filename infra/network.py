@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.iam import policy_document
-from infra.log_encryption import LogGroupKey
+from infra.log_encryption import encrypted_log_group
 from infra.settings import AwsSettings
 
 FLOW_LOGS_PRINCIPAL = "vpc-flow-logs.amazonaws.com"
@@ -253,20 +253,14 @@ class Network(pulumi.ComponentResource):
         """Flow logs of all traffic (accepted and rejected) to an encrypted log group."""
         child = pulumi.ResourceOptions(parent=self)
         group_name = flow_logs_group_name(cluster_name)
-        key = LogGroupKey(
-            f"{name}-flow-logs-key",
+        group = encrypted_log_group(
+            f"{name}-flow-logs",
             log_group_name=group_name,
+            retention_days=aws_settings.log_retention_days,
             region=aws_settings.region,
             alias=f"eks/{cluster_name}-flow-logs",
             description=f"Encryption of the VPC flow logs of EKS cluster {cluster_name}",
-            opts=child,
-        )
-        group = aws.cloudwatch.LogGroup(
-            f"{name}-flow-logs",
-            name=group_name,
-            retention_in_days=aws_settings.log_retention_days,
-            kms_key_id=key.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[key]),
+            parent=self,
         )
         invoke = pulumi.InvokeOutputOptions(parent=self)
         account_id = aws.get_caller_identity_output(opts=invoke).account_id
