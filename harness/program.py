@@ -68,6 +68,11 @@ class ProgramRun:
     def of_type(self, type_: str) -> list[RegisteredResource]:
         return [r for r in self.resources if r.type == type_]
 
+    def one(self, type_: str) -> RegisteredResource:
+        """The one resource of `type_` (an error if there are none or several)."""
+        [resource] = self.of_type(type_)
+        return resource
+
 
 class ProgramError(RuntimeError):
     """The program failed; `resources` holds what it registered before failing."""

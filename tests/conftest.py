@@ -15,6 +15,7 @@ from tests.synthetic import synthetic_mnist
 from training import train as trainer
 
 STACKS = stack_names()
+AWS_STACKS = [stack for stack in STACKS if stack != "local"]  # the stacks in mode `eks`
 
 _runs: dict[str, ProgramRun] = {}
 
@@ -28,6 +29,11 @@ def stack_run(stack: str) -> ProgramRun:
 
 @pytest.fixture(params=STACKS)
 def run(request: pytest.FixtureRequest) -> ProgramRun:
+    return stack_run(request.param)
+
+
+@pytest.fixture(params=AWS_STACKS)
+def aws_run(request: pytest.FixtureRequest) -> ProgramRun:
     return stack_run(request.param)
 
 

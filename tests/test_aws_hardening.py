@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from harness.mocks import ACCOUNT_ID
 from harness.program import (
     ProgramRun,
@@ -17,21 +15,9 @@ from harness.program import (
     stack_settings,
 )
 from infra.log_encryption import ENCRYPTION_CONTEXT_KEY
-from tests.conftest import stack_run
 
-AWS_STACKS = ["dev", "prod"]
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 KEY = "aws:kms/key:Key"
-
-
-@pytest.fixture(params=AWS_STACKS)
-def aws_run(request: pytest.FixtureRequest) -> ProgramRun:
-    return stack_run(request.param)
-
-
-def _one(run: ProgramRun, type_: str) -> RegisteredResource:
-    [resource] = run.of_type(type_)
-    return resource
 
 
 def _statements(document: Any) -> list[dict[str, Any]]:
@@ -52,7 +38,7 @@ def _groups(run: ProgramRun) -> dict[str, RegisteredResource]:
 
 
 def _flow_role(run: ProgramRun) -> RegisteredResource:
-    flow = _one(run, "aws:ec2/flowLog:FlowLog")
+    flow = run.one("aws:ec2/flowLog:FlowLog")
     [role] = [r for r in run.of_type("aws:iam/role:Role") if r.urn in flow.dependencies]
     return role
 
@@ -69,8 +55,8 @@ def _role_policies(run: ProgramRun, role: RegisteredResource) -> list[Registered
 def test_flow_logs_record_all_traffic_of_the_created_vpc(aws_run: ProgramRun) -> None:
     settings = stack_settings(aws_run.stack)
     assert settings.aws is not None
-    vpc = _one(aws_run, "aws:ec2/vpc:Vpc")
-    flow = _one(aws_run, "aws:ec2/flowLog:FlowLog")
+    vpc = aws_run.one("aws:ec2/vpc:Vpc")
+    flow = aws_run.one("aws:ec2/flowLog:FlowLog")
     group = _groups(aws_run)[f"/aws/vpc/{settings.cluster.name}/flow-logs"]
     assert flow.inputs["vpcId"] == aws_run.outputs["vpcId"]
     assert vpc.urn in flow.dependencies
@@ -128,15 +114,15 @@ def test_flow_logs_role_may_only_write_its_group(aws_run: ProgramRun) -> None:
 
 
 def test_default_security_group_allows_nothing(aws_run: ProgramRun) -> None:
-    vpc = _one(aws_run, "aws:ec2/vpc:Vpc")
-    group = _one(aws_run, "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
+    vpc = aws_run.one("aws:ec2/vpc:Vpc")
+    group = aws_run.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
     assert vpc.urn in group.dependencies
     assert not group.inputs.get("ingress")
     assert not group.inputs.get("egress")
 
 
 def test_nothing_relies_on_the_default_security_group(aws_run: ProgramRun) -> None:
-    cluster = _one(aws_run, "aws:eks/cluster:Cluster").inputs
+    cluster = aws_run.one("aws:eks/cluster:Cluster").inputs
     # EKS makes the cluster security group; the node groups' launch templates name none, so
     # EKS gives nodes that one.
     assert not cluster["vpcConfig"].get("securityGroupIds")
@@ -150,7 +136,7 @@ def test_nothing_relies_on_the_default_security_group(aws_run: ProgramRun) -> No
         g.outputs["arn"].rsplit("/", 1)[-1]
         for g in aws_run.of_type("aws:ec2/securityGroup:SecurityGroup")
     }
-    default = _one(aws_run, "aws:ec2/vpc:Vpc").outputs["defaultSecurityGroupId"]
+    default = aws_run.one("aws:ec2/vpc:Vpc").outputs["defaultSecurityGroupId"]
     for target in aws_run.of_type("aws:efs/mountTarget:MountTarget"):
         assert target.inputs["securityGroups"]
         assert set(target.inputs["securityGroups"]) <= own_groups
@@ -208,7 +194,7 @@ def _check_log_groups_are_encrypted(run: ProgramRun) -> None:
         used.add(key.urn)
     assert len(used) == len(groups), "one key per log group"
     # The cluster's secrets key encrypts no logs.
-    secrets = _one(run, "aws:eks/cluster:Cluster").inputs["encryptionConfig"]["provider"]
+    secrets = run.one("aws:eks/cluster:Cluster").inputs["encryptionConfig"]["provider"]
     assert keys[secrets["keyArn"]].urn not in used
 
 

@@ -12,18 +12,6 @@ from infra import versions
 from infra.scheduling import GPU_TAINT, placement
 from tests.conftest import stack_run
 
-AWS_STACKS = ["dev", "prod"]
-
-
-@pytest.fixture(params=AWS_STACKS)
-def aws_run(request: pytest.FixtureRequest) -> ProgramRun:
-    return stack_run(request.param)
-
-
-def _one(run: ProgramRun, type_: str) -> RegisteredResource:
-    [resource] = run.of_type(type_)
-    return resource
-
 
 def _by_urn(run: ProgramRun) -> dict[str, RegisteredResource]:
     return {r.urn: r for r in run.resources}
@@ -52,7 +40,7 @@ def test_network_spans_the_zones(stack: str, zones: int, nat_gateways: int) -> N
 
 def test_cluster_uses_access_entries_encryption_and_logging(aws_run: ProgramRun) -> None:
     settings = stack_settings(aws_run.stack)
-    cluster = _one(aws_run, "aws:eks/cluster:Cluster").inputs
+    cluster = aws_run.one("aws:eks/cluster:Cluster").inputs
     # The secrets key, by its alias (log groups have keys of their own: test_aws_hardening).
     [alias] = [
         a.inputs
@@ -87,12 +75,12 @@ def test_cluster_uses_access_entries_encryption_and_logging(aws_run: ProgramRun)
 
 
 def test_deletion_protection_per_stack() -> None:
-    assert _one(stack_run("prod"), "aws:eks/cluster:Cluster").inputs["deletionProtection"] is True
-    assert _one(stack_run("dev"), "aws:eks/cluster:Cluster").inputs["deletionProtection"] is False
+    assert stack_run("prod").one("aws:eks/cluster:Cluster").inputs["deletionProtection"] is True
+    assert stack_run("dev").one("aws:eks/cluster:Cluster").inputs["deletionProtection"] is False
 
 
 def test_prod_endpoint_is_private_with_a_restricted_public_side() -> None:
-    vpc = _one(stack_run("prod"), "aws:eks/cluster:Cluster").inputs["vpcConfig"]
+    vpc = stack_run("prod").one("aws:eks/cluster:Cluster").inputs["vpcConfig"]
     assert vpc["endpointPrivateAccess"] is True
     assert "0.0.0.0/0" not in vpc["publicAccessCidrs"]
 
@@ -129,7 +117,7 @@ def test_kubernetes_provider_comes_from_the_cluster(aws_run: ProgramRun, suffix:
     [provider] = [
         p.inputs for p in aws_run.of_type("pulumi:providers:kubernetes") if p.name.endswith(suffix)
     ]
-    cluster = _one(aws_run, "aws:eks/cluster:Cluster").outputs
+    cluster = aws_run.one("aws:eks/cluster:Cluster").outputs
     assert provider["clusterIdentifier"] == cluster["arn"]
     kubeconfig = json.loads(provider["kubeconfig"])
     assert kubeconfig["clusters"][0]["cluster"]["server"] == cluster["endpoint"]

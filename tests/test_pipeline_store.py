@@ -12,9 +12,8 @@ import yaml
 from harness.program import ProgramRun, RegisteredResource, run_program, stack_config
 from infra import pipeline_store
 from infra.artifact_store import PIPELINES_PREFIX
-from tests.conftest import stack_run
+from tests.conftest import AWS_STACKS, stack_run
 
-AWS_STACKS = ["dev", "prod"]
 ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
 PATCH_TYPES = ("kubernetes:apps/v1:DeploymentPatch", "kubernetes:core/v1:ConfigMapPatch")
 WRITE_ACTIONS = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}

@@ -7,8 +7,6 @@ from typing import Any
 import pytest
 
 from harness.program import (
-    ProgramRun,
-    RegisteredResource,
     run_program,
     stack_config,
     stack_settings,
@@ -17,24 +15,17 @@ from harness.render import kubernetes_objects
 from infra import versions
 from infra.schedulability import pod_templates
 from infra.staging import SCRIPT
-from tests.conftest import STACKS, stack_run
-
-AWS_STACKS = ["dev", "prod"]
-
-
-def _one(run: ProgramRun, type_: str) -> RegisteredResource:
-    [resource] = run.of_type(type_)
-    return resource
+from tests.conftest import AWS_STACKS, STACKS, stack_run
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
 def test_efs_is_encrypted_elastic_backed_up_and_tiered(stack: str) -> None:
     run = stack_run(stack)
-    fs = _one(run, "aws:efs/fileSystem:FileSystem").inputs
+    fs = run.one("aws:efs/fileSystem:FileSystem").inputs
     assert fs["encrypted"] is True
     assert fs["throughputMode"] == "elastic"
     assert {"transitionToIa": "AFTER_30_DAYS"} in fs["lifecyclePolicies"]
-    backup = _one(run, "aws:efs/backupPolicy:BackupPolicy").inputs
+    backup = run.one("aws:efs/backupPolicy:BackupPolicy").inputs
     assert backup["backupPolicy"] == {"status": "ENABLED"}
 
 
@@ -47,7 +38,7 @@ def test_one_mount_target_per_private_subnet_reachable_only_from_the_cluster(sta
         g.outputs["arn"].rsplit("/", 1)[-1]: g
         for g in run.of_type("aws:ec2/securityGroup:SecurityGroup")
     }
-    cluster_sg = _one(run, "aws:eks/cluster:Cluster").outputs["vpcConfig"]["clusterSecurityGroupId"]
+    cluster_sg = run.one("aws:eks/cluster:Cluster").outputs["vpcConfig"]["clusterSecurityGroupId"]
     for target in targets:
         [group_id] = target.inputs["securityGroups"]
         [rule] = groups[group_id].inputs["ingress"]
@@ -94,9 +85,7 @@ def test_shared_volumes_are_access_points_owned_by_the_file_owner(stack: str) ->
 def test_workspace_class_provisions_access_points(stack: str) -> None:
     objects = kubernetes_objects(stack_run(stack))
     [storage_class] = [o for o in objects if o["kind"] == "StorageClass"]
-    fs_id = (
-        _one(stack_run(stack), "aws:efs/fileSystem:FileSystem").outputs["arn"].rsplit("/", 1)[-1]
-    )
+    fs_id = stack_run(stack).one("aws:efs/fileSystem:FileSystem").outputs["arn"].rsplit("/", 1)[-1]
     assert storage_class["provisioner"] == "efs.csi.aws.com"
     assert storage_class["reclaimPolicy"] == "Retain"
     params = storage_class["parameters"]
