@@ -39,6 +39,26 @@ def policy_document(statements: list[dict[str, Any]]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def log_writer_policy(log_group_arn: str, sid: str) -> str:
+    """Create streams in one CloudWatch log group and put events into them; nothing else."""
+    return json.dumps(
+        policy_document(
+            [
+                {
+                    "Sid": sid,
+                    "Effect": "Allow",
+                    "Action": [
+                        "logs:CreateLogStream",
+                        "logs:DescribeLogStreams",
+                        "logs:PutLogEvents",
+                    ],
+                    "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"],
+                }
+            ]
+        )
+    )
+
+
 class ServiceRole(pulumi.ComponentResource):
     """A role assumed by one AWS service principal, with managed and inline policies."""
 

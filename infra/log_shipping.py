@@ -9,7 +9,6 @@ buffers to disk instead of memory.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pulumi
@@ -18,7 +17,7 @@ import pulumi_kubernetes as k8s
 
 from infra import labels, names, versions
 from infra.helm import pinned_release
-from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole, policy_document
+from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole, log_writer_policy
 from infra.log_encryption import encrypted_log_group
 from infra.settings import LoggingSettings
 
@@ -177,26 +176,6 @@ def fluent_bit_values(
     }
 
 
-def writer_policy(log_group_arn: str) -> str:
-    """Append to this one group's streams; nothing else."""
-    return json.dumps(
-        policy_document(
-            [
-                {
-                    "Sid": "WriteContainerLogs",
-                    "Effect": "Allow",
-                    "Action": [
-                        "logs:CreateLogStream",
-                        "logs:DescribeLogStreams",
-                        "logs:PutLogEvents",
-                    ],
-                    "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"],
-                }
-            ]
-        )
-    )
-
-
 class LogShipping(pulumi.ComponentResource):
     """The log group and writer role (CloudWatch) and the Fluent Bit DaemonSet."""
 
@@ -237,7 +216,9 @@ class LogShipping(pulumi.ComponentResource):
                 f"{name}-writer",
                 service=POD_IDENTITY_PRINCIPAL,
                 managed_policies=[],
-                inline_policy=group.arn.apply(writer_policy),
+                inline_policy=group.arn.apply(
+                    lambda arn: log_writer_policy(arn, "WriteContainerLogs")
+                ),
                 description=f"Fluent Bit of {cluster_name}: writes container logs",
                 opts=child,
             )

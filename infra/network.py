@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.iam import policy_document
+from infra.iam import log_writer_policy, policy_document
 from infra.log_encryption import encrypted_log_group
 from infra.settings import AwsSettings
 
@@ -67,27 +67,6 @@ def flow_logs_trust_policy(*, partition: str, region: str, account_id: str) -> s
                             )
                         },
                     },
-                }
-            ]
-        )
-    )
-
-
-def flow_logs_writer_policy(log_group_arn: str) -> str:
-    """Create streams in the flow-logs group and put events into them; nothing else."""
-    return json.dumps(
-        policy_document(
-            [
-                {
-                    "Sid": "WriteFlowLogs",
-                    "Effect": "Allow",
-                    "Action": [
-                        "logs:CreateLogStream",
-                        "logs:DescribeLogStreams",
-                        "logs:PutLogEvents",
-                    ],
-                    # The group (with or without the `:*` suffix some calls use) and its streams.
-                    "Resource": [log_group_arn, f"{log_group_arn}:*"],
                 }
             ]
         )
@@ -278,7 +257,7 @@ class Network(pulumi.ComponentResource):
         writer = aws.iam.RolePolicy(
             f"{name}-flow-logs",
             role=role.id,
-            policy=group.arn.apply(flow_logs_writer_policy),
+            policy=group.arn.apply(lambda arn: log_writer_policy(arn, "WriteFlowLogs")),
             opts=child,
         )
         aws.ec2.FlowLog(

@@ -3,9 +3,6 @@ allows nothing, and CloudWatch Logs groups encrypted with customer-managed keys.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from harness.mocks import ACCOUNT_ID
 from harness.program import (
     ProgramRun,
@@ -15,19 +12,10 @@ from harness.program import (
     stack_settings,
 )
 from infra.log_encryption import ENCRYPTION_CONTEXT_KEY
+from tests.policies import as_list, statements
 
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 KEY = "aws:kms/key:Key"
-
-
-def _statements(document: Any) -> list[dict[str, Any]]:
-    parsed = json.loads(document) if isinstance(document, str) else document
-    statements = parsed["Statement"]
-    return statements if isinstance(statements, list) else [statements]
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def _groups(run: ProgramRun) -> dict[str, RegisteredResource]:
@@ -73,10 +61,10 @@ def test_flow_logs_record_all_traffic_of_the_created_vpc(aws_run: ProgramRun) ->
 
 def test_flow_logs_role_is_assumable_only_by_this_accounts_flow_logs(aws_run: ProgramRun) -> None:
     region = stack_settings(aws_run.stack).aws.region  # type: ignore[union-attr]
-    [statement] = _statements(_flow_role(aws_run).inputs["assumeRolePolicy"])
+    [statement] = statements(_flow_role(aws_run).inputs["assumeRolePolicy"])
     assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
-    assert _as_list(statement["Action"]) == ["sts:AssumeRole"]
+    assert as_list(statement["Action"]) == ["sts:AssumeRole"]
     # The confused-deputy conditions of the VPC user guide ("IAM role for publishing flow logs
     # to CloudWatch Logs"): this account, and a flow log of this account in this region.
     assert statement["Condition"] == {
@@ -96,17 +84,17 @@ def test_flow_logs_role_may_only_write_its_group(aws_run: ProgramRun) -> None:
         if a.inputs["role"] == role.outputs["name"]
     ]
     arn = group.outputs["arn"]
-    statements = _statements(policy.inputs["policy"])
-    for statement in statements:
+    written = statements(policy.inputs["policy"])
+    for statement in written:
         assert statement["Effect"] == "Allow"
-        assert set(_as_list(statement["Action"])) <= {
+        assert set(as_list(statement["Action"])) <= {
             "logs:CreateLogStream",
             "logs:PutLogEvents",
             "logs:DescribeLogStreams",
         }
-        # The group (either spelling of its ARN) and its streams; no other group.
-        assert _as_list(statement["Resource"]) == [arn, f"{arn}:*"]
-    actions = {a for s in statements for a in _as_list(s["Action"])}
+        # The group and its streams; no other group.
+        assert as_list(statement["Resource"]) == [arn, f"{arn}:log-stream:*"]
+    actions = {a for s in written for a in as_list(s["Action"])}
     assert {"logs:CreateLogStream", "logs:PutLogEvents"} <= actions
 
 
@@ -173,13 +161,12 @@ def _check_log_groups_are_encrypted(run: ProgramRun) -> None:
         key = keys[group.inputs["kmsKeyId"]]
         assert key.urn in group.dependencies, "the group must wait for the key and its policy"
         assert key.inputs["enableKeyRotation"] is True
-        statements = _statements(key.inputs["policy"])
-        admin, logs = statements
+        admin, logs = statements(key.inputs["policy"])
         assert admin["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"}
         assert "Condition" not in admin
         assert logs["Principal"] == {"Service": f"logs.{region}.amazonaws.com"}
         assert logs["Resource"] == "*"
-        assert set(_as_list(logs["Action"])) == {
+        assert set(as_list(logs["Action"])) == {
             "kms:Encrypt*",
             "kms:Decrypt*",
             "kms:ReEncrypt*",

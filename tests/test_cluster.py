@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
@@ -11,6 +10,7 @@ from harness.program import ProgramRun, RegisteredResource, stack_settings
 from infra import versions
 from infra.scheduling import GPU_TAINT, placement
 from tests.conftest import stack_run
+from tests.policies import as_list, statements
 
 
 def _by_urn(run: ProgramRun) -> dict[str, RegisteredResource]:
@@ -222,24 +222,14 @@ def test_launch_templates_require_imdsv2_and_encrypt_disks(aws_run: ProgramRun) 
         assert disk["ebs"]["encrypted"] == "true"
 
 
-def _statements(document: Any) -> list[dict[str, Any]]:
-    parsed = json.loads(document) if isinstance(document, str) else document
-    statements = parsed["Statement"]
-    return statements if isinstance(statements, list) else [statements]
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def test_no_iam_statement_allows_everything_everywhere(aws_run: ProgramRun) -> None:
     documents = [r.inputs["policy"] for r in aws_run.of_type("aws:iam/rolePolicy:RolePolicy")]
     documents += [r.inputs["assumeRolePolicy"] for r in aws_run.of_type("aws:iam/role:Role")]
     assert documents
     for document in documents:
-        for statement in _statements(document):
-            actions = _as_list(statement.get("Action", []))
-            resources = _as_list(statement.get("Resource", []))
+        for statement in statements(document):
+            actions = as_list(statement.get("Action", []))
+            resources = as_list(statement.get("Resource", []))
             assert not ("*" in actions and "*" in resources), statement
             assert not any(a.endswith(":*") for a in actions), statement
 
@@ -284,7 +274,7 @@ def test_autoscaler_is_pinned_and_scoped_to_this_cluster(aws_run: ProgramRun) ->
         for r in aws_run.of_type("aws:iam/rolePolicy:RolePolicy")
         if "autoscaler" in r.name
     ]
-    scale = next(s for s in _statements(policy) if "autoscaling:SetDesiredCapacity" in s["Action"])
+    scale = next(s for s in statements(policy) if "autoscaling:SetDesiredCapacity" in s["Action"])
     assert scale["Condition"]["StringEquals"] == {
         f"aws:ResourceTag/k8s.io/cluster-autoscaler/{settings.cluster.name}": "owned"
     }

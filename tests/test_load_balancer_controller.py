@@ -18,6 +18,7 @@ from harness.program import (
 from infra import load_balancer_controller as lbc
 from infra import versions
 from tests.conftest import stack_run
+from tests.policies import as_list
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
@@ -41,10 +42,6 @@ def _release(run: ProgramRun) -> RegisteredResource:
         if r.inputs["chart"] == versions.AWS_LOAD_BALANCER_CONTROLLER_CHART.chart
     ]
     return release
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def _policy(run: ProgramRun) -> dict[str, Any]:
@@ -118,8 +115,8 @@ def test_role_is_the_controllers_policy_scoped_by_its_cluster_tag() -> None:
     assert policy == lbc.controller_policy()
     statements = policy["Statement"]
     for statement in statements:
-        actions = _as_list(statement["Action"])
-        resources = _as_list(statement["Resource"])
+        actions = as_list(statement["Action"])
+        resources = as_list(statement["Resource"])
         assert statement["Effect"] == "Allow"
         assert not ("*" in actions and "*" in resources), statement
         assert not any(a.endswith(":*") or a == "*" for a in actions), statement

@@ -3,7 +3,6 @@ prefixes of the stack's private artifact bucket."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from harness.render import kubernetes_objects
 from infra.artifact_store import prefix_access_policy, team_prefixes, workload_prefixes
 from infra.settings import SettingsError
 from tests.conftest import STACKS, stack_run
+from tests.policies import statements
 from workloads.plan import plan_workloads
 
 BUCKET_ARN = "arn:aws:s3:::ml-dev-artifacts-0123"
@@ -34,10 +34,6 @@ def _pod_specs(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _by_type(resources: list[RegisteredResource], type_: str) -> list[RegisteredResource]:
     return [r for r in resources if r.type == type_]
-
-
-def _statements(policy: str) -> list[dict[str, Any]]:
-    return list(json.loads(policy)["Statement"])
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -79,8 +75,8 @@ def test_workload_roles_grant_only_the_declared_prefixes() -> None:
         r.urn.rsplit("::", 1)[1]: r.inputs["policy"]
         for r in _by_type(run.resources, "aws:iam/rolePolicy:RolePolicy")
     }
-    job = _statements(policies["ml-dev-research-tfjob-mnist-inline"])
-    notebook = _statements(policies["ml-dev-research-notebook-explore-inline"])
+    job = statements(policies["ml-dev-research-tfjob-mnist-inline"])
+    notebook = statements(policies["ml-dev-research-notebook-explore-inline"])
     by_sid = {s["Sid"]: s for s in job}
     assert by_sid["ReadOwnPrefixes"]["Resource"] == [f"{bucket_arn}/teams/research/*"]
     assert by_sid["WriteOwnPrefixes"]["Resource"] == [f"{bucket_arn}/teams/research/mnist/*"]
@@ -138,7 +134,7 @@ def test_every_team_has_its_own_account_with_only_its_artifact_access() -> None:
         for r in _by_type(run.resources, "aws:iam/rolePolicy:RolePolicy")
         if "research-ml-workloads" in r.urn
     ]
-    by_sid = {s["Sid"]: s for s in _statements(policy)}
+    by_sid = {s["Sid"]: s for s in statements(policy)}
     [bucket] = _by_type(run.resources, "aws:s3/bucket:Bucket")
     prefix = f"{bucket.outputs['arn']}/teams/research/*"
     assert by_sid["ReadOwnPrefixes"]["Resource"] == [prefix]
@@ -174,7 +170,7 @@ def test_the_artifact_bucket_is_private_encrypted_versioned_and_tls_only() -> No
     assert expiry["noncurrentVersionExpiration"]["noncurrentDays"] == 30
     assert versioning.urn in lifecycle.dependencies
     [policy] = _by_type(run.resources, "aws:s3/bucketPolicy:BucketPolicy")
-    [deny] = _statements(policy.inputs["policy"])
+    [deny] = statements(policy.inputs["policy"])
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert block.urn in policy.dependencies
