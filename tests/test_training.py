@@ -198,6 +198,17 @@ def _run(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[by
         )
 
 
+def _committed_epochs(checkpoints: Path) -> int | None:
+    """The epoch of the checkpoint a restart would resume from, or None before the first.
+
+    `tf.train.CheckpointManager.save` writes `ckpt-N.index` and the data first and only then
+    replaces the `checkpoint` state file to name `ckpt-N`; a restart reads that file
+    (`tf.train.latest_checkpoint`, as the trainer does).
+    """
+    latest = tf.train.latest_checkpoint(str(checkpoints))
+    return int(latest.rsplit("-", 1)[1]) if latest else None
+
+
 def test_resumes_from_its_checkpoint_after_being_killed(tmp_path: Path) -> None:
     data = synthetic_mnist(tmp_path / "data.npz", train_size=12000, test_size=400)
     checkpoints = tmp_path / "ckpt"
@@ -215,9 +226,11 @@ def test_resumes_from_its_checkpoint_after_being_killed(tmp_path: Path) -> None:
     ]
     first = _run(args, {}, tmp_path / "first.log")
     deadline = time.monotonic() + 120
-    while not (checkpoints / "ckpt-2.index").exists():
+    # Killed once two epochs are committed: `ckpt-2.index` appears before the state file names
+    # it, and a restart resumes from the state file, so that is what to wait for.
+    while (_committed_epochs(checkpoints) or 0) < 2:
         assert first.poll() is None, (tmp_path / "first.log").read_text()
-        assert time.monotonic() < deadline, "no checkpoint after two epochs"
+        assert time.monotonic() < deadline, "no checkpoint committed after two epochs"
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
