@@ -41,6 +41,8 @@ class RegisteredResource:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     ignore_changes: tuple[str, ...] = ()
+    replace_on_changes: tuple[str, ...] = ()
+    delete_before_replace: bool = False
     secret_inputs: frozenset[str] = frozenset()  # paths into `inputs` that hold secrets
 
     def as_json(self) -> dict[str, Any]:
@@ -110,6 +112,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 inputs=_plain(inputs, secrets=secrets),
                 outputs=_plain(outputs),
                 ignore_changes=tuple(request.ignoreChanges),
+                replace_on_changes=tuple(request.replaceOnChanges),
+                delete_before_replace=bool(request.deleteBeforeReplace),
                 secret_inputs=frozenset(secrets),
             )
         )

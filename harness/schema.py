@@ -61,6 +61,14 @@ def _schema_dir(kubernetes_minor: str) -> Any:
     return folder
 
 
+def definitions(kubernetes_minor: str) -> dict[str, Any]:
+    """The API's type definitions (with their reference descriptions) for a Kubernetes minor."""
+    document: dict[str, Any] = json.loads(
+        _schema_dir(kubernetes_minor).joinpath("_definitions.json").read_text()
+    )
+    return document["$defs"]  # type: ignore[no-any-return]
+
+
 @functools.cache
 def _registry(kubernetes_minor: str) -> Registry:
     definitions = json.loads(

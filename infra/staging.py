@@ -3,8 +3,8 @@
 It runs `training/prepare_data.py`, shipped in a ConfigMap, in TensorFlow's CPU image (which has
 Python and NumPy), as the files' owner and with nothing writable but the volume.  The script
 validates before it writes and recognises an already staged file by its checksum, so running the
-Job again (after a config change, or after its TTL removed it and a refresh recreated it) only
-confirms the data.
+Job again (a changed template replaces it) only confirms the data.  It is kept once finished, so
+refreshes find it and `pulumi up` does not run it again.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class DatasetStaging(pulumi.ComponentResource):
             ),
             spec=k8s.batch.v1.JobSpecArgs(
                 backoff_limit=3,
-                ttl_seconds_after_finished=86400,
+                # No ttlSecondsAfterFinished: a Job the TTL controller deletes is recreated (and
+                # rerun) by the next refresh and `up`; finished, it holds nothing but its record.
                 active_deadline_seconds=1800,
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=meta_labels),

@@ -96,6 +96,12 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:nodepools",
         "Did you mean `nodePools`",
     ),
+    "training job TTL": (
+        "dev",
+        _job(ttlSecondsAfterFinished=3600),
+        "ml-platform:teams[0].trainingJobs[0].ttlSecondsAfterFinished",
+        "finished jobs are kept, not expired",
+    ),
     "unknown nested key": (
         "dev",
         _set("cluster.kubernetesVersoin", "1.35"),

@@ -159,7 +159,6 @@ def test_tfjob_policies_and_replicas() -> None:
     assert _round_trip(job, "KubeflowOrgV1TFJob") == _stringify_quantities(job)
     policy = job["spec"]["runPolicy"]
     assert policy["cleanPodPolicy"] in ("Running", "All")
-    assert policy["ttlSecondsAfterFinished"] > 0
     assert policy["backoffLimit"] >= 0
     assert policy["activeDeadlineSeconds"] > 0
     specs = job["spec"]["tfReplicaSpecs"]

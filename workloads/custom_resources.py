@@ -1,4 +1,10 @@
-"""Components that register the teams' Kubeflow custom resources."""
+"""Components that register the teams' Kubeflow custom resources.
+
+Training jobs are one-shot: a TFJob or PyTorchJob runs once and then stays, finished, as the
+record of its run (no `ttlSecondsAfterFinished`, see `workloads/manifests.py`), so a refresh finds
+it and `pulumi up` never starts it again.  Changing its declaration replaces it (deleted first, as
+its name is fixed) and so trains again: updating a finished job in place would do nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from workloads.plan import PlannedWorkload
+
+# Kinds that run to completion once, rather than keep running.
+ONE_SHOT_KINDS = frozenset({"TFJob", "PyTorchJob"})
 
 
 class TeamWorkload(pulumi.ComponentResource):
@@ -24,6 +33,7 @@ class TeamWorkload(pulumi.ComponentResource):
     ) -> None:
         super().__init__(f"ml-platform:workloads:{workload.kind}", name, None, opts)
         manifest = workload.manifest
+        one_shot = workload.kind in ONE_SHOT_KINDS
         self.resource = k8s.apiextensions.CustomResource(
             f"{name}-{workload.kind.lower()}",
             api_version=manifest["apiVersion"],
@@ -31,6 +41,11 @@ class TeamWorkload(pulumi.ComponentResource):
             metadata=manifest["metadata"],
             spec=manifest["spec"],
             # A custom resource waits for what installs its CRD (and its controller).
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[installer, *needs]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[installer, *needs],
+                replace_on_changes=["spec"] if one_shot else None,
+                delete_before_replace=one_shot,
+            ),
         )
         self.register_outputs({"name": workload.name, "namespace": workload.team})

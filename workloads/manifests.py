@@ -168,7 +168,9 @@ def _run_policy(job: TrainingJobSettings) -> dict[str, Any]:
     return {
         # Never `None`: a parameter server never exits, and would hold its node after the job.
         "cleanPodPolicy": job.clean_pod_policy,
-        "ttlSecondsAfterFinished": job.ttl_seconds_after_finished,
+        # No ttlSecondsAfterFinished: the operator would delete the finished job
+        # (kubeflow/trainer@v1.9.4:pkg/controller.v1/common/job.go, CleanupJob; unset means never),
+        # and the next refresh and `up` would recreate it and train again.
         "backoffLimit": job.backoff_limit,
         "activeDeadlineSeconds": job.active_deadline_seconds,
     }

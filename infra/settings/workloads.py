@@ -104,9 +104,6 @@ class TrainingJobSettings(SettingsModel):
         description="How failed workers restart (they resume from checkpoints).",
     )
     backoff_limit: Annotated[int, Field(ge=0)] = Field(default=3, description="Restarts allowed.")
-    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] = Field(
-        default=86400, description="Delete the finished job after this long."
-    )
     active_deadline_seconds: Annotated[int, Field(ge=60)] = Field(
         default=86400, description="Stop the job after this long."
     )
@@ -122,6 +119,19 @@ class TrainingJobSettings(SettingsModel):
         description="Command to run (default for tensorflow: `python -m training.train` with the "
         "data, export and checkpoint paths; required for pytorch).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_ttl(cls, data: object) -> object:
+        if isinstance(data, dict) and "ttlSecondsAfterFinished" in data:
+            raise ConfigProblem(
+                ("ttlSecondsAfterFinished",),
+                "finished jobs are kept, not expired: a job deleted after its TTL would be "
+                "recreated and retrained by the next `pulumi up`; remove this key (to free "
+                "resources, cleanPodPolicy already deletes the pods; to drop the job, remove it "
+                "from the stack)",
+            )
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> TrainingJobSettings:
