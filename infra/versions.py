@@ -78,6 +78,13 @@ class EksAddonVersions:
 # aws-ebs-csi-driver: v1.66.0-eksbuild.1, the default AWS marked in 2026-09 (one build serves
 # every supported minor), for Prometheus's and Alertmanager's block volumes.
 # A stack may override any of them under `ml-platform:aws.addons`.
+# The drivers behind the two CSI pins exist upstream: aws-ebs-csi-driver 1.66
+# (kubernetes-sigs/aws-ebs-csi-driver#3013, "Release1.66", merged 2026-09-09) and
+# aws-efs-csi-driver 3.4.2 (kubernetes-sigs/aws-efs-csi-driver#1944, post-release of v3.4.2,
+# 2026-08-19).  Whether EKS offers exactly `-eksbuild.1` of each for a given minor only
+# `aws eks describe-addon-versions --addon-name <name> --kubernetes-version <minor>` can tell;
+# run it before the first `pulumi up` of a new minor (a version EKS does not offer fails
+# CreateAddon, after the preview passed).
 EKS_ADDON_VERSIONS: dict[str, EksAddonVersions] = {
     "1.33": EksAddonVersions(
         "v1.22.4-eksbuild.3",
@@ -130,7 +137,11 @@ AWS_LOAD_BALANCER_CONTROLLER_CHART = HelmChart(
 
 # NVIDIA GPU Operator: device plugin, GPU feature discovery, MIG manager, DCGM exporter, and (for
 # clusters without them) the driver and container toolkit.  v26.7.1 (chart on helm.ngc.nvidia.com,
-# released 2026-10); 26.7.x is NVIDIA's supported line, 26.3.x deprecated.
+# released 2026-10); 26.7.x is NVIDIA's supported line, 26.3.x deprecated (NVIDIA's "Platform
+# Support" page).  The newest copy of NVIDIA/gpu-operator readable offline ends at tag v26.7.0
+# (2026-08-21), so v26.7.1's templates have not been read here; that it exists rests on others'
+# pins of the NGC chart archive v26.7.1 (October 2026) and Chainguard's gpu-operator-26.7 package
+# 26.7.1-r1 (advisory CGA-5g3h-74j2-5cwr, 2026-10-09).  Values were checked against v26.7.0.
 GPU_OPERATOR_CHART = HelmChart("gpu-operator", "v26.7.1", "https://helm.ngc.nvidia.com/nvidia")
 
 # The second scheduler must match the control plane's minor version (version-skew policy).
