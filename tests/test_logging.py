@@ -226,3 +226,10 @@ def test_fluent_bit_sizes_are_decimal() -> None:
     assert _fluent_bit_bytes("16M") == 16_000_000
     assert _fluent_bit_bytes("2G") == 2_000_000_000
     assert _kubernetes_bytes("256Mi") == 268_435_456
+
+
+def test_the_fluent_bit_version_is_the_one_the_chart_runs() -> None:
+    chart = facts("fluent-bit-chart", pinned=f"fluent-bit-{versions.FLUENT_BIT_CHART.version}")
+    assert f"v{chart['app_version']}" == versions.FLUENT_BIT_VERSION
+    # The release sets no image tag of its own.
+    assert "image" not in _release(stack_run("local"))["values"]
