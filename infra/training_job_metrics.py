@@ -87,7 +87,12 @@ def rbac_rules() -> list[dict[str, Any]]:
 
 
 def kube_state_metrics_values() -> dict[str, Any]:
-    """Values for kube-prometheus-stack's kube-state-metrics subchart (chart 8.4.0)."""
+    """Values for kube-prometheus-stack's kube-state-metrics subchart (chart 8.4.0).
+
+    The chart's `--resources` list (its built-in collectors) need not name the jobs: every
+    resource of the custom-resource config is enabled on its own
+    (kubernetes/kube-state-metrics@v2.20.0:internal/discovery/discovery.go L295-322).
+    """
     return {
         "customResourceState": {"enabled": True, "config": custom_resource_state_config()},
         "rbac": {"extraRules": rbac_rules()},
