@@ -1,14 +1,16 @@
 """Alert rules, defined as data and rendered into PrometheusRule groups.
 
-Each rule names the metric family it watches (DCGM exporter, TF Serving, the inference API, the
-training operator, kube-state-metrics, kubelet), carries a severity, a summary and a runbook
-line, and is checked by `promtool` in the tests.
+Each rule names the metric family it watches (DCGM exporter, TF Serving, the inference API,
+kube-state-metrics and the training jobs' conditions through it, kubelet, Fluent Bit), carries a
+severity, a summary and a runbook line, and is checked by `promtool` in the tests.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from infra.training_job_metrics import KIND_LABEL, NAME_LABEL, NAMESPACE_LABEL, SERIES
 
 
 @dataclass(frozen=True)
@@ -131,12 +133,20 @@ SERVING = [
 TRAINING = [
     Alert(
         "TrainingJobFailed",
-        "increase(training_operator_jobs_failed_total[15m]) > 0",
+        # The job's own Failed condition (infra/training_job_metrics.py): every way a TFJob or
+        # PyTorchJob fails sets it, its backoffLimit and activeDeadlineSeconds included, which
+        # the operator's training_operator_jobs_failed_total never counts
+        # (kubeflow/trainer@v1.9.4:pkg/controller.v1/common/job.go L206-227).  Aggregated so the
+        # alert carries the team (namespace), the kind and the job, not kube-state-metrics' pod.
+        f'max by ({NAMESPACE_LABEL}, {KIND_LABEL}, {NAME_LABEL}) ({SERIES}{{type="Failed"}} == 1)',
         "0m",
         "warning",
-        "A {{ $labels.framework }} job failed in {{ $labels.job_namespace }}",
-        "kubectl describe the job and read its workers' logs; a worker that keeps failing uses up "
-        "its backoffLimit.",
+        f"{{{{ $labels.{KIND_LABEL} }}}} {{{{ $labels.{NAMESPACE_LABEL} }}}}/"
+        f"{{{{ $labels.{NAME_LABEL} }}}} failed",
+        "kubectl describe the job: its Failed condition says whether it used up its "
+        "backoffLimit (a worker kept failing: read the workers' logs) or ran past "
+        "activeDeadlineSeconds. The alert lasts while the failed job exists "
+        "(ttlSecondsAfterFinished).",
     ),
 ]
 

@@ -28,6 +28,25 @@ STATE_DIR = "/var/fluent-bit/state"
 # which would otherwise feed back into itself.
 OWN_LOGS = f"/var/log/containers/*_{names.LOGGING}_*.log"
 
+# Fluent Bit's memory.  Inputs buffer to the node's disk (storage.type filesystem), where
+# Mem_Buf_Limit never pauses them (fluent/fluent-bit@v4.1.1:src/flb_input_chunk.c L1368-1385), so
+# it is not set.  What holds log data in memory is the chunks that are "up" (memory-mapped), and
+# those are bounded by storage.max_chunks_up, default 128 (@v4.1.1:include/fluent-bit/
+# flb_storage.h L34): at ~2 MB a chunk (flb_input_chunk.h L40), more than the pod may use.
+#   chunks up      MAX_CHUNKS_UP, plus 1 forced up for the write in progress
+#                  (@v4.1.1:src/flb_input_chunk.c L904-968, L1632-1641, L1781)
+#   each           2,048,000 B, and a chunk stops taking writes only once past that
+#                  (flb_input_chunk.c L1753): counted twice, 4,096,000 B
+#   backlog        storage.backlog.mem_limit 16M = 16,000,000 B, decimal units
+#                  (@v4.1.1:plugins/in_storage_backlog/sb.c L530-536, src/flb_utils.c L535-537)
+#   (32 + 1) x 4,096,000 + 16,000,000 = 151,168,000 B (144.2 MiB) of the 256 MiB limit,
+#   which leaves 111.8 MiB for Fluent Bit itself (tail buffers, metadata cache, outputs).
+# Each input also pauses while the chunks are at the limit (storage.pause_on_chunks_overlimit,
+# @v4.1.1:src/flb_input_chunk.c L1284-1296): unread lines wait in their files meanwhile.
+MEMORY_LIMIT = "256Mi"
+MAX_CHUNKS_UP = 32
+BACKLOG_MEM_LIMIT = "16M"
+
 
 def log_group_name(cluster_name: str) -> str:
     return f"/aws/eks/{cluster_name}/containers"
@@ -54,7 +73,8 @@ def service_config() -> str:
             "Health_Check": "On",
             "storage.path": f"{STATE_DIR}/buffer",
             "storage.sync": "normal",
-            "storage.backlog.mem_limit": "16M",
+            "storage.max_chunks_up": MAX_CHUNKS_UP,
+            "storage.backlog.mem_limit": BACKLOG_MEM_LIMIT,
         },
     )
 
@@ -69,9 +89,9 @@ def input_config() -> str:
             "multiline.parser": "docker, cri",
             "Tag": "kube.*",
             "DB": f"{STATE_DIR}/tail.db",
-            "Mem_Buf_Limit": "16MB",
             "Skip_Long_Lines": "On",
             "storage.type": "filesystem",
+            "storage.pause_on_chunks_overlimit": "On",
         },
     ) + _section(
         "INPUT",
@@ -82,6 +102,7 @@ def input_config() -> str:
             "DB": f"{STATE_DIR}/systemd.db",
             "Read_From_Tail": "On",
             "storage.type": "filesystem",
+            "storage.pause_on_chunks_overlimit": "On",
         },
     )
 
@@ -161,7 +182,7 @@ def fluent_bit_values(
         "priorityClassName": "system-node-critical",
         "resources": {
             "requests": {"cpu": "50m", "memory": "64Mi"},
-            "limits": {"memory": "256Mi"},
+            "limits": {"memory": MEMORY_LIMIT},
         },
         "config": {
             "service": service_config(),

@@ -13,7 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra import alerts, labels, names, versions
+from infra import alerts, labels, names, training_job_metrics, versions
 from infra.dashboards import Dashboards
 from infra.helm import pinned_release
 from infra.scheduling import Placement
@@ -26,6 +26,12 @@ GRAFANA_SECRET = "grafana-admin"
 def stack_values(settings: Settings, placement: Placement) -> dict[str, Any]:
     monitoring = settings.monitoring
     on_system = {"nodeSelector": placement.node_selector} if placement.node_selector else {}
+    # The training jobs' conditions, which the TrainingJobFailed alert reads.
+    job_conditions = (
+        training_job_metrics.kube_state_metrics_values()
+        if settings.kubeflow.training_operator.enabled
+        else {}
+    )
     return {
         "fullnameOverride": "prometheus-stack",
         "prometheus": {
@@ -47,7 +53,7 @@ def stack_values(settings: Settings, placement: Placement) -> dict[str, Any]:
         },
         "alertmanager": {"alertmanagerSpec": {**on_system}},
         "prometheusOperator": {**on_system},
-        "kube-state-metrics": {**on_system},
+        "kube-state-metrics": {**on_system, **job_conditions},
         "grafana": {
             # A fixed Service name (`grafana`) that docs and port-forwards can rely on.
             "fullnameOverride": "grafana",

@@ -1,4 +1,8 @@
-"""Scraping the training operator, whose job counters feed the TrainingJobFailed alert.
+"""Scraping the training operator's job counters (created, deleted, successful, failed, restarted).
+
+They are not what TrainingJobFailed reads: the failed counter moves only when a replica pod
+reaches phase Failed, never for a job that fails through its backoffLimit or deadline, so the
+alert reads the jobs' Failed condition instead (infra/training_job_metrics.py).
 
 The upstream kustomization's own Service is not relied on (its name, labels and ports changed
 between releases); a Service of ours selects the operator's pods by the label its Deployment has

@@ -197,17 +197,30 @@ KFP_PLATFORM_AGNOSTIC = KustomizeSource(
 )
 
 # TF Serving, the same minor as the TensorFlow that trains and exports the models (the 2.20.0
-# tag of tensorflow/serving; the -gpu image is built on CUDA 12.5 and cuDNN 9).
-TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
-TF_SERVING_GPU_IMAGE = "tensorflow/serving:2.20.0-gpu"
+# tag of tensorflow/serving; the -gpu image is built on CUDA 12.5 and cuDNN 9).  The server's
+# flags and probes (workloads/serving.py) follow this tag's source: check them when it changes.
+TF_SERVING_VERSION = "2.20.0"
+TF_SERVING_IMAGE = f"tensorflow/serving:{TF_SERVING_VERSION}"
+TF_SERVING_GPU_IMAGE = f"tensorflow/serving:{TF_SERVING_VERSION}-gpu"
 
 # kube-prometheus-stack 88.5.3 (Prometheus Operator v0.93.1): Prometheus, Alertmanager, Grafana,
 # node-exporter, kube-state-metrics and the monitoring.coreos.com CRDs.
 KUBE_PROMETHEUS_STACK_CHART = HelmChart(
     "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"
 )
+# What that release brings, not pinned separately but read from it: its kube-state-metrics
+# subchart (prometheus-community/helm-charts@kube-prometheus-stack-88.5.3:
+# charts/kube-prometheus-stack/Chart.yaml, dependency 8.4.0) and that chart's appVersion
+# (@kube-state-metrics-8.4.0:charts/kube-state-metrics/Chart.yaml, 2.20.0; tag v2.20.0 of
+# kubernetes/kube-state-metrics).  The custom-resource metrics (infra/training_job_metrics.py)
+# follow both: check them when the stack's chart changes.
+KUBE_STATE_METRICS_CHART_VERSION = "8.4.0"
+KUBE_STATE_METRICS_VERSION = "v2.20.0"
 
 # Fluent Bit chart 0.54.1 (Fluent Bit 4.1.1; fluent/helm-charts CHANGELOG, 2026-01-06).  The
 # cloudwatch_logs output reads EKS Pod Identity credentials since Fluent Bit 4.0
 # (fluent/fluent-bit#10114).
 FLUENT_BIT_CHART = HelmChart("fluent-bit", "0.54.1", "https://fluent.github.io/helm-charts")
+# The Fluent Bit that chart runs (its appVersion; tag v4.1.1 of fluent/fluent-bit).  The buffer
+# limits in infra/log_shipping.py are sized from this release's source: check them when it changes.
+FLUENT_BIT_VERSION = "v4.1.1"

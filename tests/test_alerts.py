@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import alerts
+from infra import alerts, training_job_metrics, versions
+from tests import custom_resource_state
+from tests.upstream_facts import facts
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
@@ -190,6 +192,155 @@ def test_logs_dropped_fires_when_a_chunk_runs_out_of_retries(tmp_path: Path) -> 
                     },
                     # Ten minutes after the last drop the window no longer sees it.
                     {"eval_time": "35m", "alertname": "LogsDropped", "exp_alerts": []},
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "tests.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = _promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+TRAINER = facts("trainer-job-status", pinned=versions.TRAINING_OPERATOR.ref)
+KSM = facts("kube-state-metrics-crs", pinned=versions.KUBE_STATE_METRICS_VERSION)
+STACK_CHART = facts(
+    "kube-prometheus-stack-chart",
+    pinned=f"kube-prometheus-stack-{versions.KUBE_PROMETHEUS_STACK_CHART.version}",
+)
+# What Prometheus adds to every series it scrapes from kube-state-metrics' target (names as
+# prometheus-operator's ServiceMonitor relabelling sets them; values made up).  With honorLabels
+# (kube-prometheus-stack's setting for kube-state-metrics) the series' own `namespace` wins.
+KSM_TARGET = {
+    "job": "kube-state-metrics",
+    "instance": "10.0.3.17:8080",
+    "namespace": "monitoring",
+    "service": "prometheus-stack-kube-state-metrics",
+    "pod": "prometheus-stack-kube-state-metrics-7d9c8-x2x9q",
+    "container": "kube-state-metrics",
+    "endpoint": "http",
+}
+
+
+def _scraped(labels: dict[str, str]) -> dict[str, str]:
+    assert STACK_CHART["kube_state_metrics_honor_labels"] is True
+    return {**KSM_TARGET, **labels}
+
+
+def _job(
+    kind: str, namespace: str, name: str, conditions: list[tuple[str, str, str]]
+) -> dict[str, Any]:
+    """A TFJob/PyTorchJob as the API server holds it: the fields the trainer fixture lists."""
+    return {
+        "apiVersion": f"{TRAINER['group']}/{TRAINER['version']}",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "status": {
+            "conditions": [
+                {"type": t, "status": s, "reason": f"{kind}{r}", "message": "..."}
+                for t, s, r in conditions
+            ]
+        },
+    }
+
+
+def _job_series(
+    kind: str, before: dict[str, Any], after: dict[str, Any], change_at: int, minutes: int
+) -> list[dict[str, str]]:
+    """promtool input series for one job: its state `before`, then `after` from `change_at`."""
+    [resource] = [
+        r
+        for r in training_job_metrics.custom_resource_state_config()["spec"]["resources"]
+        if r["groupVersionKind"]["kind"] == kind
+    ]
+    samples: dict[str, dict[int, float]] = {}
+    keys: dict[str, tuple[str, dict[str, str]]] = {}
+    for minute in range(minutes + 1):
+        obj = before if minute < change_at else after
+        for name, labels, value in custom_resource_state.emitted(resource, obj, KSM):
+            key = name + repr(sorted(labels.items()))
+            keys[key] = (name, labels)
+            samples.setdefault(key, {})[minute] = value
+    return [
+        series(
+            keys[key][0],
+            _scraped(keys[key][1]),
+            " ".join(f"{by_minute[m]:g}" if m in by_minute else "_" for m in range(minutes + 1)),
+        )
+        for key, by_minute in samples.items()
+    ]
+
+
+@needs_promtool
+def test_training_job_failed_fires_for_every_way_a_job_fails(tmp_path: Path) -> None:
+    """Series as kube-state-metrics gives them for jobs that fail (or succeed) at minute 10."""
+    reasons = TRAINER["reasons"]
+    started = [(t, "True", reasons[t]) for t in TRAINER["started"]]
+
+    def finished(condition: str) -> list[tuple[str, str, str]]:
+        running = TRAINER["running_on_finish"]
+        return [
+            *[(t, running if t == "Running" else s, r) for t, s, r in started],
+            (condition, "True", reasons[condition]),
+        ]
+
+    # Backoff limit and deadline above all: the ways our OnFailure jobs fail.
+    assert {"backoff_limit", "active_deadline"} <= set(TRAINER["failures"])
+    kinds = list(TRAINER["kinds"])
+    failing = [
+        (kinds[i % len(kinds)], f"team-{i}", f"job-{path.replace('_', '-')}")
+        for i, path in enumerate(TRAINER["failures"])
+    ]
+    succeeding = [(kind, "research", f"done-{kind.lower()}") for kind in kinds]
+    inputs: list[dict[str, str]] = []
+    for kind, namespace, name in failing:
+        inputs += _job_series(
+            kind,
+            _job(kind, namespace, name, started),
+            _job(kind, namespace, name, finished("Failed")),
+            change_at=10,
+            minutes=40,
+        )
+    for kind, namespace, name in succeeding:
+        inputs += _job_series(
+            kind,
+            _job(kind, namespace, name, started),
+            _job(kind, namespace, name, finished(TRAINER["success"])),
+            change_at=10,
+            minutes=40,
+        )
+
+    def fired(kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return _expected(
+            "TrainingJobFailed",
+            {
+                training_job_metrics.NAMESPACE_LABEL: namespace,
+                training_job_metrics.KIND_LABEL: kind,
+                training_job_metrics.NAME_LABEL: name,
+            },
+        )
+
+    tests = {
+        "rule_files": [str(_rule_file(tmp_path))],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": inputs,
+                "alert_rule_test": [
+                    # Running: nothing.
+                    {"eval_time": "5m", "alertname": "TrainingJobFailed", "exp_alerts": []},
+                    # Failed: each failed job once, with its team's namespace; succeeded jobs never.
+                    {
+                        "eval_time": "12m",
+                        "alertname": "TrainingJobFailed",
+                        "exp_alerts": [fired(*job) for job in failing],
+                    },
+                    {
+                        "eval_time": "40m",
+                        "alertname": "TrainingJobFailed",
+                        "exp_alerts": [fired(*job) for job in failing],
+                    },
                 ],
             }
         ],

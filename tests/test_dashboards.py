@@ -9,9 +9,10 @@ import pytest
 
 from harness.render import kubernetes_objects
 from inference.metrics import Metrics
-from infra import alerts
+from infra import alerts, training_job_metrics, versions
 from infra.dashboards import DASHBOARDS, SIDECAR_LABEL
 from tests.conftest import STACKS, stack_run
+from tests.upstream_facts import facts
 
 # The DCGM exporter's default counters (NVIDIA/dcgm-exporter etc/default-counters.csv).
 DCGM = {
@@ -32,6 +33,17 @@ KUBE = {
     "kubelet_volume_stats_capacity_bytes",
 }
 TRAINING = {"training_operator_jobs_failed_total"}
+# kube-state-metrics' custom-resource-state series (infra/training_job_metrics.py): the default
+# prefix kube_customresource (kubernetes/kube-state-metrics@v2.20.0:
+# pkg/customresourcestate/config.go L36,74-80) joined to each configured metric's name.
+_KSM_PREFIX = facts("kube-state-metrics-crs", pinned=versions.KUBE_STATE_METRICS_VERSION)[
+    "default_metric_prefix"
+]
+CUSTOM_RESOURCES = {
+    f"{resource.get('metricNamePrefix', _KSM_PREFIX)}_{metric['name']}"
+    for resource in training_job_metrics.custom_resource_state_config()["spec"]["resources"]
+    for metric in resource["metrics"]
+}
 # Fluent Bit's /api/v2/metrics/prometheus (output counters).
 FLUENT_BIT = {"fluentbit_output_retries_failed_total"}
 PROMQL_WORDS = {
@@ -49,7 +61,7 @@ def _inference_metrics() -> set[str]:
     return names
 
 
-KNOWN = DCGM | TF_SERVING | KUBE | TRAINING | FLUENT_BIT | _inference_metrics()
+KNOWN = DCGM | TF_SERVING | KUBE | TRAINING | CUSTOM_RESOURCES | FLUENT_BIT | _inference_metrics()
 
 
 def metric_names(expr: str) -> set[str]:

@@ -13,6 +13,7 @@ from infra import names, versions
 from infra.schedulability import tolerates
 from infra.scheduling import GPU_POOL_TAINTS
 from tests.conftest import STACKS, stack_run
+from tests.upstream_facts import facts
 
 Section = tuple[str, dict[str, str]]
 
@@ -166,3 +167,69 @@ def test_switched_off_nothing_is_installed() -> None:
 def test_the_parser_rejects_an_option_outside_a_section() -> None:
     with pytest.raises(AssertionError, match="outside a section"):
         parse_sections("    Name tail\n")
+
+
+FLUENT_BIT = facts("fluent-bit-storage", pinned=versions.FLUENT_BIT_VERSION)
+# Our allowance for Fluent Bit's own memory besides buffered chunks (tail's read buffers, the
+# Kubernetes metadata cache, the output's requests): a stated margin, not a measured figure.
+BASELINE = 96 * 2**20
+# A chunk takes writes until it is past its nominal size, so each is counted at twice that.
+CHUNK_OVERSHOOT = 2
+
+
+def _fluent_bit_bytes(size: str) -> int:
+    """Fluent Bit's size notation: decimal K/M/G with an optional B."""
+    match = re.fullmatch(r"(\d+)([KMG]?)B?", size.upper())
+    assert match, size
+    number, unit = match.groups()
+    return int(number) * (FLUENT_BIT["size_units"][unit] if unit else 1)
+
+
+def _kubernetes_bytes(quantity: str) -> int:
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
+    assert match, quantity
+    number, unit = match.groups()
+    return int(number) * {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}[unit]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_buffered_chunks_fit_the_memory_limit_with_room_for_fluent_bit(stack: str) -> None:
+    """Chunks up (with the one being written), each at twice its size, and the backlog's share,
+    plus BASELINE, stay within the container's memory limit."""
+    run = stack_run(stack)
+    [(_, service)] = _config(run)["service"]
+    chunks_up = int(service.get("storage.max_chunks_up", FLUENT_BIT["default_max_chunks_up"]))
+    per_chunk = CHUNK_OVERSHOOT * FLUENT_BIT["chunk_max_size"]
+    mapped = (chunks_up + FLUENT_BIT["forced_up_at_once"]) * per_chunk
+    backlog = _fluent_bit_bytes(
+        service.get("storage.backlog.mem_limit", FLUENT_BIT["default_backlog_mem_limit"])
+    )
+    limit = _kubernetes_bytes(_release(run)["values"]["resources"]["limits"]["memory"])
+    assert mapped + backlog + BASELINE <= limit, (
+        f"{chunks_up} chunks up: {mapped + backlog:,} B buffered + {BASELINE:,} B for Fluent Bit "
+        f"> {limit:,} B"
+    )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_filesystem_inputs_pause_on_the_chunk_limit_not_on_mem_buf_limit(stack: str) -> None:
+    for _, options in _config(stack_run(stack))["inputs"]:
+        if options.get("storage.type", "memory").lower() != "filesystem":
+            continue
+        assert options.get(FLUENT_BIT["pause_option"], "off").lower() in ("on", "true"), options
+        # Mem_Buf_Limit would never act on these inputs: a setting that suggests a cap that is not.
+        assert FLUENT_BIT["mem_buf_limit_pauses_filesystem_inputs"] is False
+        assert "mem_buf_limit" not in {key.lower() for key in options}, options
+
+
+def test_fluent_bit_sizes_are_decimal() -> None:
+    assert _fluent_bit_bytes("16M") == 16_000_000
+    assert _fluent_bit_bytes("2G") == 2_000_000_000
+    assert _kubernetes_bytes("256Mi") == 268_435_456
+
+
+def test_the_fluent_bit_version_is_the_one_the_chart_runs() -> None:
+    chart = facts("fluent-bit-chart", pinned=f"fluent-bit-{versions.FLUENT_BIT_CHART.version}")
+    assert f"v{chart['app_version']}" == versions.FLUENT_BIT_VERSION
+    # The release sets no image tag of its own.
+    assert "image" not in _release(stack_run("local"))["values"]

@@ -14,11 +14,13 @@ import httpx
 import pytest
 import yaml
 
-from harness.program import ProgramRun, stack_settings
+from harness.program import ProgramRun, run_program, stack_config, stack_settings
 from harness.render import kubernetes_objects
-from infra import alerts, versions
+from infra import alerts, training_job_metrics, versions
+from tests import custom_resource_state
 from tests.conftest import STACKS, stack_run
 from tests.servers import Running
+from tests.upstream_facts import facts
 
 PROMETHEUS = shutil.which("prometheus")
 
@@ -218,3 +220,96 @@ def test_the_bin_packing_scheduler_is_scraped_over_https_with_a_token() -> None:
     ]
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert {"name": "https", "containerPort": 10259} in container["ports"]
+
+
+TRAINER = facts("trainer-job-status", pinned=versions.TRAINING_OPERATOR.ref)
+KSM = facts("kube-state-metrics-crs", pinned=versions.KUBE_STATE_METRICS_VERSION)
+STACK_CHART = facts(
+    "kube-prometheus-stack-chart",
+    pinned=f"kube-prometheus-stack-{versions.KUBE_PROMETHEUS_STACK_CHART.version}",
+)
+KSM_CHART = facts(
+    "kube-state-metrics-chart",
+    pinned=f"kube-state-metrics-{versions.KUBE_STATE_METRICS_CHART_VERSION}",
+)
+
+
+def test_kube_state_metrics_versions_are_the_ones_the_stack_ships() -> None:
+    assert STACK_CHART["kube_state_metrics_chart"] == versions.KUBE_STATE_METRICS_CHART_VERSION
+    assert f"v{KSM_CHART['app_version']}" == versions.KUBE_STATE_METRICS_VERSION
+
+
+def _ksm_values(stack: str) -> dict[str, Any]:
+    values: dict[str, Any] = _release(stack_run(stack), "kube-prometheus-stack")["values"]
+    subchart: dict[str, Any] = values[STACK_CHART["subchart_values_key"]]
+    return subchart
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_kube_state_metrics_reads_the_training_jobs_conditions(stack: str) -> None:
+    """The custom-resource-state config parses as kube-state-metrics reads it, and every field it
+    reads exists in the trainer's TFJob and PyTorchJob."""
+    crs = _ksm_values(stack)["customResourceState"]
+    assert crs["enabled"] is True
+    assert set(crs) <= set(KSM_CHART["custom_resource_state"])
+    # The chart writes `config` as YAML into the file kube-state-metrics is pointed at.
+    config = yaml.safe_load(yaml.safe_dump(crs["config"]))
+    assert custom_resource_state.schema_problems(config, KSM) == []
+    resources = config["spec"]["resources"]
+    kinds = [r["groupVersionKind"]["kind"] for r in resources]
+    assert sorted(kinds) == sorted(TRAINER["kinds"])
+    for resource in resources:
+        gvk = resource["groupVersionKind"]
+        assert (gvk["group"], gvk["version"]) == (TRAINER["group"], TRAINER["version"])
+        missing = [
+            path
+            for path in custom_resource_state.read_paths(resource)
+            if not custom_resource_state.field_exists(TRAINER["fields"], path)
+        ]
+        assert missing == [], f"{gvk['kind']}: no such field {missing}"
+    # The alert's series: kube-state-metrics' default prefix and the configured name.
+    names = {f"{KSM['default_metric_prefix']}_{m['name']}" for r in resources for m in r["metrics"]}
+    assert names == {training_job_metrics.SERIES}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_kube_state_metrics_may_list_and_watch_the_jobs(stack: str) -> None:
+    rbac = _ksm_values(stack)["rbac"]
+    # The chart's defaults put extraRules into its ClusterRole and add the CRD rule itself.
+    for key, default in KSM_CHART["rbac_defaults"].items():
+        if key != "extraRules":
+            assert rbac.get(key, default) == default, key
+    granted = {
+        (group, resource, verb)
+        for rule in rbac["extraRules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    needed = {
+        (TRAINER["group"], plural, verb)
+        for plural in TRAINER["kinds"].values()
+        for verb in KSM["verbs"]
+    }
+    assert needed <= granted
+    assert all(verb in ("list", "watch") for _, _, verb in granted)  # read only
+
+
+def test_without_the_training_operator_no_job_metrics() -> None:
+    config = stack_config("local")
+    config["ml-platform:kubeflow"] = {"trainingOperator": {"enabled": False}}
+    values = _release(run_program("local", config), "kube-prometheus-stack")["values"]
+    assert "customResourceState" not in values["kube-state-metrics"]
+
+
+def test_the_config_checks_catch_a_misspelt_key_and_a_missing_field() -> None:
+    config = training_job_metrics.custom_resource_state_config()
+    [gauge, *_] = [m["each"]["gauge"] for r in config["spec"]["resources"] for m in r["metrics"]]
+    gauge["valuefrom"] = gauge.pop("valueFrom")
+    assert custom_resource_state.schema_problems(config, KSM) == [
+        "config.spec.resources[0].metrics[0].each.gauge.valuefrom: no such field in MetricGauge"
+    ]
+    assert not custom_resource_state.field_exists(TRAINER["fields"], ["status", "condition"])
+    assert custom_resource_state.field_exists(
+        TRAINER["fields"], ["status", "conditions", "[]", "status"]
+    )

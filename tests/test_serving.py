@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from harness.program import run_program, stack_config, stack_settings
 from harness.render import kubernetes_objects
 from infra import versions
 from tests.conftest import stack_run
+from tests.upstream_facts import facts
 from workloads.manifests import export_dir
 
 SERVING_STACKS = ["dev", "prod"]
@@ -47,13 +49,13 @@ def test_probes_mounts_rollout_and_spread(stack: str) -> None:
     deployment = _one(_objects(stack), "Deployment", "tfserving-mnist")
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    status = {"path": "/v1/models/mnist", "port": "http"}
-    assert container["startupProbe"]["httpGet"] == status
+    health = {"port": 8500, "service": "PredictionService"}
+    assert container["startupProbe"]["grpc"] == health
     assert (
         container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"]
         >= 300
     )
-    assert container["readinessProbe"]["httpGet"] == status
+    assert container["readinessProbe"]["grpc"] == health
     assert container["livenessProbe"] == {"tcpSocket": {"port": "grpc"}, "periodSeconds": 20}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/models"]["readOnly"] is True
@@ -208,3 +210,42 @@ def test_an_internal_load_balancer_when_asked() -> None:
     annotations = service["metadata"]["annotations"]
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
+
+
+TF_SERVING = facts("tf-serving", pinned=versions.TF_SERVING_VERSION)
+
+
+def _probes(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        kind: container[kind]
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe")
+        if kind in container
+    }
+
+
+@pytest.mark.parametrize("stack", SERVING_STACKS)  # dev on the CPU image, prod on the GPU one
+def test_probes_stay_out_of_tf_servings_request_metrics(stack: str) -> None:
+    """No probe sends TF Serving a REST request it counts; startup and readiness ask gRPC health
+    for a service the server marks SERVING once its models are loaded."""
+    deployment = _one(_objects(stack), "Deployment", "tfserving-mnist")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    args = dict(arg.removeprefix("--").partition("=")[::2] for arg in container["args"])
+    counted = re.compile(TF_SERVING["counted_rest_paths"])
+    for kind, probe in _probes(container).items():
+        if "httpGet" in probe:
+            assert not counted.fullmatch(probe["httpGet"]["path"]), f"{kind} is counted traffic"
+    assert args[TF_SERVING["health_flag"]] == "true"
+    assert TF_SERVING["serving_after_models_load"] is True
+    for kind in ("startupProbe", "readinessProbe"):
+        grpc = container[kind].get("grpc")
+        assert grpc is not None, f"{kind} does not ask gRPC health"
+        assert grpc["port"] == int(args[TF_SERVING["grpc_port_flag"]]) == ports["grpc"]
+        assert grpc["service"] in TF_SERVING["serving_services"]
+
+
+def test_the_counted_paths_include_the_model_status_api() -> None:
+    counted = re.compile(TF_SERVING["counted_rest_paths"])
+    assert counted.fullmatch("/v1/models/mnist")
+    assert counted.fullmatch("/V1/models/mnist/versions/3")
+    assert not counted.fullmatch("/monitoring/prometheus/metrics")

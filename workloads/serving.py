@@ -20,6 +20,8 @@ from infra.settings.serving import ServedModelSettings
 from workloads.manifests import MODELS_DIR, export_dir
 
 GRPC_PORT = 8500
+# The gRPC health service name TF Serving reports for predictions (see the probes below).
+HEALTH_SERVICE = "PredictionService"
 HTTP_PORT = 8501
 API_PORT = 8080
 CONFIG_DIR = "/config"
@@ -191,6 +193,9 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
         "--enable_batching=true",
         f"--batching_parameters_file={CONFIG_DIR}/batching.config",
         f"--monitoring_config_file={CONFIG_DIR}/monitoring.config",
+        # gRPC health for the probes (tensorflow/serving@2.20.0:
+        # tensorflow_serving/model_servers/main.cc L308-310).
+        "--enable_grpc_healthcheck_service=true",
     ]
     limits: dict[str, Any] = {"cpu": model.cpu_limit, "memory": model.memory_limit}
     image = versions.TF_SERVING_IMAGE
@@ -201,7 +206,16 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
             # Time slices share the GPU's memory with no isolation: each server takes its share.
             fraction = round(0.9 / (gpu_pool.sharing.replicas or 1), 2)
             args.append(f"--per_process_gpu_memory_fraction={fraction}")
-    status_probe = {"httpGet": {"path": f"/v1/models/{model.name}", "port": "http"}}
+    # Probes ask gRPC health, never the REST API: every REST request under /v1/, the model-status
+    # GET included, is counted in :tensorflow:serving:request_count and its latency
+    # (tensorflow/serving@2.20.0:tensorflow_serving/model_servers/http_server.cc L141, L194-201),
+    # so REST probes would pass for traffic and dilute the error rate.  With the flag above, the
+    # server marks PredictionService SERVING as its gRPC server starts, which is only after the
+    # configured models have loaded (@2.20.0:tensorflow_serving/model_servers/server.cc L332,
+    # L415-424): ready still means "a model is in service" at startup.  Nothing sets it back
+    # later: a model that goes away afterwards shows in TfServingErrorRate, not in readiness.
+    # A gRPC probe's port is a number.
+    health_probe = {"grpc": {"port": GRPC_PORT, "service": HEALTH_SERVICE}}
     container = {
         "name": "tfserving",
         "image": image,
@@ -213,8 +227,10 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
         ],
         # Loading a model can take minutes; liveness only starts once it is in service, and a
         # slow load never gets the pod restarted.
-        "startupProbe": {**status_probe, "periodSeconds": 5, "failureThreshold": 60},
-        "readinessProbe": {**status_probe, "periodSeconds": 10},
+        "startupProbe": {**health_probe, "periodSeconds": 5, "failureThreshold": 60},
+        "readinessProbe": {**health_probe, "periodSeconds": 10},
+        # Liveness only asks that the gRPC port accepts connections: a server too busy to answer
+        # a health call in time is taken out of the Service by readiness, not restarted.
         "livenessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 20},
         "resources": {
             "requests": {
