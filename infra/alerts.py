@@ -145,8 +145,8 @@ TRAINING = [
         f"{{{{ $labels.{NAME_LABEL} }}}} failed",
         "kubectl describe the job: its Failed condition says whether it used up its "
         "backoffLimit (a worker kept failing: read the workers' logs) or ran past "
-        "activeDeadlineSeconds. The alert lasts while the failed job exists "
-        "(ttlSecondsAfterFinished).",
+        "activeDeadlineSeconds. Finished jobs are kept, so the alert lasts until the job is "
+        "fixed (a changed declaration replaces and reruns it) or removed from the stack.",
     ),
 ]
 
