@@ -70,11 +70,12 @@ from infra import names
 from infra.artifact_store import PIPELINES_PREFIX, prefix_access_policy
 from infra.workload_identity import pod_identity_role
 
-NAMESPACE = names.KUBEFLOW  # standalone Pipelines: its services and its runs
+NAMESPACE = names.KUBEFLOW  # where the standalone install puts Pipelines' services
 API_SERVER_ACCOUNT = "ml-pipeline"
 UI_ACCOUNT = "ml-pipeline-ui"
-# What a run's pods (the launcher and Argo's executor in each task pod) run as in standalone mode
-# (`DEFAULTPIPELINERUNNERSERVICEACCOUNT` in backend/src/apiserver/config/config.json).
+# What a run's pods (the launcher and Argo's executor in each task pod) run as in standalone mode,
+# in names.PIPELINE_RUNS (kubeflow/pipelines@2.17.0:backend/src/apiserver/config/config.json
+# `DEFAULTPIPELINERUNNERSERVICEACCOUNT`).
 RUNNER_ACCOUNT = "pipeline-runner"
 # Each account that reaches the bucket, and whether it writes.
 ACCOUNTS: dict[str, bool] = {API_SERVER_ACCOUNT: True, RUNNER_ACCOUNT: True, UI_ACCOUNT: False}
@@ -226,17 +227,18 @@ class PipelineStoreAccess(pulumi.ComponentResource):
         self.associations: list[pulumi.Resource] = []
         arns: dict[str, pulumi.Output[str]] = {}
         for account, write in ACCOUNTS.items():
+            namespace = names.PIPELINE_RUNS if account == RUNNER_ACCOUNT else NAMESPACE
             policy = pulumi.Output.from_input(store.bucket_arn).apply(
                 functools.partial(access_policy, write=write)
             )
             role, association = pod_identity_role(
                 f"{name}-{account}",
-                namespace=NAMESPACE,
+                namespace=namespace,
                 service_account=account,
                 policy=policy,
                 cluster_name=store.cluster_name,
                 description=(
-                    f"Kubeflow Pipelines {NAMESPACE}/{account}: "
+                    f"Kubeflow Pipelines {namespace}/{account}: "
                     f"{'read-write' if write else 'read-only'} {PIPELINES_PREFIX}"
                 ),
                 parent=self,
