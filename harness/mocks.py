@@ -9,6 +9,7 @@ or invoke without a mock here is an error, not a silent `{}`.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -382,7 +383,19 @@ INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 class PlatformMocks(pulumi.runtime.Mocks):
     """Answers resource registrations and invokes the way AWS and Kubernetes would."""
 
+    def __init__(self) -> None:
+        # The transforms of the registration each thread is answering: the mock monitor hands
+        # them over but does not run them, so the recording monitor keeps them for the tests.
+        self._registering = threading.local()
+
+    def transforms_of_current_registration(self) -> tuple[pulumi.ResourceTransform, ...]:
+        transforms: tuple[pulumi.ResourceTransform, ...] = getattr(
+            self._registering, "transforms", ()
+        )
+        return transforms
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, State]:
+        self._registering.transforms = tuple(args.transforms)
         state: State = dict(args.inputs)
         if not args.custom:
             return None, state  # components have no id or provider-computed state

@@ -44,6 +44,9 @@ class RegisteredResource:
     replace_on_changes: tuple[str, ...] = ()
     delete_before_replace: bool = False
     secret_inputs: frozenset[str] = frozenset()  # paths into `inputs` that hold secrets
+    # The resource transforms in its options; Pulumi runs them on the resource and, for a remote
+    # component such as a kustomize Directory, on every object it registers.  Mocks do not.
+    transforms: tuple[pulumi.ResourceTransform, ...] = field(default=(), compare=False)
 
     def as_json(self) -> dict[str, Any]:
         """The resource for resources.json, with secret inputs masked."""
@@ -89,8 +92,9 @@ class ProgramError(RuntimeError):
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """A mock monitor that also keeps each registration's parent, dependencies and provider."""
 
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+    def __init__(self, mocks: PlatformMocks) -> None:
         super().__init__(mocks)
+        self.platform_mocks = mocks
         self.registrations: list[RegisteredResource] = []
 
     def RegisterResource(self, request: Any) -> Any:
@@ -115,6 +119,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 replace_on_changes=tuple(request.replaceOnChanges),
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 secret_inputs=frozenset(secrets),
+                transforms=self.platform_mocks.transforms_of_current_registration(),
             )
         )
         return response

@@ -10,14 +10,39 @@ with its Pod Security labels), so they are applied through the cluster's install
 adopts an existing object instead of failing.  Namespaces and CRDs they bring are retained on
 delete: switching one component off must not delete a namespace another one lives in, nor every
 custom resource of a CRD.
+
+Upstream settings are changed by transforms on the Directory, before its objects are applied, so
+each field keeps one owner.  Pulumi runs a component's transforms on every child a remote
+component such as `kustomize.v2.Directory` registers, handing over the raw Kubernetes object
+(`args.props`, camelCase keys) with its type token (`args.type_`).
+
+Sources (the settings' own comments say which fact comes from where):
+
+- kubeflow/kubeflow@v1.10.0:components/notebook-controller/config/manager/manager.yaml (every
+  env var of the `manager` container comes from `valueFrom.configMapKeyRef` of the ConfigMap
+  `config`), `config/manager/kustomization.yaml` and `config/manager/params.env` (that ConfigMap
+  is generated from params.env, `ENABLE_CULLING=false`), `config/default/kustomization.yaml`
+  (namePrefix `notebook-controller-`), `config/overlays/standalone/kustomization.yaml` (merges
+  `USE_ISTIO=false`);
+- kubeflow/kubeflow@v1.10.0:components/notebook-controller/main.go and
+  `controllers/culling_controller.go`: how the controller reads those variables, once at start;
+- pulumi/pulumi-kubernetes@94977969:provider/pkg/provider/kustomize/v2/directory.go and
+  `provider/pkg/provider/yaml/v2/yaml.go` (the Directory registers each rendered object with the
+  object itself as its inputs; read at that commit, the newest in our snapshot, as v4.34.x is
+  not in it).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
+from typing import Any
+
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import names, versions
+from infra import labels, names, versions
 from infra.pipeline_store import PipelineStoreAccess, S3PipelineStore, point_pipelines_at_s3
 from infra.settings import KubeflowSettings
 
@@ -27,8 +52,21 @@ RETAINED_TYPES = frozenset(
         "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",
     }
 )
+CONFIG_MAP_TYPE = "kubernetes:core/v1:ConfigMap"
+DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
+
+# kubeflow/kubeflow@v1.10.0:components/notebook-controller/config: the Deployment `deployment`
+# with container `manager` (manager/manager.yaml) and the ConfigMap generated as `config`
+# (manager/kustomization.yaml), both named with the namePrefix `notebook-controller-`
+# (default/kustomization.yaml); kustomize appends a hash of the data to the generated name.
 NOTEBOOK_CONTROLLER_DEPLOYMENT = "notebook-controller-deployment"
 NOTEBOOK_CONTROLLER_CONTAINER = "manager"
+NOTEBOOK_CONTROLLER_CONFIG_PREFIX = "notebook-controller-config-"
+# On the controller's pod template: a digest of the culling settings.  The generated ConfigMap
+# keeps its name when a transform changes its data (the hash is computed before Pulumi sees it),
+# and the controller reads the variables only when it starts, so a changed setting must change
+# the pod template to roll the controller.
+CULLING_DIGEST_ANNOTATION = f"{labels.PREFIX}/culling-settings"
 
 
 def retain_shared_objects(
@@ -43,13 +81,59 @@ def retain_shared_objects(
     )
 
 
-def culling_env(settings: KubeflowSettings) -> list[dict[str, str]]:
-    """The notebook controller's culling settings: stop servers idle for the configured time."""
-    return [
-        {"name": "ENABLE_CULLING", "value": "true"},
-        {"name": "CULL_IDLE_TIME", "value": str(settings.notebooks.cull_idle_minutes)},
-        {"name": "IDLENESS_CHECK_PERIOD", "value": "1"},
-    ]
+def culling_config(settings: KubeflowSettings) -> dict[str, str]:
+    """The notebook controller's culling keys: stop servers idle for the configured time.
+
+    kubeflow/kubeflow@v1.10.0:components/notebook-controller/main.go registers the culler only
+    when ENABLE_CULLING is exactly "true"; controllers/culling_controller.go reads CULL_IDLE_TIME
+    and IDLENESS_CHECK_PERIOD with strconv.Atoi, both in minutes (a bad period stops the
+    controller), defaults "1440" and "1" (params.env sets the same).
+    """
+    return {
+        "ENABLE_CULLING": "true",
+        "CULL_IDLE_TIME": str(settings.notebooks.cull_idle_minutes),
+        "IDLENESS_CHECK_PERIOD": "1",
+    }
+
+
+def culling_digest(config: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def configure_culling(settings: KubeflowSettings) -> pulumi.ResourceTransform:
+    """A transform of the notebook controller's objects that turns culling on.
+
+    The upstream overlay ships culling off, in the generated ConfigMap every `manager` env var
+    reads from (`valueFrom.configMapKeyRef`).  Setting the keys there, rather than `value`s on
+    the env, keeps each EnvVar with one source: an EnvVar with both `value` and `valueFrom` is
+    invalid.  The controller's pod template carries a digest of the keys, so a changed setting
+    restarts it.
+    """
+    config = culling_config(settings)
+    digest = culling_digest(config)
+
+    def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+        # A Directory's children arrive as plain objects, with no Output in them.
+        props: dict[str, Any] = dict(args.props)
+        metadata = props.get("metadata") or {}
+        if metadata.get("namespace") != names.NOTEBOOK_CONTROLLER:
+            return None
+        name = str(metadata.get("name", ""))
+        changed = copy.deepcopy(props)
+        if args.type_ == CONFIG_MAP_TYPE and name.startswith(NOTEBOOK_CONTROLLER_CONFIG_PREFIX):
+            changed["data"] = {**(changed.get("data") or {}), **config}
+        elif args.type_ == DEPLOYMENT_TYPE and name == NOTEBOOK_CONTROLLER_DEPLOYMENT:
+            template = changed.setdefault("spec", {}).setdefault("template", {})
+            template_metadata = template.setdefault("metadata", {})
+            template_metadata["annotations"] = {
+                **(template_metadata.get("annotations") or {}),
+                CULLING_DIGEST_ANNOTATION: digest,
+            }
+        else:
+            return None
+        return pulumi.ResourceTransformResult(props=changed, opts=args.opts)
+
+    return transform
 
 
 class KubeflowInstalls(pulumi.ComponentResource):
@@ -76,6 +160,7 @@ class KubeflowInstalls(pulumi.ComponentResource):
             suffix: str,
             source: versions.KustomizeSource,
             extra: list[pulumi.Resource] | None = None,
+            transforms: list[pulumi.ResourceTransform] | None = None,
         ) -> k8s.kustomize.v2.Directory:
             return k8s.kustomize.v2.Directory(
                 f"{name}-{suffix}",
@@ -83,40 +168,17 @@ class KubeflowInstalls(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     depends_on=[*namespaces, *after, *(extra or [])],
-                    transforms=[retain_shared_objects],
+                    transforms=[retain_shared_objects, *(transforms or [])],
                 ),
             )
 
         if settings.training_operator.enabled:
             self.training_operator = install("training-operator", versions.TRAINING_OPERATOR)
         if settings.notebooks.enabled:
-            self.notebook_controller = install("notebook-controller", versions.NOTEBOOK_CONTROLLER)
-            # The upstream overlay ships culling off; turn it on with this stack's idle time.
-            k8s.apps.v1.DeploymentPatch(
-                f"{name}-notebook-culling",
-                metadata=k8s.meta.v1.ObjectMetaPatchArgs(
-                    name=NOTEBOOK_CONTROLLER_DEPLOYMENT,
-                    namespace=names.NOTEBOOK_CONTROLLER,
-                    annotations={"pulumi.com/patchForce": "true"},
-                ),
-                spec=k8s.apps.v1.DeploymentSpecPatchArgs(
-                    template=k8s.core.v1.PodTemplateSpecPatchArgs(
-                        spec=k8s.core.v1.PodSpecPatchArgs(
-                            containers=[
-                                k8s.core.v1.ContainerPatchArgs(
-                                    name=NOTEBOOK_CONTROLLER_CONTAINER,
-                                    env=[
-                                        k8s.core.v1.EnvVarPatchArgs(
-                                            name=variable["name"], value=variable["value"]
-                                        )
-                                        for variable in culling_env(settings)
-                                    ],
-                                )
-                            ]
-                        )
-                    )
-                ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.notebook_controller]),
+            self.notebook_controller = install(
+                "notebook-controller",
+                versions.NOTEBOOK_CONTROLLER,
+                transforms=[configure_culling(settings)],
             )
         if settings.pipelines.enabled:
             cluster_scoped = install("pipelines-cluster", versions.KFP_CLUSTER_RESOURCES)

@@ -17,28 +17,35 @@ apply patches that wait for the Directory installing them.  The in-cluster Seawe
 in AWS stacks, unused: removing it would take a different upstream overlay.  The `local` stack
 keeps the upstream object store unchanged.
 
-Sources (kubeflow/pipelines unless noted; the settings' own comments say which key comes from
-where):
+Sources (the settings' own comments say which key comes from where):
 
-- `backend/src/apiserver/client_manager/client_manager.go` at 0537b862 (PR #12512, merged
-  2025-12-03, the fix for #12508 "2.15.0 breaks IRSA"): the API server's object store needs
+- kubeflow/pipelines@2.17.0:backend/src/apiserver/client_manager/client_manager.go (as changed
+  by PR #12512, the fix for #12508 "2.15.0 breaks IRSA"): the API server's object store needs
   `ObjectStoreConfig.Host` and the bucket; with both keys empty it uses the AWS SDK's default
-  credential chain, and a failed bucket check is only a warning;
-- `backend/src/apiserver/main.go` (`viper.AllowEmptyEnv(true)`) and
-  `backend/src/apiserver/config/config.json` (defaults `AccessKey: minio`,
-  `SecretAccessKey: minio123`, `PipelinePath: pipelines`,
+  credential chain (`loadAWSConfig`), and a failed bucket check is only a warning;
+- kubeflow/pipelines@2.17.0:backend/src/apiserver/main.go (`viper.AllowEmptyEnv(true)`) and
+  kubeflow/pipelines@2.17.0:backend/src/apiserver/config/config.json (defaults
+  `AccessKey: minio`, `SecretAccessKey: minio123`, `PipelinePath: pipelines`,
   `DEFAULTPIPELINERUNNERSERVICEACCOUNT: pipeline-runner`): an unset key variable falls back to
   the MinIO default, so the key variables must exist and be empty;
-- `backend/src/v2/config/env.go` and `s3.go`, `backend/src/v2/objectstore/object_store.go`: the
-  `kfp-launcher` ConfigMap's `defaultPipelineRoot` and `providers` (`s3.default` with
-  `credentials.fromEnv: true` opens the bucket with the SDK's default chain); kubeflow/website
+- kubeflow/pipelines@2.17.0:manifests/kustomize/base/pipeline/ml-pipeline-apiserver-deployment.yaml
+  and `ml-pipeline-ui-deployment.yaml`: which env vars upstream sets with `value` and which with
+  `valueFrom` (a patch must use the same field: tests/upstream/kubeflow-pipelines-deployments.yaml);
+- kubeflow/pipelines@2.17.0:backend/src/v2/config/env.go and `backend/src/v2/config/s3.go`,
+  `backend/src/v2/objectstore/object_store.go`: the `kfp-launcher` ConfigMap's
+  `defaultPipelineRoot` and `providers` (`s3.default` with `credentials.fromEnv: true` opens the
+  bucket with the SDK's default chain); kubeflow/website
   `content/en/docs/components/pipelines/operator-guides/configure-object-store.md`;
-- `manifests/kustomize/third-party/argo/base/workflow-controller-configmap-patch.yaml`
-  (`artifactRepository`) and Argo Workflows' S3 client (`useSDKCreds`: credentials from the AWS
-  SDK chain, used only when no static keys are given);
-- `frontend/server/configs.ts` at f595a7b9 (`AWS_REGION`, `AWS_S3_ENDPOINT`, `AWS_SSL`,
-  `ARGO_ARCHIVE_*`) and PR #8651 (the UI server takes S3 credentials from the AWS JS SDK's
-  provider chain when no keys are set).
+- kubeflow/pipelines@2.17.0:manifests/kustomize/third-party/argo/base/
+  workflow-controller-configmap-patch.yaml (`artifactRepository`) and
+  argoproj/argo-workflows@v4.0.5:workflow/artifacts/s3/s3.go (`useSDKCreds`: credentials from
+  the AWS SDK chain, used only when no static keys are given);
+- kubeflow/pipelines@2.17.0:frontend/server/configs.ts (`AWS_REGION`, `AWS_S3_ENDPOINT`,
+  `AWS_SSL`, `ARGO_ARCHIVE_LOGS`, `ARGO_ARCHIVE_ARTIFACTORY`, `ARGO_ARCHIVE_BUCKETNAME`,
+  `ARGO_KEYFORMAT`), kubeflow/pipelines@2.17.0:frontend/server/workflow-helper.ts (the
+  placeholders the UI substitutes in ARGO_KEYFORMAT), and PR #8651 (the UI server takes S3
+  credentials from the AWS JS SDK's provider chain when no keys are set);
+  tests/upstream/kubeflow-pipelines-ui.yaml records what the UI reads.
 
 Known problem: kubeflow/pipelines#12960, the 2.16 API server hanging at "Initializing Object store
 client..." with IRSA and empty keys, when the SDK finds no credentials and retries the instance
@@ -63,11 +70,12 @@ from infra import names
 from infra.artifact_store import PIPELINES_PREFIX, prefix_access_policy
 from infra.workload_identity import pod_identity_role
 
-NAMESPACE = names.KUBEFLOW  # standalone Pipelines: its services and its runs
+NAMESPACE = names.KUBEFLOW  # where the standalone install puts Pipelines' services
 API_SERVER_ACCOUNT = "ml-pipeline"
 UI_ACCOUNT = "ml-pipeline-ui"
-# What a run's pods (the launcher and Argo's executor in each task pod) run as in standalone mode
-# (`DEFAULTPIPELINERUNNERSERVICEACCOUNT` in backend/src/apiserver/config/config.json).
+# What a run's pods (the launcher and Argo's executor in each task pod) run as in standalone mode,
+# in names.PIPELINE_RUNS (kubeflow/pipelines@2.17.0:backend/src/apiserver/config/config.json
+# `DEFAULTPIPELINERUNNERSERVICEACCOUNT`).
 RUNNER_ACCOUNT = "pipeline-runner"
 # Each account that reaches the bucket, and whether it writes.
 ACCOUNTS: dict[str, bool] = {API_SERVER_ACCOUNT: True, RUNNER_ACCOUNT: True, UI_ACCOUNT: False}
@@ -89,6 +97,17 @@ KEY_VARIABLES = {
 PACKAGES_PATH = PIPELINES_PREFIX.rstrip("/")  # the API server's `PipelinePath`
 ARTIFACTS_PREFIX = f"{PIPELINES_PREFIX}artifacts"
 LOGS_PREFIX = f"{PIPELINES_PREFIX}logs"
+# Where Argo's executor archives each run pod's main-container log: upstream's layout
+# (kubeflow/pipelines@2.17.0:manifests/kustomize/third-party/argo/base/
+# workflow-controller-configmap-patch.yaml, `private-artifacts/{{workflow.namespace}}/...`) with
+# `pipelines/logs/` in place of `private-artifacts/`.  The UI finds archived logs with the same
+# format (ARGO_KEYFORMAT), and substitutes only the placeholders used here, each once
+# (kubeflow/pipelines@2.17.0:frontend/server/workflow-helper.ts createPodLogsMinioRequestConfig).
+LOG_KEY_FORMAT = (
+    f"{LOGS_PREFIX}/{{{{workflow.namespace}}}}/{{{{workflow.name}}}}/"
+    "{{workflow.creationTimestamp.Y}}/{{workflow.creationTimestamp.m}}/"
+    "{{workflow.creationTimestamp.d}}/{{pod.name}}"
+)
 
 
 def s3_endpoint(region: str) -> str:
@@ -136,11 +155,7 @@ def artifact_repository(bucket: str, region: str) -> str:
             "region": region,
             "insecure": False,
             "useSDKCreds": True,
-            "keyFormat": (
-                f"{LOGS_PREFIX}/{{{{workflow.namespace}}}}/{{{{workflow.name}}}}/"
-                "{{workflow.creationTimestamp.Y}}/{{workflow.creationTimestamp.m}}/"
-                "{{workflow.creationTimestamp.d}}/{{pod.name}}"
-            ),
+            "keyFormat": LOG_KEY_FORMAT,
         },
     }
     return yaml.safe_dump(repository, sort_keys=False)
@@ -174,12 +189,13 @@ def ui_env(bucket: pulumi.Input[str], region: str) -> list[dict[str, Any]]:
         {"name": "AWS_REGION", "value": region},
         {"name": "AWS_S3_ENDPOINT", "value": s3_endpoint(region)},
         {"name": "AWS_SSL", "value": "true"},
-        # Where Argo archived a pod's logs, for when the pod is gone (upstream's env/aws/iam
-        # overlay set the same variables).
+        # Where Argo archived a pod's logs, for when the Workflow is gone: the bucket and the
+        # very key format Argo archives with (kubeflow/pipelines@2.17.0:frontend/server/configs.ts
+        # reads ARGO_KEYFORMAT; ARGO_ARCHIVE_PREFIX is no longer read since 2.3.0).
         {"name": "ARGO_ARCHIVE_LOGS", "value": "true"},
         {"name": "ARGO_ARCHIVE_ARTIFACTORY", "value": "s3"},
         {"name": "ARGO_ARCHIVE_BUCKETNAME", "value": bucket},
-        {"name": "ARGO_ARCHIVE_PREFIX", "value": LOGS_PREFIX},
+        {"name": "ARGO_KEYFORMAT", "value": LOG_KEY_FORMAT},
     ]
 
 
@@ -211,17 +227,18 @@ class PipelineStoreAccess(pulumi.ComponentResource):
         self.associations: list[pulumi.Resource] = []
         arns: dict[str, pulumi.Output[str]] = {}
         for account, write in ACCOUNTS.items():
+            namespace = names.PIPELINE_RUNS if account == RUNNER_ACCOUNT else NAMESPACE
             policy = pulumi.Output.from_input(store.bucket_arn).apply(
                 functools.partial(access_policy, write=write)
             )
             role, association = pod_identity_role(
                 f"{name}-{account}",
-                namespace=NAMESPACE,
+                namespace=namespace,
                 service_account=account,
                 policy=policy,
                 cluster_name=store.cluster_name,
                 description=(
-                    f"Kubeflow Pipelines {NAMESPACE}/{account}: "
+                    f"Kubeflow Pipelines {namespace}/{account}: "
                     f"{'read-write' if write else 'read-only'} {PIPELINES_PREFIX}"
                 ),
                 parent=self,

@@ -328,9 +328,12 @@ def build_storage(
     storage = settings.storage
     teams = [team.name for team in settings.teams]
     staging = storage.staging.enabled
+    # Pipeline runs mount `datasets` (prepare-data writes it) and `models` (promote writes it)
+    # in the namespace Pipelines runs their pods in (training/pipeline.py).
+    runs = [names.PIPELINE_RUNS] if settings.kubeflow.pipelines.enabled else []
     consumers: dict[VolumeKey, list[str]] = {
-        "datasets": [*([names.PLATFORM] if staging else []), *teams],
-        "models": [*teams, *([names.SERVING] if settings.serving.enabled else [])],
+        "datasets": [*([names.PLATFORM] if staging else []), *teams, *runs],
+        "models": [*teams, *([names.SERVING] if settings.serving.enabled else []), *runs],
         "workspace": teams,
     }
     volumes = SharedVolumes(

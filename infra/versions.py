@@ -195,6 +195,11 @@ KFP_CLUSTER_RESOURCES = KustomizeSource(
 KFP_PLATFORM_AGNOSTIC = KustomizeSource(
     "https://github.com/kubeflow/pipelines", "manifests/kustomize/env/platform-agnostic", KFP_REF
 )
+# The Argo Workflows release that install runs pipelines with: not pinned here but implied by
+# KFP_REF, whose manifests/kustomize/third-party/argo kustomizations pull
+# argoproj/argo-workflows manifests at this ref.  Recorded so facts read from it are re-read when
+# KFP_REF moves (tests/upstream/kubeflow-pipelines-runs.yaml records the ref KFP_REF uses).
+KFP_ARGO_WORKFLOWS_REF = "v4.0.5"
 
 # TF Serving, the same minor as the TensorFlow that trains and exports the models (the 2.20.0
 # tag of tensorflow/serving; the -gpu image is built on CUDA 12.5 and cuDNN 9).  The server's

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import inspect
 import json
+import re
 from typing import Any
 
 import pulumi
 import pytest
 from kubeflow.training.api_client import ApiClient
 
-from harness.program import ProgramError, ProgramRun, run_program, stack_config, stack_settings
+from harness.program import (
+    ProgramError,
+    ProgramRun,
+    RegisteredResource,
+    run_program,
+    stack_config,
+    stack_settings,
+)
 from harness.render import kubernetes_objects
 from harness.schema import validation_errors
-from infra import versions
-from infra.kubeflow import culling_env, retain_shared_objects
+from infra import kubeflow, names, versions
+from infra.kubeflow import retain_shared_objects
 from infra.settings import SettingsError
 from tests.conftest import STACKS, stack_run
+from tests.upstream_facts import facts
 from workloads import manifests
 
 
@@ -74,18 +85,185 @@ def test_bundle_namespaces_and_crds_are_retained_on_delete() -> None:
     assert transformed("kubernetes:apps/v1:Deployment") is None
 
 
-@pytest.mark.parametrize(("stack", "minutes"), [("dev", "60"), ("prod", "120")])
-def test_notebook_culling_follows_the_stack(stack: str, minutes: str) -> None:
-    [patch] = [
-        p
-        for p in stack_run(stack).of_type("kubernetes:apps/v1:DeploymentPatch")
-        if p.inputs["metadata"]["namespace"] == "notebook-controller-system"
+# --- upstream objects as the Directories register them ------------------------------------------
+
+
+def _notebook_controller_upstream() -> dict[str, Any]:
+    upstream: dict[str, Any] = facts(
+        "kubeflow-notebook-controller", pinned=versions.NOTEBOOK_CONTROLLER.ref
+    )
+    return upstream
+
+
+def _directory(run: ProgramRun, suffix: str) -> RegisteredResource:
+    [directory] = [
+        r
+        for r in run.of_type("kubernetes:kustomize/v2:Directory")
+        if r.name.endswith(f"-kubeflow-{suffix}")
     ]
-    [container] = patch.inputs["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
-    assert env == {e["name"]: e["value"] for e in culling_env(stack_settings(stack).kubeflow)}
-    assert env["ENABLE_CULLING"] == "true"
-    assert env["CULL_IDLE_TIME"] == minutes
+    return directory
+
+
+def _type_token(obj: dict[str, Any]) -> str:
+    group, _, version = obj["apiVersion"].rpartition("/")
+    return f"kubernetes:{group or 'core'}/{version}:{obj['kind']}"
+
+
+def _registered(directory: RegisteredResource, obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` after the Directory's transforms, run as Pulumi runs them on each child.
+
+    The Directory registers every rendered object with the object itself as its inputs, named
+    `<directory>:<namespace>/<name>` (pulumi/pulumi-kubernetes provider/pkg/provider/yaml/v2);
+    the engine hands each transform the previous one's result.
+    """
+    metadata = obj["metadata"]
+    props: dict[str, Any] = copy.deepcopy(obj)
+    opts = pulumi.ResourceOptions()
+    for transform in directory.transforms:
+        result = transform(
+            pulumi.ResourceTransformArgs(
+                custom=True,
+                type_=_type_token(obj),
+                name=f"{directory.name}:{metadata.get('namespace')}/{metadata['name']}",
+                props=props,
+                opts=opts,
+            )
+        )
+        if inspect.isawaitable(result):
+            result = asyncio.new_event_loop().run_until_complete(result)
+        if result is not None:
+            props, opts = dict(result.props), result.opts
+    return props
+
+
+def _resolved_env(
+    objects: list[dict[str, Any]], namespace: str, deployment: str, container: str
+) -> dict[str, str]:
+    """The container's environment as the kubelet builds it from these objects."""
+    config_maps = {
+        o["metadata"]["name"]: o.get("data") or {}
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["namespace"] == namespace
+    }
+    [workload] = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment"
+        and (o["metadata"]["namespace"], o["metadata"]["name"]) == (namespace, deployment)
+    ]
+    containers = workload["spec"]["template"]["spec"]["containers"]
+    [spec] = [c for c in containers if c["name"] == container]
+    env: dict[str, str] = {}
+    for variable in spec["env"]:
+        # The API server rejects an EnvVar with both (validateEnvVarValueFrom).
+        assert not ("value" in variable and "valueFrom" in variable), variable
+        if "valueFrom" in variable:
+            ref = variable["valueFrom"]["configMapKeyRef"]
+            env[variable["name"]] = config_maps[ref["name"]][ref["key"]]
+        else:
+            env[variable["name"]] = variable.get("value", "")
+    return env
+
+
+def _atoi(text: str) -> int:
+    """Go's strconv.Atoi, which the controller parses its minutes with: an optional sign, digits."""
+    assert re.fullmatch(r"[+-]?[0-9]+", text), f"{text!r} is not an integer to strconv.Atoi"
+    return int(text)
+
+
+def _notebook_controller_after_transforms(stack: str) -> list[dict[str, Any]]:
+    directory = _directory(stack_run(stack), "notebook-controller")
+    return [_registered(directory, o) for o in _notebook_controller_upstream()["rendered"]]
+
+
+@pytest.mark.parametrize(("stack", "minutes"), [("dev", 60), ("local", 60), ("prod", 120)])
+def test_notebook_culling_is_on_with_the_stacks_idle_time(stack: str, minutes: int) -> None:
+    assert stack_settings(stack).kubeflow.notebooks.cull_idle_minutes == minutes
+    culling = _notebook_controller_upstream()["culling"]
+    env = _resolved_env(
+        _notebook_controller_after_transforms(stack),
+        names.NOTEBOOK_CONTROLLER,
+        kubeflow.NOTEBOOK_CONTROLLER_DEPLOYMENT,
+        kubeflow.NOTEBOOK_CONTROLLER_CONTAINER,
+    )
+    assert env[culling["enable"]["variable"]] == culling["enable"]["enabled_when_equal_to"]
+    assert culling["idle_time"]["unit"] == culling["check_period"]["unit"] == "minutes"
+    assert _atoi(env[culling["idle_time"]["variable"]]) == minutes
+    assert _atoi(env[culling["check_period"]["variable"]]) >= 1
+    assert env["USE_ISTIO"] == "false"  # the standalone overlay's value is kept
+
+
+def test_a_changed_idle_time_rolls_the_controller_and_changes_nothing_else() -> None:
+    """The ConfigMap keeps its name and env reads it only at start: the pod template must change."""
+    upstream = {o["kind"]: o for o in _notebook_controller_upstream()["rendered"]}
+    prefix = _notebook_controller_upstream()["config_map_name_prefix"]
+    assert prefix == kubeflow.NOTEBOOK_CONTROLLER_CONFIG_PREFIX
+    digests: dict[str, str] = {}
+    for stack in ("dev", "prod"):
+        objects = {o["kind"]: o for o in _notebook_controller_after_transforms(stack)}
+        assert objects["ConfigMap"]["metadata"] == upstream["ConfigMap"]["metadata"]
+        deployment = copy.deepcopy(objects["Deployment"])
+        annotations = deployment["spec"]["template"]["metadata"].pop("annotations")
+        assert set(annotations) == {kubeflow.CULLING_DIGEST_ANNOTATION}
+        digests[stack] = annotations[kubeflow.CULLING_DIGEST_ANNOTATION]
+        assert deployment == upstream["Deployment"]  # env and everything else untouched
+    assert digests["dev"] != digests["prod"], "60 and 120 minutes must differ in the pod template"
+    [again] = [o for o in _notebook_controller_after_transforms("dev") if o["kind"] == "Deployment"]
+    annotations = again["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[kubeflow.CULLING_DIGEST_ANNOTATION] == digests["dev"]  # no churn
+
+
+def test_the_culling_transform_leaves_other_objects_alone() -> None:
+    directory = _directory(stack_run("dev"), "notebook-controller")
+    elsewhere = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "notebook-controller-config-abc", "namespace": "kubeflow"},
+        "data": {"ENABLE_CULLING": "false"},
+    }
+    assert _registered(directory, elsewhere) == elsewhere
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "x", "namespace": names.NOTEBOOK_CONTROLLER},
+    }
+    assert _registered(directory, account) == account
+
+
+def _upstream_env_fields() -> dict[str, dict[str, str]]:
+    """`<namespace>/<deployment>/<container>` -> {variable: "value" | "valueFrom"} upstream."""
+    fields: dict[str, dict[str, str]] = {}
+    for obj in _notebook_controller_upstream()["rendered"]:
+        if obj["kind"] != "Deployment":
+            continue
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}/{container['name']}"
+            fields[key] = {
+                e["name"]: "valueFrom" if "valueFrom" in e else "value" for e in container["env"]
+            }
+    pipelines = facts("kubeflow-pipelines-deployments", pinned=versions.KFP_REF)
+    fields.update(pipelines["env_fields"])
+    return fields
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_deployment_patch_sets_env_the_way_upstream_does(stack: str) -> None:
+    """A server-side-apply patch merges into upstream's EnvVar: the same field, or both remain."""
+    upstream = _upstream_env_fields()
+    for patch in stack_run(stack).of_type("kubernetes:apps/v1:DeploymentPatch"):
+        metadata = patch.inputs["metadata"]
+        for container in patch.inputs["spec"]["template"]["spec"]["containers"]:
+            key = f"{metadata['namespace']}/{metadata['name']}/{container['name']}"
+            assert key in upstream, f"{patch.name}: read {key}'s env upstream into a fixture"
+            for variable in container.get("env") or []:
+                fields = {"value", "valueFrom"} & set(variable)
+                assert len(fields) == 1, (patch.name, variable)
+                [field] = fields
+                expected = upstream[key].get(variable["name"], field)  # new variables are free
+                assert field == expected, (
+                    f"{patch.name} sets {key} {variable['name']} with `{field}`; upstream uses "
+                    f"`{expected}`, and the merged EnvVar would have both"
+                )
 
 
 # --- the teams' custom resources --------------------------------------------------------------

@@ -8,9 +8,19 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.program import stack_settings
+from harness.program import (
+    project_defaults,
+    run_program,
+    stack_config,
+    stack_settings,
+)
+from harness.render import kubernetes_objects
+from infra import names, versions
 from infra.scheduling import placement
+from infra.settings import Settings, parse_settings
+from tests.conftest import STACKS, stack_run
 from tests.synthetic import synthetic_mnist
+from tests.upstream_facts import facts
 from training import evaluate, pipeline, promote
 from training import train as trainer
 
@@ -74,6 +84,114 @@ def test_every_step_mounts_the_team_claims(compiled: tuple[dict[str, Any], dict[
     for executor in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values():
         mounts = {m["constant"]: m["mountPath"] for m in executor["pvcMount"]}
         assert mounts == {storage.datasets.name: "/data", storage.models.name: "/models"}
+
+
+# --- where a run's pods find the claims --------------------------------------------------------
+
+# Only to compile for a stack without a GPU pool (`local`): the claims do not depend on the pool.
+A_GPU_POOL = {"name": "gpu", "instanceTypes": ["g5.xlarge"], "minSize": 0, "maxSize": 1}
+
+
+def _pipeline_cases() -> list[Any]:
+    """Every stack with Pipelines on, and `local` again in storage mode `storageClass`."""
+    cases = []
+    for stack in STACKS:
+        if not stack_settings(stack).kubeflow.pipelines.enabled:
+            continue
+        config = stack_config(stack)
+        if not stack_settings(stack).node_pools.gpu:
+            config.setdefault("ml-platform:nodePools", {})["gpu"] = [A_GPU_POOL]
+        cases.append(pytest.param(stack, config, id=stack))
+        if stack == "local":
+            by_class = {**config, "ml-platform:storage": {**config["ml-platform:storage"]}}
+            by_class["ml-platform:storage"].pop("nfs")
+            by_class["ml-platform:storage"].update(mode="storageClass", storageClassName="cephfs")
+            cases.append(pytest.param(stack, by_class, id=f"{stack}-storageClass"))
+    return cases
+
+
+def _settings(stack: str, config: dict[str, Any]) -> Settings:
+    merged = {**project_defaults(), **config}
+    prefix = "ml-platform:"
+    raw = {k.removeprefix(prefix): v for k, v in merged.items() if k.startswith(prefix)}
+    return parse_settings(raw, stack)
+
+
+def _files(volume: dict[str, Any]) -> tuple[str, ...]:
+    """What a static PersistentVolume points at: an EFS access point or an NFS export path."""
+    spec = volume["spec"]
+    if "csi" in spec:
+        return (spec["csi"]["driver"], spec["csi"]["volumeHandle"])
+    return ("nfs", spec["nfs"]["server"], spec["nfs"]["path"])
+
+
+def test_pipeline_runs_execute_in_the_namespace_the_program_names() -> None:
+    """Standalone Pipelines runs every pod in its own namespace: names.PIPELINE_RUNS says which."""
+    runs = facts("kubeflow-pipelines-runs", pinned=versions.KFP_REF)
+    assert runs["multi_user"]["default"] is False
+    assert runs["multi_user"]["set_by_standalone_install"] is False
+    assert runs["single_user_runs_in"] == "api_server_pod_namespace"
+    assert runs["api_server_pod_namespace_from"]["field_ref"] == "metadata.namespace"
+    assert runs["install_namespace"] == names.PIPELINE_RUNS
+    # ... and its Argo controller, --namespaced, runs Workflows of that namespace only.
+    assert runs["argo_workflows_ref"] == versions.KFP_ARGO_WORKFLOWS_REF
+    argo = facts("argo-workflows-controller", pinned=versions.KFP_ARGO_WORKFLOWS_REF)
+    assert argo["namespaced_flag"] in runs["argo_controller_extra_args"]
+    assert argo["namespaced_watches"] == "own_namespace"
+    # Nothing here turns multi-user mode on.
+    for stack in STACKS:
+        for patch in stack_run(stack).of_type("kubernetes:apps/v1:DeploymentPatch"):
+            for container in patch.inputs["spec"]["template"]["spec"]["containers"]:
+                variables = {e["name"] for e in container.get("env") or []}
+                assert runs["multi_user"]["variable"] not in variables, patch.name
+
+
+@pytest.mark.parametrize(("stack", "config"), _pipeline_cases())
+def test_every_claim_a_run_mounts_is_bound_where_pipelines_runs_its_pods(
+    stack: str, config: dict[str, Any], tmp_path: Path
+) -> None:
+    settings = _settings(stack, config)
+    out = pipeline.compile_for_settings(
+        settings, stack, settings.teams[0].name, IMAGE, tmp_path / "p.yaml"
+    )
+    _, platform = yaml.safe_load_all(out.read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()
+    mounted = {
+        m["pvcNameParameter"]["runtimeValue"]["constant"] for e in executors for m in e["pvcMount"]
+    }
+    assert mounted == {settings.storage.datasets.name, settings.storage.models.name}
+
+    run = stack_run(stack) if config == stack_config(stack) else run_program(stack, config)
+    objects = kubernetes_objects(run)
+    claims = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): o
+        for o in objects
+        if o["kind"] == "PersistentVolumeClaim"
+    }
+    volumes = {o["metadata"]["name"]: o for o in objects if o["kind"] == "PersistentVolume"}
+    for name in mounted:
+        claim = claims.get((names.PIPELINE_RUNS, name))
+        assert claim is not None, f"no claim {names.PIPELINE_RUNS}/{name}: run pods stay Pending"
+        spec = claim["spec"]
+        assert "ReadWriteMany" in spec["accessModes"]  # prepare-data and promote write
+        if settings.storage_mode == "storageClass":
+            assert spec["storageClassName"] == settings.storage.storage_class_name
+            assert "volumeName" not in spec
+            continue
+        # A static volume pre-bound to this very claim, writable, at the teams' and serving's files.
+        volume = volumes[spec["volumeName"]]
+        assert spec["storageClassName"] == volume["spec"]["storageClassName"] == ""
+        assert volume["spec"]["claimRef"] == {"name": name, "namespace": names.PIPELINE_RUNS}
+        assert not (volume["spec"].get("csi") or volume["spec"].get("nfs") or {}).get("readOnly")
+        others = [
+            volumes[c["spec"]["volumeName"]]
+            for (namespace, claim_name), c in claims.items()
+            if claim_name == name and namespace != names.PIPELINE_RUNS
+        ]
+        assert {o["spec"]["claimRef"]["namespace"] for o in others} >= {
+            t.name for t in settings.teams
+        }
+        assert {_files(o) for o in others} == {_files(volume)}
 
 
 def test_unknown_team_is_refused(tmp_path: Path) -> None:

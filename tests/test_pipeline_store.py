@@ -4,15 +4,17 @@ and in the upstream in-cluster store in `local`."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 import yaml
 
 from harness.program import ProgramRun, RegisteredResource, run_program, stack_config
-from infra import pipeline_store
+from infra import pipeline_store, versions
 from infra.artifact_store import PIPELINES_PREFIX
 from tests.conftest import AWS_STACKS, stack_run
+from tests.upstream_facts import facts
 
 ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
 PATCH_TYPES = ("kubernetes:apps/v1:DeploymentPatch", "kubernetes:core/v1:ConfigMapPatch")
@@ -181,7 +183,36 @@ def test_the_api_server_and_the_ui_use_the_bucket_in_the_stacks_region(stack: st
     assert ui["AWS_S3_ENDPOINT"]["value"] == endpoint
     assert ui["ARGO_ARCHIVE_ARTIFACTORY"]["value"] == "s3"
     assert ui["ARGO_ARCHIVE_BUCKETNAME"]["value"] == bucket
-    assert f"{ui['ARGO_ARCHIVE_PREFIX']['value']}/".startswith(PIPELINES_PREFIX)
+    assert ui["ARGO_KEYFORMAT"]["value"].startswith(PIPELINES_PREFIX)
+
+
+@pytest.mark.parametrize("stack", AWS_STACKS)
+def test_the_ui_reads_what_it_is_given_and_looks_for_archived_logs_where_argo_puts_them(
+    stack: str,
+) -> None:
+    ui_reads = facts("kubeflow-pipelines-ui", pinned=versions.KFP_REF)
+    run = stack_run(stack)
+    ui = _env(_patch(run, "ml-pipeline-ui"))
+    read = {*ui_reads["read_by_configs_ts"], *ui_reads["read_elsewhere"]}
+    assert set(ui) <= read, f"the UI server does not read {sorted(set(ui) - read)}"
+    assert ui["ARGO_ARCHIVE_LOGS"]["value"] == "true"
+    argo = yaml.safe_load(
+        _patch(run, "workflow-controller-configmap").inputs["data"]["artifactRepository"]
+    )
+    key_format = argo["s3"]["keyFormat"]
+    assert ui["ARGO_KEYFORMAT"]["value"] == key_format
+    placeholders = re.findall(r"\{\{[^{}]*\}\}", key_format)
+    assert set(placeholders) <= set(ui_reads["key_format_placeholders"])
+    if ui_reads["placeholders_replaced_once"]:
+        assert len(placeholders) == len(set(placeholders)), "the UI replaces each only once"
+    # The key the UI then builds for a pod's log is one it accepts.
+    key = key_format
+    for placeholder in placeholders:
+        key = key.replace(placeholder, "mnist-x7k2p-2026", 1)
+    key = f"{key.rstrip('/')}/{ui_reads['log_file_name']}"
+    assert "{" not in key
+    assert "}" not in key
+    assert re.match(ui_reads["log_key_pattern"], key), key
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)

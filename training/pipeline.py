@@ -4,19 +4,33 @@
         --output build/mnist_pipeline.yaml
 
 Compiles, with the `kfp` SDK, to the IR YAML that KFP runs (upload it in the KFP UI, or with
-`kfp pipeline create -p mnist build/mnist_pipeline.yaml`).  Every step runs the training image in
-the team's namespace with the team's `datasets` and `models` claims mounted; `train` gets a GPU
-from the stack's GPU pool through the same scheduling contract as TFJobs.  `promote` copies the new
-version into the directory TF Serving serves only when its test accuracy reaches `threshold`.
+`kfp pipeline create -p mnist build/mnist_pipeline.yaml`).  Every step runs the training image
+with the stack's `datasets` and `models` claims mounted; `train` gets a GPU from the stack's GPU
+pool through the same scheduling contract as TFJobs.  `promote` copies the new version into the
+directory TF Serving serves, `/models/<team>/<model>`, only when its test accuracy reaches
+`threshold`.
+
+Where the steps run: the platform installs standalone Pipelines, which is single-tenant.  Every
+run's pods run in `kubeflow` (`infra.names.PIPELINE_RUNS`) as `pipeline-runner` (unless the run
+names another account there), whichever team compiled or started it.  The claims they mount are
+the ones the platform creates in `kubeflow`, bound to the same files as the teams' and serving's
+(`infra/platform.py` `build_storage`; with `storage.mode: storageClass` every namespace has
+volumes of its own, so there they are not shared).  A run therefore sees every team's data, and
+the teams' quotas, network policies and workload identities do not apply to it; `--team` only
+chooses the directories it writes.  Isolating teams' runs from each other takes multi-user
+Pipelines, which comes with the full Kubeflow distribution (profiles), not with this platform.
 """
 
 # No `from __future__ import annotations` here: kfp reads the component annotations as objects.
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfp import compiler, dsl, kubernetes
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 DATA_DIR = "/data"
 MODELS_DIR = "/models"
@@ -113,10 +127,17 @@ def build_pipeline(
 def compile_for_stack(stack: str, team: str, image: str, output: Path) -> Path:
     """Compile the pipeline with the stack's claims and its first GPU pool."""
     from harness.program import stack_settings  # noqa: PLC0415 - only the compile CLI needs it
+
+    return compile_for_settings(stack_settings(stack), stack, team, image, output)
+
+
+def compile_for_settings(
+    settings: "Settings", stack: str, team: str, image: str, output: Path
+) -> Path:
+    """Compile the pipeline for `stack`'s parsed settings."""
     from infra import gpu_sharing  # noqa: PLC0415
     from infra.scheduling import placement  # noqa: PLC0415
 
-    settings = stack_settings(stack)
     if team not in {t.name for t in settings.teams}:
         raise SystemExit(f"stack {stack} has no team {team!r}")
     if not settings.node_pools.gpu:
