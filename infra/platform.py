@@ -197,14 +197,8 @@ def build_platform(settings: Settings) -> Platform:
             kubernetes=kubernetes,
             opts=pulumi.ResourceOptions(providers=[kubernetes, aws_layer.provider]),
         )
-    # The GPU Operator's DCGM ServiceMonitor needs the monitoring CRDs first.
-    monitoring_release = monitoring.release if monitoring else None
     build_gpu_scheduling(
-        settings,
-        namespaces,
-        on_cluster,
-        [*ready, *([monitoring_release] if monitoring_release else [])],
-        monitoring_release,
+        settings, namespaces, on_cluster, ready, monitoring.release if monitoring else None
     )
     volumes = build_storage(settings, namespaces, on_cluster, aws_layer)
     installs = KubeflowInstalls(
@@ -266,7 +260,9 @@ def build_platform(settings: Settings) -> Platform:
             settings=settings,
             model=model,
             inference_image=inference_image,
-            needs=[volumes.claims[("models", names.SERVING)]],
+            # The models' claim, and the nodes the servers run on (a component's own
+            # `depends_on` would not hold its Deployments back).
+            needs=[volumes.claims[("models", names.SERVING)], *ready],
             monitoring=monitoring.release if monitoring else None,
             load_balancer=load_balancer.release if load_balancer else None,
             opts=on_cluster,
@@ -348,6 +344,7 @@ def build_storage(
             storage=storage,
             claim=volumes.claims[("datasets", names.PLATFORM)],
             placement=placement(settings, SYSTEM_POOL),
+            after=aws_layer.ready if aws_layer else [],
             opts=on_cluster,
         )
     return volumes
@@ -360,7 +357,10 @@ def build_gpu_scheduling(
     ready: list[pulumi.Resource],
     monitoring: pulumi.Resource | None,
 ) -> None:
-    """Priority classes, the GPU Operator (with GPU pools) and the bin-packing scheduler."""
+    """Priority classes, the GPU Operator (with GPU pools) and the bin-packing scheduler.
+
+    `ready`: what must run before anything that starts pods; `monitoring`: the monitoring release.
+    """
     name = settings.cluster.name
     PriorityClasses(f"{name}-priorities", opts=on_cluster)
     pools = settings.node_pools.gpu
@@ -369,7 +369,9 @@ def build_gpu_scheduling(
             f"{name}-gpu-operator",
             settings,
             namespaces.namespaces[names.GPU],
-            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=ready)),
+            # The DCGM exporter's ServiceMonitor needs the monitoring CRDs first.
+            after=[*ready, *([monitoring] if monitoring else [])],
+            opts=on_cluster,
         )
     if settings.gpu.bin_packing_scheduler:
         BinPackingScheduler(
@@ -377,6 +379,7 @@ def build_gpu_scheduling(
             kubernetes_minor=settings.cluster.kubernetes_version,
             gpu_resources=[gpu_sharing.GPU, *(gpu_sharing.resource_name(p) for p in pools)],
             placement=placement(settings, SYSTEM_POOL),
+            after=ready,
             monitoring=monitoring,
             opts=on_cluster,
         )
