@@ -8,7 +8,7 @@ import copy
 import json
 import runpy
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,9 @@ class RegisteredResource:
     outputs: dict[str, Any]
     ignore_changes: tuple[str, ...] = ()
     secret_inputs: frozenset[str] = frozenset()  # paths into `inputs` that hold secrets
+    # The resource's own `transforms`.  The engine runs them on the resource and its children;
+    # the mocks run none, so tests call them on the children a remote component would register.
+    transforms: tuple[Callable[..., Any], ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The resource for resources.json, with secret inputs masked."""
@@ -111,6 +114,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 outputs=_plain(outputs),
                 ignore_changes=tuple(request.ignoreChanges),
                 secret_inputs=frozenset(secrets),
+                # The SDK's own lookup of the registered callbacks, as MockMonitor does it.
+                transforms=tuple(pulumi_mocks._resolve_callbacks(request.transforms)),
             )
         )
         return response

@@ -16,6 +16,7 @@ from harness.program import (
 from infra import versions
 from infra.scheduling import GPU_TAINT, placement
 from tests.conftest import stack_run
+from tests.dependencies import waits_for
 from tests.policies import as_list, statements
 
 
@@ -302,37 +303,11 @@ POD_STARTERS = (
 )
 
 
-def _waits_for(run: ProgramRun, resource: RegisteredResource) -> set[str]:
-    """Every URN `resource` waits for through its own dependencies, transitively.
-
-    A dependency on a component resource is a dependency on all its descendants, as the engine
-    treats it; a component's own dependencies do not hold back its children, so parents are not
-    followed.
-    """
-    by_urn = _by_urn(run)
-    children: dict[str, list[str]] = {}
-    for r in run.resources:
-        if r.parent:
-            children.setdefault(r.parent, []).append(r.urn)
-    seen: set[str] = set()
-    pending = list(resource.dependencies)
-    while pending:
-        urn = pending.pop()
-        if urn in seen:
-            continue
-        seen.add(urn)
-        if urn in by_urn:
-            pending.extend(by_urn[urn].dependencies)
-            if not by_urn[urn].custom:
-                pending.extend(children.get(urn, ()))
-    return seen
-
-
 def _started_before_the_system_nodes(run: ProgramRun) -> list[str]:
     system_group = _node_groups(run)["system"]
     starters = [r for r in run.resources if r.type in POD_STARTERS]
     assert {r.type for r in starters} == set(POD_STARTERS)
-    return [f"{r.type} {r.name}" for r in starters if system_group.urn not in _waits_for(run, r)]
+    return [f"{r.type} {r.name}" for r in starters if system_group.urn not in waits_for(run, r)]
 
 
 def test_everything_that_starts_pods_waits_for_the_system_nodes(aws_run: ProgramRun) -> None:
