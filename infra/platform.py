@@ -18,6 +18,7 @@ from infra.artifact_store import (
 )
 from infra.autoscaler import ClusterAutoscaler
 from infra.binpack_scheduler import BinPackingScheduler
+from infra.block_storage import BlockStorage
 from infra.cluster import EksCluster
 from infra.efs import SharedFileSystem
 from infra.existing_cluster import ExistingCluster
@@ -156,6 +157,11 @@ def build_platform(settings: Settings) -> Platform:
             opts=pulumi.ResourceOptions(provider=aws_layer.provider),
         )
     ready = aws_layer.ready if aws_layer else []
+    # The class of every block volume (Prometheus, Alertmanager, Pipelines); in AWS stacks it is
+    # created here, after the EBS CSI add-on, and claims wait for it.
+    block_storage = BlockStorage(
+        f"{name}-block-storage", settings=settings, after=ready, opts=on_cluster
+    )
     monitoring: Monitoring | None = None
     if settings.monitoring.enabled:
         monitoring = Monitoring(
@@ -163,6 +169,7 @@ def build_platform(settings: Settings) -> Platform:
             settings=settings,
             namespace=namespaces.namespaces[names.MONITORING],
             placement=placement(settings, SYSTEM_POOL),
+            block_storage=block_storage,
             after=ready,
             opts=on_cluster,
         )
@@ -206,6 +213,7 @@ def build_platform(settings: Settings) -> Platform:
         settings=settings.kubeflow,
         namespaces=list(namespaces.namespaces.values()),
         after=ready,
+        block_storage=block_storage,
         # AWS stacks keep Pipelines' objects in their artifact bucket; others in-cluster.
         pipeline_store=S3PipelineStore(
             bucket=aws_layer.artifacts.bucket.bucket,

@@ -195,6 +195,18 @@ TF_SERVING_GPU_IMAGE = "tensorflow/serving:2.20.0-gpu"
 KUBE_PROMETHEUS_STACK_CHART = HelmChart(
     "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"
 )
+# What that chart ships, from its Chart.yaml (appVersion, and the grafana dependency whose
+# defaults apply to every Grafana value we leave unset).
+PROMETHEUS_OPERATOR_VERSION = "v0.93.1"
+KUBE_PROMETHEUS_STACK_GRAFANA_CHART = "12.11.1"
+
+# Upstream tags whose source was read for a pinned release that could not be read itself (not yet
+# in the source available then): pinned release -> the newest older tag read.  Re-read at the
+# pinned tag when it can be, and whenever the pin moves.
+# aws-ebs-csi-driver: the StorageClass's driver name and parameters (infra/block_storage.py).
+EBS_CSI_DRIVER_SOURCE_READ: dict[str, str] = {"v1.66.0-eksbuild.1": "v1.64.0"}
+# prometheus-operator: how a StorageSpec becomes the StatefulSet's claim template.
+PROMETHEUS_OPERATOR_SOURCE_READ: dict[str, str] = {"v0.93.1": "v0.93.0"}
 
 # Fluent Bit chart 0.54.1 (Fluent Bit 4.1.1; fluent/helm-charts CHANGELOG, 2026-01-06).  The
 # cloudwatch_logs output reads EKS Pod Identity credentials since Fluent Bit 4.0
