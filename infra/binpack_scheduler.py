@@ -68,10 +68,13 @@ class BinPackingScheduler(pulumi.ComponentResource):
         kubernetes_minor: str,
         gpu_resources: list[str],
         placement: Placement,
+        after: list[pulumi.Resource],
         monitoring: pulumi.Resource | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`monitoring`: the monitoring release; when given, Prometheus scrapes the scheduler."""
+        """`after`: what the Deployment waits for (the system nodes it runs on; a component's own
+        `depends_on` would not hold it back).  `monitoring`: the monitoring release; when given,
+        Prometheus scrapes the scheduler."""
         super().__init__("ml-platform:scheduling:BinPackingScheduler", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         meta_labels = {**labels.common("scheduling"), "app.kubernetes.io/name": APP}
@@ -212,7 +215,7 @@ class BinPackingScheduler(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[config, account]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[config, account, *after]),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",

@@ -81,8 +81,14 @@ class GpuOperator(pulumi.ComponentResource):
         name: str,
         settings: Settings,
         namespace: k8s.core.v1.Namespace,
+        after: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`after`: what the release waits for (the system nodes, the monitoring CRDs).
+
+        A component's own `depends_on` does not hold back its children, so it is passed on here:
+        the release is atomic with a timeout and must not race the nodes it runs on.
+        """
         super().__init__("ml-platform:gpu:GpuOperator", name, None, opts)
         self.release = pinned_release(
             name,
@@ -90,6 +96,6 @@ class GpuOperator(pulumi.ComponentResource):
             release_name=RELEASE,
             namespace=namespace.metadata.name,
             values=operator_values(settings),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, *after]),
         )
         self.register_outputs({"release": self.release.name})

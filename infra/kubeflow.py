@@ -43,6 +43,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import labels, names, versions
+from infra.block_storage import BlockStorage
 from infra.pipeline_store import PipelineStoreAccess, S3PipelineStore, point_pipelines_at_s3
 from infra.settings import KubeflowSettings
 
@@ -151,9 +152,11 @@ class KubeflowInstalls(pulumi.ComponentResource):
         settings: KubeflowSettings,
         namespaces: list[pulumi.Resource],
         after: list[pulumi.Resource],
+        block_storage: BlockStorage,
         pipeline_store: S3PipelineStore | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`block_storage`: the class the bundles' claims get (Pipelines' MySQL and SeaweedFS)."""
         super().__init__("ml-platform:kubeflow:KubeflowInstalls", name, None, opts)
 
         def install(
@@ -167,8 +170,12 @@ class KubeflowInstalls(pulumi.ComponentResource):
                 directory=source.url,
                 opts=pulumi.ResourceOptions(
                     parent=self,
-                    depends_on=[*namespaces, *after, *(extra or [])],
-                    transforms=[retain_shared_objects, *(transforms or [])],
+                    depends_on=[*namespaces, *after, *block_storage.ready, *(extra or [])],
+                    transforms=[
+                        retain_shared_objects,
+                        *block_storage.claim_transforms(),
+                        *(transforms or []),
+                    ],
                 ),
             )
 

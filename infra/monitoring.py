@@ -3,6 +3,12 @@
 Every ServiceMonitor, PodMonitor and PrometheusRule in any namespace is picked up: the chart's
 `*SelectorNilUsesHelmValues` switches are off, so no object needs a `release` label (one rule,
 used everywhere).  Grafana's admin password is generated and kept as a Pulumi secret.
+
+Prometheus and Alertmanager keep their data on volumes of the stack's block StorageClass
+(infra/block_storage.py), named in their claim templates.  Grafana keeps none: the grafana chart
+12.11.1 that kube-prometheus-stack 88.5.3 ships defaults `persistence.enabled: false`
+(grafana-community/helm-charts@grafana-12.11.1:charts/grafana/values.yaml), and everything it
+needs comes back on restart (dashboards from ConfigMaps, the admin login from its Secret).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import alerts, labels, names, training_job_metrics, versions
+from infra.block_storage import BlockStorage
 from infra.dashboards import Dashboards
 from infra.helm import pinned_release
 from infra.scheduling import Placement
@@ -23,7 +30,30 @@ RELEASE = "kube-prometheus-stack"
 GRAFANA_SECRET = "grafana-admin"
 
 
-def stack_values(settings: Settings, placement: Placement) -> dict[str, Any]:
+def claim_template(size: str, storage_class: str) -> dict[str, Any]:
+    """A StorageSpec with one ReadWriteOnce claim of the named class.
+
+    kube-prometheus-stack 88.5.3 copies `prometheus.prometheusSpec.storageSpec` and
+    `alertmanager.alertmanagerSpec.storage` into the custom resources' `spec.storage`
+    (prometheus-community/helm-charts@kube-prometheus-stack-88.5.3:charts/kube-prometheus-stack/
+    templates/prometheus/prometheus.yaml, templates/alertmanager/alertmanager.yaml); the operator
+    turns `volumeClaimTemplate` into the StatefulSet's claim template with its spec, class
+    included, and refuses to reconcile while that class does not exist
+    (prometheus-operator/prometheus-operator@v0.93.0:pkg/operator/types.go, storageclass.go; read
+    at v0.93.0, the newest tag available: the chart ships v0.93.1).
+    """
+    return {
+        "volumeClaimTemplate": {
+            "spec": {
+                "storageClassName": storage_class,
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": size}},
+            }
+        }
+    }
+
+
+def stack_values(settings: Settings, placement: Placement, storage_class: str) -> dict[str, Any]:
     monitoring = settings.monitoring
     on_system = {"nodeSelector": placement.node_selector} if placement.node_selector else {}
     # The training jobs' conditions, which the TrainingJobFailed alert reads.
@@ -40,18 +70,17 @@ def stack_values(settings: Settings, placement: Placement) -> dict[str, Any]:
                 "podMonitorSelectorNilUsesHelmValues": False,
                 "ruleSelectorNilUsesHelmValues": False,
                 "retention": monitoring.retention,
-                "storageSpec": {
-                    "volumeClaimTemplate": {
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": monitoring.storage_size}},
-                        }
-                    }
-                },
+                "storageSpec": claim_template(monitoring.storage_size, storage_class),
                 **on_system,
             }
         },
-        "alertmanager": {"alertmanagerSpec": {**on_system}},
+        # The chart's default is no storage (an emptyDir): silences would not survive a restart.
+        "alertmanager": {
+            "alertmanagerSpec": {
+                "storage": claim_template(monitoring.alertmanager_storage_size, storage_class),
+                **on_system,
+            }
+        },
         "prometheusOperator": {**on_system},
         "kube-state-metrics": {**on_system, **job_conditions},
         "grafana": {
@@ -91,9 +120,11 @@ class Monitoring(pulumi.ComponentResource):
         settings: Settings,
         namespace: k8s.core.v1.Namespace,
         placement: Placement,
+        block_storage: BlockStorage,
         after: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`block_storage`: the class of Prometheus's and Alertmanager's volumes."""
         super().__init__("ml-platform:monitoring:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         password = random.RandomPassword(
@@ -112,9 +143,11 @@ class Monitoring(pulumi.ComponentResource):
             versions.KUBE_PROMETHEUS_STACK_CHART,
             release_name=RELEASE,
             namespace=names.MONITORING,
-            values=stack_values(settings, placement),
+            values=stack_values(settings, placement, block_storage.required_class()),
             timeout=900,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, secret, *after]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[namespace, secret, *block_storage.ready, *after]
+            ),
         )
         k8s.apiextensions.CustomResource(
             f"{name}-alerts",

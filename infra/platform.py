@@ -18,6 +18,7 @@ from infra.artifact_store import (
 )
 from infra.autoscaler import ClusterAutoscaler
 from infra.binpack_scheduler import BinPackingScheduler
+from infra.block_storage import BlockStorage
 from infra.cluster import EksCluster
 from infra.efs import SharedFileSystem
 from infra.existing_cluster import ExistingCluster
@@ -156,6 +157,11 @@ def build_platform(settings: Settings) -> Platform:
             opts=pulumi.ResourceOptions(provider=aws_layer.provider),
         )
     ready = aws_layer.ready if aws_layer else []
+    # The class of every block volume (Prometheus, Alertmanager, Pipelines); in AWS stacks it is
+    # created here, after the EBS CSI add-on, and claims wait for it.
+    block_storage = BlockStorage(
+        f"{name}-block-storage", settings=settings, after=ready, opts=on_cluster
+    )
     monitoring: Monitoring | None = None
     if settings.monitoring.enabled:
         monitoring = Monitoring(
@@ -163,6 +169,7 @@ def build_platform(settings: Settings) -> Platform:
             settings=settings,
             namespace=namespaces.namespaces[names.MONITORING],
             placement=placement(settings, SYSTEM_POOL),
+            block_storage=block_storage,
             after=ready,
             opts=on_cluster,
         )
@@ -197,14 +204,8 @@ def build_platform(settings: Settings) -> Platform:
             kubernetes=kubernetes,
             opts=pulumi.ResourceOptions(providers=[kubernetes, aws_layer.provider]),
         )
-    # The GPU Operator's DCGM ServiceMonitor needs the monitoring CRDs first.
-    monitoring_release = monitoring.release if monitoring else None
     build_gpu_scheduling(
-        settings,
-        namespaces,
-        on_cluster,
-        [*ready, *([monitoring_release] if monitoring_release else [])],
-        monitoring_release,
+        settings, namespaces, on_cluster, ready, monitoring.release if monitoring else None
     )
     volumes = build_storage(settings, namespaces, on_cluster, aws_layer)
     installs = KubeflowInstalls(
@@ -212,6 +213,7 @@ def build_platform(settings: Settings) -> Platform:
         settings=settings.kubeflow,
         namespaces=list(namespaces.namespaces.values()),
         after=ready,
+        block_storage=block_storage,
         # AWS stacks keep Pipelines' objects in their artifact bucket; others in-cluster.
         pipeline_store=S3PipelineStore(
             bucket=aws_layer.artifacts.bucket.bucket,
@@ -266,7 +268,9 @@ def build_platform(settings: Settings) -> Platform:
             settings=settings,
             model=model,
             inference_image=inference_image,
-            needs=[volumes.claims[("models", names.SERVING)]],
+            # The models' claim, and the nodes the servers run on (a component's own
+            # `depends_on` would not hold its Deployments back).
+            needs=[volumes.claims[("models", names.SERVING)], *ready],
             monitoring=monitoring.release if monitoring else None,
             load_balancer=load_balancer.release if load_balancer else None,
             opts=on_cluster,
@@ -351,6 +355,7 @@ def build_storage(
             storage=storage,
             claim=volumes.claims[("datasets", names.PLATFORM)],
             placement=placement(settings, SYSTEM_POOL),
+            after=aws_layer.ready if aws_layer else [],
             opts=on_cluster,
         )
     return volumes
@@ -363,7 +368,10 @@ def build_gpu_scheduling(
     ready: list[pulumi.Resource],
     monitoring: pulumi.Resource | None,
 ) -> None:
-    """Priority classes, the GPU Operator (with GPU pools) and the bin-packing scheduler."""
+    """Priority classes, the GPU Operator (with GPU pools) and the bin-packing scheduler.
+
+    `ready`: what must run before anything that starts pods; `monitoring`: the monitoring release.
+    """
     name = settings.cluster.name
     PriorityClasses(f"{name}-priorities", opts=on_cluster)
     pools = settings.node_pools.gpu
@@ -372,7 +380,9 @@ def build_gpu_scheduling(
             f"{name}-gpu-operator",
             settings,
             namespaces.namespaces[names.GPU],
-            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=ready)),
+            # The DCGM exporter's ServiceMonitor needs the monitoring CRDs first.
+            after=[*ready, *([monitoring] if monitoring else [])],
+            opts=on_cluster,
         )
     if settings.gpu.bin_packing_scheduler:
         BinPackingScheduler(
@@ -380,6 +390,7 @@ def build_gpu_scheduling(
             kubernetes_minor=settings.cluster.kubernetes_version,
             gpu_resources=[gpu_sharing.GPU, *(gpu_sharing.resource_name(p) for p in pools)],
             placement=placement(settings, SYSTEM_POOL),
+            after=ready,
             monitoring=monitoring,
             opts=on_cluster,
         )

@@ -35,8 +35,10 @@ class DatasetStaging(pulumi.ComponentResource):
         storage: StorageSettings,
         claim: k8s.core.v1.PersistentVolumeClaim,
         placement: Placement,
+        after: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`after`: what the Job waits for besides its claim (the nodes it runs on)."""
         super().__init__("ml-platform:storage:DatasetStaging", name, None, opts)
         meta_labels = {**labels.common("storage"), "app.kubernetes.io/name": APP}
         script = k8s.core.v1.ConfigMap(
@@ -118,6 +120,6 @@ class DatasetStaging(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[script, claim]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[script, claim, *after]),
         )
         self.register_outputs({"job": APP})

@@ -222,6 +222,11 @@ KUBE_PROMETHEUS_STACK_CHART = HelmChart(
 KUBE_STATE_METRICS_CHART_VERSION = "8.4.0"
 KUBE_STATE_METRICS_VERSION = "v2.20.0"
 
+# What that chart ships, from its Chart.yaml (appVersion, and the grafana dependency whose
+# defaults apply to every Grafana value we leave unset).
+PROMETHEUS_OPERATOR_VERSION = "v0.93.1"
+KUBE_PROMETHEUS_STACK_GRAFANA_CHART = "12.11.1"
+
 # Fluent Bit chart 0.54.1 (Fluent Bit 4.1.1; fluent/helm-charts CHANGELOG, 2026-01-06).  The
 # cloudwatch_logs output reads EKS Pod Identity credentials since Fluent Bit 4.0
 # (fluent/fluent-bit#10114).

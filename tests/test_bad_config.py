@@ -403,6 +403,24 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:logging.forward",
         "needs `forward: {host",
     ),
+    "existing cluster without a block storage class": (
+        "local",
+        _set("storage.blockStorageClassName", None),
+        "ml-platform:storage.blockStorageClassName",
+        "the block volumes of monitoring and Kubeflow Pipelines need a StorageClass",
+    ),
+    "block storage class that is not a name": (
+        "local",
+        _set("storage.blockStorageClassName", "Fast_SSD"),
+        "ml-platform:storage.blockStorageClassName",
+        "'Fast_SSD' is not a valid object name",
+    ),
+    "block storage class on EKS": (
+        "dev",
+        _set("storage.blockStorageClassName", "gp2"),
+        "ml-platform:storage.blockStorageClassName",
+        "creates its own class for block volumes (`gp3-encrypted`",
+    ),
 }
 
 

@@ -6,10 +6,17 @@ import json
 
 import pytest
 
-from harness.program import ProgramRun, RegisteredResource, stack_settings
+from harness.program import (
+    ProgramRun,
+    RegisteredResource,
+    run_program,
+    stack_config,
+    stack_settings,
+)
 from infra import versions
 from infra.scheduling import GPU_TAINT, placement
 from tests.conftest import stack_run
+from tests.dependencies import waits_for
 from tests.policies import as_list, statements
 
 
@@ -286,3 +293,36 @@ def test_stack_outputs(aws_run: ProgramRun) -> None:
     assert outputs["vpcId"].startswith("vpc-")
     assert all(s.startswith("subnet-") for s in outputs["privateSubnetIds"])
     assert set(outputs["nodePools"]) == set(_node_groups(aws_run))
+
+
+POD_STARTERS = (
+    "kubernetes:helm.sh/v3:Release",
+    "kubernetes:kustomize/v2:Directory",
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:batch/v1:Job",
+)
+
+
+def _started_before_the_system_nodes(run: ProgramRun) -> list[str]:
+    system_group = _node_groups(run)["system"]
+    starters = [r for r in run.resources if r.type in POD_STARTERS]
+    assert {r.type for r in starters} == set(POD_STARTERS)
+    return [f"{r.type} {r.name}" for r in starters if system_group.urn not in waits_for(run, r)]
+
+
+def test_everything_that_starts_pods_waits_for_the_system_nodes(aws_run: ProgramRun) -> None:
+    # Helm releases are atomic with a timeout; Directories, Deployments and Jobs await their pods.
+    # Started before the system node group exists, they race it on a first `pulumi up`.
+    assert _started_before_the_system_nodes(aws_run) == []
+
+
+def test_workloads_wait_for_the_system_nodes_without_efs_too() -> None:
+    # With EFS, served models and staging wait for the nodes through their claims' volumes and the
+    # EFS driver; on NFS that chain is gone and only their own dependencies hold them back.
+    config = stack_config("dev")
+    config["ml-platform:storage"] = {
+        **config["ml-platform:storage"],
+        "mode": "nfs",
+        "nfs": {"server": "nfs.example.internal", "path": "/exports/ml"},
+    }
+    assert _started_before_the_system_nodes(run_program("dev", config)) == []

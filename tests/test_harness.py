@@ -7,6 +7,7 @@ import pytest
 
 from harness.mocks import PlatformMocks, UnmockedCallError
 from harness.program import SECRET_MASK, engine_config, project_defaults
+from infra.kubeflow import retain_shared_objects
 from tests.conftest import stack_run
 
 
@@ -64,3 +65,16 @@ def test_secret_inputs_are_masked_in_resources_json() -> None:
     )  # both cluster providers carry the kubeconfig
     assert "kubeconfig" in provider.secret_inputs
     assert provider.as_json()["inputs"]["kubeconfig"] == SECRET_MASK
+
+
+def test_each_resource_keeps_its_own_transforms() -> None:
+    # The mocks run no transforms, so tests run them; the harness must hand over the very
+    # functions the program gave each resource, and none to resources that were given none.
+    run = stack_run("local")
+    directories = run.of_type("kubernetes:kustomize/v2:Directory")
+    assert directories
+    for directory in directories:
+        assert retain_shared_objects in directory.transforms, directory.name
+    releases = run.of_type("kubernetes:helm.sh/v3:Release")
+    assert releases
+    assert all(release.transforms == () for release in releases)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import inspect
 import json
 import re
 from typing import Any
@@ -27,6 +25,7 @@ from infra import kubeflow, names, versions
 from infra.kubeflow import retain_shared_objects
 from infra.settings import SettingsError
 from tests.conftest import STACKS, stack_run
+from tests.directory_children import as_registered
 from tests.upstream_facts import facts
 from workloads import manifests
 
@@ -104,38 +103,6 @@ def _directory(run: ProgramRun, suffix: str) -> RegisteredResource:
     return directory
 
 
-def _type_token(obj: dict[str, Any]) -> str:
-    group, _, version = obj["apiVersion"].rpartition("/")
-    return f"kubernetes:{group or 'core'}/{version}:{obj['kind']}"
-
-
-def _registered(directory: RegisteredResource, obj: dict[str, Any]) -> dict[str, Any]:
-    """`obj` after the Directory's transforms, run as Pulumi runs them on each child.
-
-    The Directory registers every rendered object with the object itself as its inputs, named
-    `<directory>:<namespace>/<name>` (pulumi/pulumi-kubernetes provider/pkg/provider/yaml/v2);
-    the engine hands each transform the previous one's result.
-    """
-    metadata = obj["metadata"]
-    props: dict[str, Any] = copy.deepcopy(obj)
-    opts = pulumi.ResourceOptions()
-    for transform in directory.transforms:
-        result = transform(
-            pulumi.ResourceTransformArgs(
-                custom=True,
-                type_=_type_token(obj),
-                name=f"{directory.name}:{metadata.get('namespace')}/{metadata['name']}",
-                props=props,
-                opts=opts,
-            )
-        )
-        if inspect.isawaitable(result):
-            result = asyncio.new_event_loop().run_until_complete(result)
-        if result is not None:
-            props, opts = dict(result.props), result.opts
-    return props
-
-
 def _resolved_env(
     objects: list[dict[str, Any]], namespace: str, deployment: str, container: str
 ) -> dict[str, str]:
@@ -173,7 +140,7 @@ def _atoi(text: str) -> int:
 
 def _notebook_controller_after_transforms(stack: str) -> list[dict[str, Any]]:
     directory = _directory(stack_run(stack), "notebook-controller")
-    return [_registered(directory, o) for o in _notebook_controller_upstream()["rendered"]]
+    return [as_registered(directory, o) for o in _notebook_controller_upstream()["rendered"]]
 
 
 @pytest.mark.parametrize(("stack", "minutes"), [("dev", 60), ("local", 60), ("prod", 120)])
@@ -221,13 +188,13 @@ def test_the_culling_transform_leaves_other_objects_alone() -> None:
         "metadata": {"name": "notebook-controller-config-abc", "namespace": "kubeflow"},
         "data": {"ENABLE_CULLING": "false"},
     }
-    assert _registered(directory, elsewhere) == elsewhere
+    assert as_registered(directory, elsewhere) == elsewhere
     account = {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
         "metadata": {"name": "x", "namespace": names.NOTEBOOK_CONTROLLER},
     }
-    assert _registered(directory, account) == account
+    assert as_registered(directory, account) == account
 
 
 def _upstream_env_fields() -> dict[str, dict[str, str]]:

@@ -42,7 +42,11 @@ def test_project_defaults_are_valid_settings_defaults() -> None:
     }
     minimal = {
         "cluster": {"mode": "existing", "name": "x", "context": "c"},
-        "storage": {"mode": "storageClass", "storageClassName": "rwx"},
+        "storage": {
+            "mode": "storageClass",
+            "storageClassName": "rwx",
+            "blockStorageClassName": "rwo",
+        },
         # CloudWatch, the default sink, needs mode `eks`.
         "logging": {"destination": "stdout"},
     }

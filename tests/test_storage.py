@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
+import pulumi
 import pytest
+import yaml
 
 from harness.program import (
+    ROOT,
+    ProgramRun,
+    RegisteredResource,
     run_program,
     stack_config,
     stack_settings,
 )
 from harness.render import kubernetes_objects
 from infra import versions
+from infra.block_storage import (
+    CLAIM_TYPE,
+    DEFAULT_CLASS_ANNOTATION,
+    EBS_CLASS,
+    claim_class_transform,
+)
 from infra.schedulability import pod_templates
+from infra.settings.components import MonitoringSettings, StorageSettings
 from infra.staging import SCRIPT
+from infra.volumes import WORKSPACE_CLASS
 from tests.conftest import AWS_STACKS, STACKS, stack_run
+from tests.dependencies import waits_for
+from tests.directory_children import as_registered
+from tests.upstream_facts import facts
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
@@ -84,7 +101,11 @@ def test_shared_volumes_are_access_points_owned_by_the_file_owner(stack: str) ->
 @pytest.mark.parametrize("stack", AWS_STACKS)
 def test_workspace_class_provisions_access_points(stack: str) -> None:
     objects = kubernetes_objects(stack_run(stack))
-    [storage_class] = [o for o in objects if o["kind"] == "StorageClass"]
+    [storage_class] = [
+        o
+        for o in objects
+        if o["kind"] == "StorageClass" and o["metadata"]["name"] == WORKSPACE_CLASS
+    ]
     fs_id = stack_run(stack).one("aws:efs/fileSystem:FileSystem").outputs["arn"].rsplit("/", 1)[-1]
     assert storage_class["provisioner"] == "efs.csi.aws.com"
     assert storage_class["reclaimPolicy"] == "Retain"
@@ -235,7 +256,11 @@ def test_staging_job_runs_the_tested_script_as_non_root(stack: str) -> None:
 
 def test_storage_class_mode_gives_each_namespace_its_own_claims() -> None:
     config = stack_config("local")
-    config["ml-platform:storage"] = {"mode": "storageClass", "storageClassName": "cephfs"}
+    config["ml-platform:storage"] = {
+        "mode": "storageClass",
+        "storageClassName": "cephfs",
+        "blockStorageClassName": "ceph-rbd",
+    }
     objects = kubernetes_objects(run_program("local", config))
     claims, volumes = _claims_and_volumes(objects)
     assert volumes == {}
@@ -253,3 +278,262 @@ def test_staging_can_be_turned_off() -> None:
         for o in objects
         if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["namespace"] == "ml-system"
     ]
+
+
+# --- block volumes: one class per stack, named by every claim ----------------------------------
+
+
+def _ebs_facts() -> dict[str, Any]:
+    """The EBS CSI driver's facts, for the pinned add-on build."""
+    [pinned] = {addons.ebs_csi_driver for addons in versions.EKS_ADDON_VERSIONS.values()}
+    read: dict[str, Any] = facts("aws-ebs-csi-driver", pinned=pinned)
+    return read
+
+
+def _storage_classes(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == "StorageClass"}
+
+
+@pytest.mark.parametrize("stack", AWS_STACKS)
+def test_aws_stacks_make_an_encrypted_gp3_class_the_default(stack: str) -> None:
+    ebs = _ebs_facts()
+    classes = _storage_classes(kubernetes_objects(stack_run(stack)))
+    block = classes[EBS_CLASS]
+    assert block["provisioner"] == ebs["driver"]
+    parameters = block["parameters"]
+    assert set(parameters) <= set(ebs["parameters"])
+    assert parameters["type"] == "gp3"
+    assert parameters["type"] in ebs["parameters"]["type"]["values"]
+    # Encryption is off unless asked for.
+    assert ebs["parameters"]["encrypted"]["default"] == "false"
+    assert parameters["encrypted"] == "true"
+    assert block["volumeBindingMode"] == ebs["recommended_binding_mode"]
+    assert block["allowVolumeExpansion"] is True
+    defaults = [
+        name
+        for name, c in classes.items()
+        if c["metadata"].get("annotations", {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
+    ]
+    assert defaults == [EBS_CLASS]
+    # The setting that existing clusters use instead names the class AWS stacks get.
+    description = StorageSettings.model_fields["block_storage_class_name"].description
+    assert description is not None
+    assert f"`{EBS_CLASS}`" in description
+
+
+def _declared_classes(stack: str) -> set[str]:
+    """Classes a claim may name: those the program creates, or on an existing cluster, those
+    the stack says the cluster has."""
+    settings = stack_settings(stack)
+    classes = set(_storage_classes(kubernetes_objects(stack_run(stack))))
+    if settings.cluster.mode == "existing":
+        storage = settings.storage
+        classes |= {c for c in (storage.block_storage_class_name, storage.storage_class_name) if c}
+    return classes
+
+
+def _at(values: dict[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(values, dict) or key not in values:
+            return None
+        values = values[key]
+    return values
+
+
+def _release_claims(run: ProgramRun) -> Iterator[tuple[str, str | None]]:
+    """(where, class) of every claim the monitoring stack's Helm values make."""
+    chart = versions.KUBE_PROMETHEUS_STACK_CHART
+    stack = facts("kube-prometheus-stack-storage", pinned=f"{chart.chart}-{chart.version}")
+    assert stack["operator"] == versions.PROMETHEUS_OPERATOR_VERSION
+    assert stack["grafana_chart"] == versions.KUBE_PROMETHEUS_STACK_GRAFANA_CHART
+    operator = facts(
+        "prometheus-operator-storage",
+        pinned=versions.PROMETHEUS_OPERATOR_VERSION,
+    )
+    grafana = facts(
+        "grafana-persistence", pinned=f"grafana-{versions.KUBE_PROMETHEUS_STACK_GRAFANA_CHART}"
+    )
+    releases = [
+        r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == chart.chart
+    ]
+    for release in releases:
+        values = release.inputs["values"]
+        for entry in stack["storage_values"]:
+            switch = _at(values, entry["enabled"]["values"])
+            if not (entry["enabled"]["default"] if switch is None else switch):
+                continue
+            storage = _at(values, entry["values"]) or {}
+            for kind, class_path in operator["claim_classes"].items():
+                if kind in storage:
+                    yield f"{entry['kind']} ({entry['values']})", _at(storage, class_path)
+        persistence = grafana["persistence"]
+        switch = _at(values, persistence["enabled"]["values"])
+        if persistence["enabled"]["default"] if switch is None else switch:
+            yield "Grafana", _at(values, persistence["class"])
+
+
+_BUNDLE_CLAIMS = {
+    "https://github.com/kubeflow/pipelines": "kubeflow-pipelines-claims",
+    "https://github.com/kubeflow/trainer": "kubeflow-trainer-claims",
+    "https://github.com/kubeflow/kubeflow": "kubeflow-notebook-controller-claims",
+}
+_SOURCES = {
+    source.url: source
+    for source in (
+        versions.TRAINING_OPERATOR,
+        versions.NOTEBOOK_CONTROLLER,
+        versions.KFP_CLUSTER_RESOURCES,
+        versions.KFP_PLATFORM_AGNOSTIC,
+    )
+}
+
+
+def _as_installed(directory: RegisteredResource, claim: dict[str, Any]) -> dict[str, Any]:
+    """An upstream claim as the engine registers it: through the Directory's transforms."""
+    return as_registered(
+        directory,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim["name"], "namespace": claim["namespace"]},
+            "spec": dict(claim["spec"]),
+        },
+    )
+
+
+def _bundle_claims(run: ProgramRun) -> Iterator[tuple[str, str | None]]:
+    """(where, class) of every claim in the upstream bundles the stack installs."""
+    for directory in run.of_type("kubernetes:kustomize/v2:Directory"):
+        source = _SOURCES[directory.inputs["directory"]]
+        bundle = facts(_BUNDLE_CLAIMS[source.repository], pinned=source.ref)
+        for claim in bundle["claims"][source.path]:
+            installed = _as_installed(directory, claim)
+            yield (
+                f"{claim['namespace']}/{claim['name']} ({claim['file']})",
+                installed["spec"].get("storageClassName"),
+            )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_claim_resolves_to_a_class_the_stack_has(stack: str) -> None:
+    run = stack_run(stack)
+    objects = kubernetes_objects(run)
+    classes = _declared_classes(stack)
+    claims, volumes = _claims_and_volumes(objects)
+    found: list[tuple[str, str | None]] = []
+    for claim in claims:
+        spec = claim["spec"]
+        where = f"{claim['metadata']['namespace']}/{claim['metadata']['name']}"
+        if spec.get("storageClassName") == "":
+            # Pre-bound to a static volume: no class involved.
+            assert (
+                volumes[spec["volumeName"]]["spec"]["claimRef"]["name"] == claim["metadata"]["name"]
+            ), where
+            continue
+        found.append((where, spec.get("storageClassName")))
+    found += list(_release_claims(run))
+    found += list(_bundle_claims(run))
+    assert any("mysql-pv-claim" in where for where, _ in found)
+    assert any(where.startswith("Prometheus") for where, _ in found)
+    unresolved = [f"{where}: {name!r}" for where, name in found if name not in classes]
+    assert unresolved == [], f"classes of stack {stack}: {sorted(classes)}"
+
+
+@pytest.mark.parametrize("stack", AWS_STACKS)
+def test_claims_wait_for_the_class(stack: str) -> None:
+    run = stack_run(stack)
+    [block] = [
+        r
+        for r in run.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
+        if r.inputs["metadata"]["name"] == EBS_CLASS
+    ]
+    claimants = [
+        r
+        for r in run.resources
+        if r.type == "kubernetes:kustomize/v2:Directory"
+        or (
+            r.type == "kubernetes:helm.sh/v3:Release"
+            and r.inputs["chart"] == "kube-prometheus-stack"
+        )
+    ]
+    assert claimants
+    assert [r.name for r in claimants if block.urn not in waits_for(run, r)] == []
+    # The class waits for the driver that provisions its volumes.
+    [driver] = [
+        a
+        for a in run.of_type("aws:eks/addon:Addon")
+        if a.inputs["addonName"] == "aws-ebs-csi-driver"
+    ]
+    assert driver.urn in waits_for(run, block)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_monitoring_volumes_follow_the_settings(stack: str) -> None:
+    monitoring = stack_settings(stack).monitoring
+    [release] = [
+        r.inputs["values"]
+        for r in stack_run(stack).of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["chart"] == "kube-prometheus-stack"
+    ]
+    prometheus = release["prometheus"]["prometheusSpec"]["storageSpec"]
+    alertmanager = release["alertmanager"]["alertmanagerSpec"]["storage"]
+    for storage, size in (
+        (prometheus, monitoring.storage_size),
+        (alertmanager, monitoring.alertmanager_storage_size),
+    ):
+        spec = storage["volumeClaimTemplate"]["spec"]
+        assert spec["accessModes"] == ["ReadWriteOnce"]
+        assert spec["resources"]["requests"]["storage"] == size
+    defaults = MonitoringSettings()
+    assert (defaults.storage_size, defaults.alertmanager_storage_size) == ("50Gi", "2Gi")
+
+
+def test_local_names_the_class_kind_installs() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "pr.yml").read_text())
+    kind = facts("kind-storage-class", pinned=workflow["env"]["KIND_VERSION"])
+    assert kind["default_class"]["default"] is True
+    assert stack_settings("local").storage.block_storage_class_name == kind["default_class"]["name"]
+
+
+def test_an_existing_cluster_without_block_claims_needs_no_class() -> None:
+    config = stack_config("local")
+    del config["ml-platform:storage"]["blockStorageClassName"]
+    config["ml-platform:monitoring"] = {"enabled": False}
+    config["ml-platform:kubeflow"] = {"pipelines": {"enabled": False}}
+    run = run_program("local", config)
+    assert not [
+        r
+        for r in run.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["chart"] == "kube-prometheus-stack"
+    ]
+    assert not list(_bundle_claims(run))
+
+
+def _transformed(
+    props: dict[str, Any], type_: str = CLAIM_TYPE
+) -> pulumi.ResourceTransformResult | None:
+    transform = claim_class_transform("fast")
+    result = transform(
+        pulumi.ResourceTransformArgs(
+            custom=True, type_=type_, name="x", props=props, opts=pulumi.ResourceOptions()
+        )
+    )
+    assert not isinstance(result, Awaitable)
+    return result
+
+
+def test_the_claim_transform_names_the_class_only_where_none_is_named() -> None:
+    claim: dict[str, Any] = {
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"]},
+    }
+    result = _transformed(claim)
+    assert result is not None
+    assert result.props["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "fast"}
+    assert "storageClassName" not in claim["spec"]  # the input is not changed in place
+    # A claim's class cannot change without replacing it (and its data).
+    assert result.opts is not None
+    assert result.opts.ignore_changes == ["spec.storageClassName"]
+    assert _transformed({"spec": {"storageClassName": "slow"}}) is None
+    assert _transformed({"spec": {"storageClassName": "", "volumeName": "pv"}}) is None
+    assert _transformed({"spec": {}}, "kubernetes:apps/v1:Deployment") is None

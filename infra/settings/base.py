@@ -28,6 +28,7 @@ class ConfigProblem(ValueError):
 
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _QUANTITY = re.compile(
     r"^(?P<num>\d+(\.\d+)?|\.\d+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$"
 )
@@ -85,8 +86,19 @@ def _check_dns_label(value: str) -> str:
     return value
 
 
+def _check_dns_subdomain(value: str) -> str:
+    # Names of most objects, StorageClasses among them (Kubernetes' DNS-1123 subdomain rule).
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid object name: use at most 253 lower-case letters, digits, "
+            "'-' and '.', starting and ending with a letter or digit"
+        )
+    return value
+
+
 Quantity = Annotated[str, AfterValidator(_check_quantity)]
 DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]
+DnsSubdomain = Annotated[str, AfterValidator(_check_dns_subdomain)]
 Size = Annotated[int, Field(ge=0)]
 
 

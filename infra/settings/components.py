@@ -10,6 +10,7 @@ from infra import names
 from infra.settings.base import (
     ConfigProblem,
     DnsLabel,
+    DnsSubdomain,
     Quantity,
     SettingsModel,
     Size,
@@ -49,6 +50,15 @@ class StorageSettings(SettingsModel):
     nfs: NfsSettings | None = Field(default=None, description="Required for mode `nfs`.")
     storage_class_name: str | None = Field(
         default=None, description="Required for mode `storageClass`."
+    )
+    block_storage_class_name: DnsSubdomain | None = Field(
+        default=None,
+        description="Existing clusters: the cluster's StorageClass for block (ReadWriteOnce) "
+        "volumes, which every such claim names: Prometheus's, Alertmanager's, and Kubeflow "
+        "Pipelines' MySQL and SeaweedFS volumes. Required there when monitoring or pipelines are "
+        "on (kind: `standard`); claims never fall back to an unnamed default class. AWS stacks "
+        "create their own (`gp3-encrypted`: encrypted gp3 EBS volumes, also the cluster's "
+        "default class) and refuse this key.",
     )
     datasets: VolumeSettings = Field(
         default_factory=lambda: VolumeSettings(name="datasets", size="100Gi"),
@@ -289,3 +299,7 @@ class MonitoringSettings(Switch):
         description="How long Prometheus keeps samples, e.g. 15d.",
     )
     storage_size: Quantity = Field(default="50Gi", description="Prometheus's volume.")
+    alertmanager_storage_size: Quantity = Field(
+        default="2Gi",
+        description="Alertmanager's volume (silences and notification state: small).",
+    )

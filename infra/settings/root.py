@@ -106,6 +106,7 @@ class Settings(SettingsModel):
                 "existing cluster use `forward` (with `forward: {host: ...}`) or `stdout`, or set "
                 "`enabled: false`",
             )
+        self._check_block_storage()
         self._check_team_access()
         refuse_duplicates(self.teams, lambda t: t.name, ("teams",), "team name", field="name")
         if self.storage_mode == "efs":
@@ -136,6 +137,33 @@ class Settings(SettingsModel):
             self._check_workloads(index, team)
         self._check_serving()
         return self
+
+    def _check_block_storage(self) -> None:
+        """AWS stacks create the class of block volumes; an existing cluster must name its own."""
+        where = ("storage", "blockStorageClassName")
+        named = self.storage.block_storage_class_name
+        if self.cluster.mode == "eks":
+            if named is not None:
+                raise ConfigProblem(
+                    where,
+                    "mode `eks` creates its own class for block volumes (`gp3-encrypted`, "
+                    "encrypted gp3 EBS); remove this key",
+                )
+            return
+        claimants = [
+            what
+            for what, on in (
+                ("monitoring", self.monitoring.enabled),
+                ("Kubeflow Pipelines", self.kubeflow.pipelines.enabled),
+            )
+            if on
+        ]
+        if claimants and named is None:
+            raise ConfigProblem(
+                where,
+                f"the block volumes of {' and '.join(claimants)} need a StorageClass: name one "
+                "of the cluster's (kind: `standard`; `kubectl get storageclass` lists them)",
+            )
 
     def _check_team_access(self) -> None:
         """An IAM principal has one access entry: a cluster admin cannot also be a team member."""
