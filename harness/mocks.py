@@ -129,6 +129,16 @@ def _named(service: str, kind: str, region: bool = True) -> ResourceHandler:
     return handle
 
 
+def _autonamed(handler: ResourceHandler) -> ResourceHandler:
+    """Resources with an id of their own and a `name` Pulumi fills in when the program does not."""
+
+    def handle(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
+        state.setdefault("name", f"{args.name}-{short_hash(args.name, length=7)}")
+        return handler(args, state)
+
+    return handle
+
+
 def _iam_role(args: pulumi.runtime.MockResourceArgs, state: State) -> tuple[str, State]:
     resource_id, state = _named("iam", "role/", region=False)(args, state)
     state["uniqueId"] = "AROA" + short_hash("role", args.name, length=17).upper()
@@ -288,15 +298,15 @@ RESOURCE_HANDLERS: dict[str, ResourceHandler] = {
     "aws:ec2/routeTableAssociation:RouteTableAssociation": _simple("rtbassoc"),
     "aws:ec2/eip:Eip": _eip,
     "aws:ec2/natGateway:NatGateway": _with("nat", "ec2", "natgateway"),
-    "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
-    "aws:ec2/securityGroup:SecurityGroup": _with("sg", "ec2", "security-group"),
+    "aws:ec2/launchTemplate:LaunchTemplate": _autonamed(_launch_template),
+    "aws:ec2/securityGroup:SecurityGroup": _autonamed(_with("sg", "ec2", "security-group")),
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": _default_security_group,
     "aws:ec2/flowLog:FlowLog": _with("fl", "ec2", "vpc-flow-log"),
     "aws:kms/key:Key": _kms_key,
     "aws:kms/alias:Alias": _named("kms", "alias/"),
     "aws:cloudwatch/logGroup:LogGroup": _log_group,
     "aws:iam/role:Role": _iam_role,
-    "aws:iam/rolePolicy:RolePolicy": _simple("rolepolicy"),
+    "aws:iam/rolePolicy:RolePolicy": _autonamed(_simple("rolepolicy")),
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": _simple("attachment"),
     "aws:eks/cluster:Cluster": _eks_cluster,
     "aws:eks/accessEntry:AccessEntry": _eks_child("access-entry", "principalArn"),

@@ -44,7 +44,9 @@ class SharedFileSystem(pulumi.ComponentResource):
         mount_security_group = aws.ec2.SecurityGroup(
             f"{name}-mount",
             vpc_id=vpc_id,
-            description="NFS to the shared file system from the cluster's nodes only",
+            # EC2 allows only a-zA-Z0-9, spaces and ._-:/()#,@[]+=&;{}!$* here (no apostrophe):
+            # infra/aws_names.py SECURITY_GROUP_DESCRIPTION.
+            description="NFS to the shared file system from the cluster nodes only",
             ingress=[
                 aws.ec2.SecurityGroupIngressArgs(
                     description="NFS from cluster nodes",

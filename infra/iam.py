@@ -39,24 +39,20 @@ def policy_document(statements: list[dict[str, Any]]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def log_writer_policy(log_group_arn: str, sid: str) -> str:
-    """Create streams in one CloudWatch log group and put events into them; nothing else."""
-    return json.dumps(
-        policy_document(
-            [
-                {
-                    "Sid": sid,
-                    "Effect": "Allow",
-                    "Action": [
-                        "logs:CreateLogStream",
-                        "logs:DescribeLogStreams",
-                        "logs:PutLogEvents",
-                    ],
-                    "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"],
-                }
-            ]
-        )
-    )
+def log_group_statement(log_group_arn: str, sid: str, actions: list[str]) -> dict[str, Any]:
+    """Allow `actions` on one CloudWatch Logs group and its streams, and nowhere else.
+
+    The Service Authorization Reference ("Actions, resources, and condition keys for Amazon
+    CloudWatch Logs") authorizes CreateLogStream and PutLogEvents on the stream's ARN
+    (`...:log-group:<group>:log-stream:<stream>`) and DescribeLogStreams on the group's
+    (`...:log-group:<group>`); both forms name this group only.
+    """
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": sorted(actions),
+        "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"],
+    }
 
 
 class ServiceRole(pulumi.ComponentResource):

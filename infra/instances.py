@@ -141,6 +141,27 @@ MIG_PROFILES: dict[tuple[str, int], dict[str, int]] = {
 }
 
 
+# cluster-autoscaler's names for the GPU models it knows on AWS, the values of its GPU label it
+# reports metrics by (kubernetes/autoscaler@cluster-autoscaler-1.35.2:cluster-autoscaler/
+# cloudprovider/aws/aws_cloud_provider.go, availableGPUTypes).  Models it does not list get the
+# same spelling, `nvidia-<model>`; the autoscaler reports those as "not-listed" in its metrics
+# (utils/gpu/gpu.go validateGpuType).  The value has no other use on AWS: per-type limits
+# (`--gpu-total`) work on GKE only (config/flags/flags.go).
+_AUTOSCALER_GPU_TYPES = {
+    "NVIDIA T4": "nvidia-tesla-t4",
+    "NVIDIA A10G": "nvidia-a10g",
+    "NVIDIA L4": "nvidia-l4",
+    "NVIDIA L40S": "nvidia-l40s",
+    "NVIDIA A100": "nvidia-tesla-a100",
+}
+
+
+def autoscaler_gpu_type(gpu_model: str) -> str:
+    """The GPU type cluster-autoscaler knows this model by (`nvidia-a10g` for an A10G)."""
+    known = _AUTOSCALER_GPU_TYPES.get(gpu_model)
+    return known or "nvidia-" + gpu_model.removeprefix("NVIDIA ").lower()
+
+
 def mig_profiles(instance: GpuInstanceType) -> dict[str, int]:
     """The uniform MIG profiles one GPU of this instance type can be cut into ({} if none)."""
     if not instance.mig_capable:

@@ -9,6 +9,7 @@ buffers to disk instead of memory.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
@@ -17,7 +18,7 @@ import pulumi_kubernetes as k8s
 
 from infra import labels, names, versions
 from infra.helm import pinned_release
-from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole, log_writer_policy
+from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole, log_group_statement, policy_document
 from infra.log_encryption import encrypted_log_group
 from infra.settings import LoggingSettings
 
@@ -48,8 +49,24 @@ MAX_CHUNKS_UP = 32
 BACKLOG_MEM_LIMIT = "16M"
 
 
+# What the cloudwatch_logs output calls with `auto_create_group false`: CreateLogStream for each
+# new stream and PutLogEvents (fluent/fluent-bit@v4.1.1:plugins/out_cloudwatch_logs/
+# cloudwatch_api.c, the only X-Amz-Target headers it sends, :66-92; CreateLogGroup and
+# PutRetentionPolicy only when auto_create_group is on, :1965-1968).  No Describe* call.
+CLOUDWATCH_OUTPUT_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"]
+
+
 def log_group_name(cluster_name: str) -> str:
     return f"/aws/eks/{cluster_name}/containers"
+
+
+def writer_policy(log_group_arn: str) -> str:
+    """Fluent Bit's role: exactly the calls its output makes, on the container log group."""
+    return json.dumps(
+        policy_document(
+            [log_group_statement(log_group_arn, "WriteContainerLogs", CLOUDWATCH_OUTPUT_ACTIONS)]
+        )
+    )
 
 
 def _section(kind: str, options: dict[str, str | int]) -> str:
@@ -237,9 +254,7 @@ class LogShipping(pulumi.ComponentResource):
                 f"{name}-writer",
                 service=POD_IDENTITY_PRINCIPAL,
                 managed_policies=[],
-                inline_policy=group.arn.apply(
-                    lambda arn: log_writer_policy(arn, "WriteContainerLogs")
-                ),
+                inline_policy=group.arn.apply(writer_policy),
                 description=f"Fluent Bit of {cluster_name}: writes container logs",
                 opts=child,
             )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.iam import log_writer_policy, policy_document
+from infra.iam import log_group_statement, policy_document
 from infra.log_encryption import encrypted_log_group
 from infra.settings import AwsSettings
 
@@ -46,6 +46,36 @@ def subnet_plan(vpc_cidr: str, zones: list[str]) -> list[SubnetPlan]:
 
 def flow_logs_group_name(cluster_name: str) -> str:
     return f"/aws/vpc/{cluster_name}/flow-logs"
+
+
+# What the flow logs service does with the role (VPC user guide, "IAM role for publishing flow
+# logs to CloudWatch Logs", https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html):
+# the policy "must include at least" logs:CreateLogGroup, CreateLogStream, PutLogEvents,
+# DescribeLogGroups and DescribeLogStreams.  CreateLogGroup is left out: the group exists before
+# the flow log, and a group the service re-created after someone deleted this one would keep its
+# logs forever and unencrypted.  Whether the service ever calls it for an existing group the guide
+# does not say.
+FLOW_LOGS_GROUP_ACTIONS = ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+# DescribeLogGroups has no resource type in the Service Authorization Reference (CloudWatch Logs),
+# so it can only be granted on "*"; it lists group names and settings, nothing in them.
+FLOW_LOGS_ACCOUNT_ACTIONS = ["logs:DescribeLogGroups"]
+
+
+def flow_logs_delivery_policy(log_group_arn: str) -> str:
+    """Deliver to the flow-logs group (its streams) and find it; nothing else."""
+    return json.dumps(
+        policy_document(
+            [
+                log_group_statement(log_group_arn, "WriteFlowLogs", FLOW_LOGS_GROUP_ACTIONS),
+                {
+                    "Sid": "FindFlowLogsGroup",
+                    "Effect": "Allow",
+                    "Action": FLOW_LOGS_ACCOUNT_ACTIONS,
+                    "Resource": "*",
+                },
+            ]
+        )
+    )
 
 
 def flow_logs_trust_policy(*, partition: str, region: str, account_id: str) -> str:
@@ -257,7 +287,7 @@ class Network(pulumi.ComponentResource):
         writer = aws.iam.RolePolicy(
             f"{name}-flow-logs",
             role=role.id,
-            policy=group.arn.apply(lambda arn: log_writer_policy(arn, "WriteFlowLogs")),
+            policy=group.arn.apply(flow_logs_delivery_policy),
             opts=child,
         )
         aws.ec2.FlowLog(

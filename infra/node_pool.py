@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra import gpu_sharing
 from infra.scheduling import (
     GPU_POOL_TAINTS,
     GPU_RESOURCE,
@@ -27,11 +28,12 @@ class PoolSpec:
     settings: SystemPoolSettings | GpuPoolSettings
     labels: dict[str, str]
     taints: list[Taint]
-    gpus_per_node: int
+    # The GPU extended resources one node offers, by name (none for the system pool).
+    gpu_resources: dict[str, int]
 
     @staticmethod
     def system(settings: SystemPoolSettings) -> PoolSpec:
-        return PoolSpec("system", settings, system_pool_labels(), [], 0)
+        return PoolSpec("system", settings, system_pool_labels(), [], {})
 
     @staticmethod
     def gpu(settings: GpuPoolSettings) -> PoolSpec:
@@ -40,21 +42,40 @@ class PoolSpec:
             settings,
             gpu_pool_labels(settings),
             list(GPU_POOL_TAINTS),
-            settings.gpus_per_node,
+            template_gpu_resources(settings),
         )
+
+
+def template_gpu_resources(pool: GpuPoolSettings) -> dict[str, int]:
+    """What the autoscaler must be told a node of an empty pool offers in GPU resources.
+
+    The resource and count the pool's nodes advertise, as the schedulability check and quotas
+    count them (infra/gpu_sharing.py).  The autoscaler's template also starts with
+    nvidia.com/gpu = the instance type's GPU count (kubernetes/autoscaler@cluster-autoscaler-1.35.2:
+    cluster-autoscaler/cloudprovider/aws/aws_manager.go:285) and lets `resources/<name>` tags
+    override it (:290-294), so a pool whose nodes offer shared or MIG resources instead says
+    nvidia.com/gpu = 0.
+    """
+    resource = gpu_sharing.resource_name(pool)
+    resources = {resource: gpu_sharing.units_per_node(pool)}
+    if resource != GPU_RESOURCE:
+        resources[GPU_RESOURCE] = 0
+    return resources
 
 
 def autoscaler_template_tags(spec: PoolSpec) -> dict[str, str]:
     """Tags that tell cluster-autoscaler what a node of an empty pool would look like.
 
     With a pool at zero nodes the autoscaler cannot inspect one, so it reads the labels, taints
-    and extended resources a new node would have from these tags on the Auto Scaling group.
+    and extended resources a new node would have from these tags on the Auto Scaling group
+    (kubernetes/autoscaler@cluster-autoscaler-1.35.2:cluster-autoscaler/cloudprovider/aws/
+    README.md, `node-template/label/`, `taint/` and `resources/` tags).
     """
     tags = {f"{AUTOSCALER_TEMPLATE}/label/{key}": value for key, value in spec.labels.items()}
     for taint in spec.taints:
         tags[f"{AUTOSCALER_TEMPLATE}/taint/{taint.key}"] = f"{taint.value}:{taint.effect}"
-    if spec.gpus_per_node:
-        tags[f"{AUTOSCALER_TEMPLATE}/resources/{GPU_RESOURCE}"] = str(spec.gpus_per_node)
+    for resource, count in spec.gpu_resources.items():
+        tags[f"{AUTOSCALER_TEMPLATE}/resources/{resource}"] = str(count)
     return tags
 
 

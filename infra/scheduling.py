@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from infra import gpu_sharing, labels
+from infra import gpu_sharing, instances, labels
 from infra.settings import GpuPoolSettings, Settings
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -20,6 +20,20 @@ NODE_CLASS_LABEL = f"{labels.PREFIX}/node-class"
 ACCELERATOR_LABEL = f"{labels.PREFIX}/accelerator"
 
 SYSTEM_POOL = "system"
+
+# cluster-autoscaler's GPU label on AWS (kubernetes/autoscaler@cluster-autoscaler-1.35.2:
+# cluster-autoscaler/cloudprovider/aws/aws_cloud_provider.go:39, GPULabel; README.md "Special
+# note on GPU instances").  A node carrying it that advertises no GPU yet counts as not ready
+# (processors/customresources/gpu_processor.go, FilterOutNodesWithUnreadyResources), so while
+# the device plugin starts the autoscaler waits instead of adding more GPU nodes for the same
+# pending pods.  "Advertises a GPU" means a non-zero nvidia.com/gpu (or another vendor's
+# resource; utils/gpu/gpu.go GPUVendorResourceNames, NodeHasGpuAllocatable): nodes that offer
+# only nvidia.com/gpu.shared or nvidia.com/mig-<profile> would count as not ready for good, so
+# those pools do not carry the label and the autoscaler cannot tell their GPUs are still coming.
+AUTOSCALER_GPU_LABEL = "k8s.amazonaws.com/accelerator"
+# A managed node group has one set of labels, so a pool of several GPU models (g5 and g6, say)
+# cannot name each node's; it says so instead of naming one of them wrongly.
+MIXED_GPU_MODELS = "nvidia-mixed"
 
 _EKS_EFFECT = {
     "NoSchedule": "NO_SCHEDULE",
@@ -61,13 +75,24 @@ def system_pool_labels() -> dict[str, str]:
     return {POOL_LABEL: SYSTEM_POOL, NODE_CLASS_LABEL: "system"}
 
 
+def autoscaler_gpu_labels(pool: GpuPoolSettings) -> dict[str, str]:
+    """The autoscaler's GPU label with the pool's GPU type, where the label is safe (see above)."""
+    if gpu_sharing.resource_name(pool) != gpu_sharing.GPU:
+        return {}
+    models = {instances.GPU_INSTANCE_TYPES[t].gpu_model for t in pool.instance_types}
+    value = instances.autoscaler_gpu_type(*models) if len(models) == 1 else MIXED_GPU_MODELS
+    return {AUTOSCALER_GPU_LABEL: value}
+
+
 def gpu_pool_labels(pool: GpuPoolSettings) -> dict[str, str]:
-    """The pool's identity plus the labels that select its GPU sharing configuration."""
+    """The pool's identity, the labels that select its GPU sharing configuration, and the
+    autoscaler's GPU label."""
     return {
         POOL_LABEL: pool.name,
         NODE_CLASS_LABEL: "gpu",
         ACCELERATOR_LABEL: "nvidia",
         **gpu_sharing.node_labels(pool),
+        **autoscaler_gpu_labels(pool),
     }
 
 

@@ -143,6 +143,11 @@ AWS_LOAD_BALANCER_CONTROLLER_CHART = HelmChart(
 # pins of the NGC chart archive v26.7.1 (October 2026) and Chainguard's gpu-operator-26.7 package
 # 26.7.1-r1 (advisory CGA-5g3h-74j2-5cwr, 2026-10-09).  Values were checked against v26.7.0.
 GPU_OPERATOR_CHART = HelmChart("gpu-operator", "v26.7.1", "https://helm.ngc.nvidia.com/nvidia")
+# The NVIDIA device plugin that release deploys: not pinned here but implied by the chart
+# (NVIDIA/gpu-operator@v26.7.0:deployments/gpu-operator/values.yaml, devicePlugin.version; the
+# v26.7.1 tag is not readable offline, see above).  The resource names and counts GPU pools
+# advertise (infra/gpu_sharing.py) follow this release's source: check them when it changes.
+GPU_OPERATOR_DEVICE_PLUGIN_VERSION = "v0.20.0"
 
 # The second scheduler must match the control plane's minor version (version-skew policy).
 # Newest patch releases seen: kubernetes.io/releases (1.35.9 of 2026-09-15, 1.34.9) and 1.33.13.

@@ -8,6 +8,7 @@ Identity delivers AWS credentials through a token of its own, projected by EKS.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -15,16 +16,32 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra import aws_names
 from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole
 
 # IAM role names may be at most 64 characters: Pulumi appends 8 to the resource name, and the
 # role's resource name is the identity's name plus "-role".
-_MAX_ROLE_NAME = 64 - 8 - len("-role")
+_MAX_ROLE_NAME = (
+    aws_names.IAM_ROLE_NAME.max_length - aws_names.AUTONAME_SUFFIX_LENGTH - len("-role")
+)
 
 
 # Every team namespace has this account for the work engineers start themselves (`kubectl`,
 # notebooks' own jobs, pipelines): no token, and the team's `artifacts` access.
 TEAM_ACCOUNT = "ml-workloads"
+
+
+def role_resource_name(name: str) -> str:
+    """`name`, shortened to fit an IAM role name; a digest of the whole keeps shortened ones apart.
+
+    Identities named after a long cluster, team and workload would otherwise be cut to the same
+    prefix (Kubeflow Pipelines' `ml-pipeline` and `ml-pipeline-ui`, say), and two resources of
+    one name cannot be registered.
+    """
+    if len(name) <= _MAX_ROLE_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:7]
+    return f"{name[: _MAX_ROLE_NAME - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 def service_account_name(kind: str, name: str) -> str:
@@ -48,7 +65,7 @@ def pod_identity_role(
     account, which need not exist yet.  Both are children of `parent`, named from `name`.
     """
     role = ServiceRole(
-        name[:_MAX_ROLE_NAME],
+        role_resource_name(name),
         service=POD_IDENTITY_PRINCIPAL,
         managed_policies=[],
         inline_policy=pulumi.Output.from_input(policy).apply(json.dumps),

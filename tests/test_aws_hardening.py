@@ -73,7 +73,26 @@ def test_flow_logs_role_is_assumable_only_by_this_accounts_flow_logs(aws_run: Pr
     }
 
 
-def test_flow_logs_role_may_only_write_its_group(aws_run: ProgramRun) -> None:
+# The VPC user guide, "IAM role for publishing flow logs to CloudWatch Logs"
+# (https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html): the role's policy
+# "must include at least" these.
+FLOW_LOGS_GUIDE_ACTIONS = {
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "logs:DescribeLogGroups",
+    "logs:DescribeLogStreams",
+}
+# The group exists before the flow log; the service must not make another one.
+NOT_FOR_AN_EXISTING_GROUP = {"logs:CreateLogGroup"}
+# Service Authorization Reference, "Actions, resources, and condition keys for Amazon CloudWatch
+# Logs" (https://docs.aws.amazon.com/service-authorization/latest/reference/
+# list_amazoncloudwatchlogs.html; read from its copy iann0036/iam-dataset@08eff2d7
+# aws/iam_definition.json): DescribeLogGroups has no resource type, so only "*" grants it.
+WITHOUT_RESOURCE_TYPE = {"logs:DescribeLogGroups"}
+
+
+def test_flow_logs_role_may_deliver_to_its_group_and_nothing_else(aws_run: ProgramRun) -> None:
     settings = stack_settings(aws_run.stack)
     role = _flow_role(aws_run)
     group = _groups(aws_run)[f"/aws/vpc/{settings.cluster.name}/flow-logs"]
@@ -84,18 +103,20 @@ def test_flow_logs_role_may_only_write_its_group(aws_run: ProgramRun) -> None:
         if a.inputs["role"] == role.outputs["name"]
     ]
     arn = group.outputs["arn"]
-    written = statements(policy.inputs["policy"])
-    for statement in written:
+    granted: dict[str, list[str]] = {}
+    for statement in statements(policy.inputs["policy"]):
         assert statement["Effect"] == "Allow"
-        assert set(as_list(statement["Action"])) <= {
-            "logs:CreateLogStream",
-            "logs:PutLogEvents",
-            "logs:DescribeLogStreams",
-        }
-        # The group and its streams; no other group.
-        assert as_list(statement["Resource"]) == [arn, f"{arn}:log-stream:*"]
-    actions = {a for s in written for a in as_list(s["Action"])}
-    assert {"logs:CreateLogStream", "logs:PutLogEvents"} <= actions
+        assert "Condition" not in statement
+        for action in as_list(statement["Action"]):
+            assert action not in granted, f"{action} granted twice"
+            granted[action] = as_list(statement["Resource"])
+    assert set(granted) == FLOW_LOGS_GUIDE_ACTIONS - NOT_FOR_AN_EXISTING_GROUP
+    for action, resources in granted.items():
+        if action in WITHOUT_RESOURCE_TYPE:
+            assert resources == ["*"]
+        else:
+            # The group and its streams; no other group.
+            assert resources == [arn, f"{arn}:log-stream:*"], action
 
 
 # --- the default security group --------------------------------------------------------------

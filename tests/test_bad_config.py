@@ -102,6 +102,25 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:teams[0].trainingJobs[0].ttlSecondsAfterFinished",
         "finished jobs are kept, not expired",
     ),
+    # The cluster name also names the S3 bucket, the ECR repositories and IAM roles.
+    "cluster name in upper case": (
+        "dev",
+        _set("cluster.name", "ML-Dev"),
+        "ml-platform:cluster.name",
+        "use lower-case letters, digits and single '-'",
+    ),
+    "cluster name with an underscore": (
+        "dev",
+        _set("cluster.name", "ml_dev"),
+        "ml-platform:cluster.name",
+        "which allow no upper case or '_'",
+    ),
+    "cluster name too long for its IAM role names": (
+        "dev",
+        _set("cluster.name", "research-platform-eu-central-1-staging"),
+        "ml-platform:cluster.name",
+        "use at most 36 characters (it has 38)",
+    ),
     "unknown nested key": (
         "dev",
         _set("cluster.kubernetesVersoin", "1.35"),

@@ -13,7 +13,7 @@ from harness.program import (
     stack_config,
     stack_settings,
 )
-from infra import versions
+from infra import gpu_sharing, versions
 from infra.scheduling import GPU_TAINT, placement
 from tests.conftest import stack_run
 from tests.dependencies import waits_for
@@ -215,7 +215,11 @@ def test_gpu_pools_carry_scale_from_zero_tags(aws_run: ProgramRun) -> None:
         pool_tags = tags[f"{settings.cluster.name}-{pool.name}"]
         assert pool_tags[f"{template}/label/ml-platform.io/pool"] == pool.name
         assert pool_tags[f"{template}/taint/nvidia.com/gpu"] == "present:NoSchedule"
-        assert pool_tags[f"{template}/resources/nvidia.com/gpu"] == str(pool.gpus_per_node)
+        # What the pool's nodes advertise (tests/test_autoscaler_gpu.py reads it from upstream).
+        resource = gpu_sharing.resource_name(pool)
+        assert pool_tags[f"{template}/resources/{resource}"] == str(
+            gpu_sharing.units_per_node(pool)
+        )
 
 
 def test_launch_templates_require_imdsv2_and_encrypt_disks(aws_run: ProgramRun) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from infra import versions
+from infra import aws_names, versions
 from infra.settings.base import ConfigProblem, SettingsModel, refuse_duplicates
 
 
@@ -21,16 +21,16 @@ def _reject_non_string_version(value: Any) -> Any:
     return value
 
 
-_EKS_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
-
-
 class ClusterSettings(SettingsModel):
     mode: Literal["eks", "existing"] = Field(
         description="`eks` creates an EKS cluster; `existing` deploys onto a cluster reached "
         "through a kubeconfig context and creates no AWS resource."
     )
     name: str = Field(
-        description="Cluster name: the EKS cluster name, or a label for the existing cluster.",
+        description="Cluster name: the EKS cluster name, or a label for the existing cluster. "
+        "An EKS cluster's name also names its S3 bucket, ECR repositories and IAM roles, so it "
+        f"takes lower-case letters, digits and single '-', at most {aws_names.MAX_CLUSTER_NAME} "
+        "characters, starting with a letter.",
         min_length=1,
     )
     kubernetes_version: Annotated[str, BeforeValidator(_reject_non_string_version)] = Field(
@@ -49,11 +49,12 @@ class ClusterSettings(SettingsModel):
     @model_validator(mode="after")
     def _check_mode(self) -> ClusterSettings:
         if self.mode == "eks":
-            if not _EKS_CLUSTER_NAME.match(self.name):
+            problems = aws_names.cluster_name_problems(self.name)
+            if problems:
                 raise ConfigProblem(
                     ("name",),
-                    f"{self.name!r} is not a valid EKS cluster name: use 1-100 letters, digits, "
-                    "'-' and '_', starting with a letter or digit",
+                    f"{self.name!r} cannot name the EKS cluster and what the program names after "
+                    f"it: {'; '.join(problems)}",
                 )
             allowed = versions.eks_versions()
             where = "EKS"
