@@ -51,11 +51,15 @@ def flow_logs_group_name(cluster_name: str) -> str:
 # What the flow logs service does with the role (VPC user guide, "IAM role for publishing flow
 # logs to CloudWatch Logs", https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html):
 # the policy "must include at least" logs:CreateLogGroup, CreateLogStream, PutLogEvents,
-# DescribeLogGroups and DescribeLogStreams.  CreateLogGroup is left out: the group exists before
-# the flow log, and a group the service re-created after someone deleted this one would keep its
-# logs forever and unencrypted.  Whether the service ever calls it for an existing group the guide
-# does not say.
-FLOW_LOGS_GROUP_ACTIONS = ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+# DescribeLogGroups and DescribeLogStreams.  All of them, as the guide gives no smaller set for a
+# group that already exists, but on this group only: the service can create no other group, and
+# should it re-create this one after someone deleted it, the nightly drift check reports it.
+FLOW_LOGS_GROUP_ACTIONS = [
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:DescribeLogStreams",
+    "logs:PutLogEvents",
+]
 # DescribeLogGroups has no resource type in the Service Authorization Reference (CloudWatch Logs),
 # so it can only be granted on "*"; it lists group names and settings, nothing in them.
 FLOW_LOGS_ACCOUNT_ACTIONS = ["logs:DescribeLogGroups"]
