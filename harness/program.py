@@ -225,16 +225,20 @@ def stack_config(stack: str) -> dict[str, Any]:
     }
 
 
-def raw_settings(stack: str) -> dict[str, Any]:
-    """The stack's `ml-platform:*` config over the Pulumi.yaml defaults, keys without namespace."""
-    merged = {**project_defaults(), **stack_config(stack)}
+def raw_settings(stack: str, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The stack's `ml-platform:*` config over the Pulumi.yaml defaults, keys without namespace.
+
+    `config` replaces the stack file's config, as in `run_program`.
+    """
+    merged = {**project_defaults(), **(stack_config(stack) if config is None else config)}
     prefix = f"{PROJECT}:"
     return {k.removeprefix(prefix): v for k, v in merged.items() if k.startswith(prefix)}
 
 
-def stack_settings(stack: str) -> Settings:
-    """The stack's validated settings, as the program parses them."""
-    return parse_settings(raw_settings(stack), stack)
+def stack_settings(stack: str, config: Mapping[str, Any] | None = None) -> Settings:
+    """The stack's validated settings, as the program parses them (`config`: as in
+    `run_program`)."""
+    return parse_settings(raw_settings(stack, config), stack)
 
 
 def engine_config(config: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:

@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 
-from harness.program import ProgramRun, raw_settings, run_program, stack_config, stack_settings
+from harness.program import ProgramRun, run_program, stack_config, stack_settings
 from infra import instances, schedulability, team_quota, versions
-from infra.settings import GpuPoolSettings, Settings, parse_settings
+from infra.scheduling import MIXED_GPU_MODELS
+from infra.settings import GpuPoolSettings, Settings
 from tests.conftest import AWS_STACKS, stack_run
 from tests.upstream_facts import facts
-
-MIXED_GPU_MODELS = "nvidia-mixed"
 
 
 def autoscaler(settings: Settings) -> dict[str, Any]:
@@ -97,9 +96,7 @@ _runs: dict[str, tuple[ProgramRun, Settings]] = {}
 def sharing_run(variant: str) -> tuple[ProgramRun, Settings]:
     if variant not in _runs:
         config = _sharing_config(SHARING_STACKS[variant])
-        raw = raw_settings("dev")
-        raw["nodePools"] = config["ml-platform:nodePools"]
-        _runs[variant] = (run_program("dev", config), parse_settings(raw, "dev"))
+        _runs[variant] = (run_program("dev", config), stack_settings("dev", config))
     return _runs[variant]
 
 
@@ -123,19 +120,17 @@ def _node_group(run: ProgramRun, pool: str) -> dict[str, Any]:
 
 
 def _runs_and_pools() -> list[tuple[str, str]]:
-    cases = [(stack, pool.name) for stack in AWS_STACKS for pool in _settings(stack).node_pools.gpu]
+    cases = [
+        (stack, pool.name) for stack in AWS_STACKS for pool in stack_settings(stack).node_pools.gpu
+    ]
     cases += [(f"sharing-{v}", name) for v, names in SHARING_STACKS.items() for name in names]
     return cases
-
-
-def _settings(stack: str) -> Settings:
-    return stack_settings(stack)
 
 
 def _run(stack: str) -> tuple[ProgramRun, Settings]:
     if stack.startswith("sharing-"):
         return sharing_run(stack.removeprefix("sharing-"))
-    return stack_run(stack), _settings(stack)
+    return stack_run(stack), stack_settings(stack)
 
 
 def _pool(settings: Settings, name: str) -> GpuPoolSettings:
@@ -222,7 +217,7 @@ def test_every_whole_gpu_pool_of_the_stacks_is_labelled(stack: str) -> None:
 
 
 def test_gpu_types_use_the_autoscaler_spelling() -> None:
-    ca = autoscaler(_settings("prod"))
+    ca = autoscaler(stack_settings("prod"))
     known = {name.rsplit("-", 1)[1]: name for name in ca["gpu_types"]}
     for instance in instances.GPU_INSTANCE_TYPES.values():
         model = instance.gpu_model.removeprefix("NVIDIA ").lower()

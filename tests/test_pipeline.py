@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from harness.program import (
-    project_defaults,
     run_program,
     stack_config,
     stack_settings,
@@ -17,7 +16,6 @@ from harness.program import (
 from harness.render import kubernetes_objects
 from infra import names, versions
 from infra.scheduling import placement
-from infra.settings import Settings, parse_settings
 from tests.conftest import STACKS, stack_run
 from tests.synthetic import synthetic_mnist
 from tests.upstream_facts import facts
@@ -110,13 +108,6 @@ def _pipeline_cases() -> list[Any]:
     return cases
 
 
-def _settings(stack: str, config: dict[str, Any]) -> Settings:
-    merged = {**project_defaults(), **config}
-    prefix = "ml-platform:"
-    raw = {k.removeprefix(prefix): v for k, v in merged.items() if k.startswith(prefix)}
-    return parse_settings(raw, stack)
-
-
 def _files(volume: dict[str, Any]) -> tuple[str, ...]:
     """What a static PersistentVolume points at: an EFS access point or an NFS export path."""
     spec = volume["spec"]
@@ -150,7 +141,7 @@ def test_pipeline_runs_execute_in_the_namespace_the_program_names() -> None:
 def test_every_claim_a_run_mounts_is_bound_where_pipelines_runs_its_pods(
     stack: str, config: dict[str, Any], tmp_path: Path
 ) -> None:
-    settings = _settings(stack, config)
+    settings = stack_settings(stack, config)
     out = pipeline.compile_for_settings(
         settings, stack, settings.teams[0].name, IMAGE, tmp_path / "p.yaml"
     )
