@@ -61,20 +61,23 @@ def _schema_dir(kubernetes_minor: str) -> Any:
     return folder
 
 
-def definitions(kubernetes_minor: str) -> dict[str, Any]:
-    """The API's type definitions (with their reference descriptions) for a Kubernetes minor."""
+@functools.cache
+def _definitions_document(kubernetes_minor: str) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(
         _schema_dir(kubernetes_minor).joinpath("_definitions.json").read_text()
     )
-    return document["$defs"]  # type: ignore[no-any-return]
+    return document
+
+
+def definitions(kubernetes_minor: str) -> dict[str, Any]:
+    """The API's type definitions (with their reference descriptions) for a Kubernetes minor."""
+    found: dict[str, Any] = _definitions_document(kubernetes_minor)["$defs"]
+    return found
 
 
 @functools.cache
 def _registry(kubernetes_minor: str) -> Registry:
-    definitions = json.loads(
-        _schema_dir(kubernetes_minor).joinpath("_definitions.json").read_text()
-    )
-    return Resource.from_contents(definitions) @ Registry()
+    return Resource.from_contents(_definitions_document(kubernetes_minor)) @ Registry()
 
 
 @functools.cache

@@ -9,10 +9,9 @@ import pytest
 
 from harness.render import kubernetes_objects
 from inference.metrics import Metrics
-from infra import alerts, training_job_metrics, versions
+from infra import alerts, training_job_metrics
 from infra.dashboards import DASHBOARDS, SIDECAR_LABEL
 from tests.conftest import STACKS, stack_run
-from tests.upstream_facts import facts
 
 # The DCGM exporter's default counters (NVIDIA/dcgm-exporter etc/default-counters.csv).
 DCGM = {
@@ -33,17 +32,10 @@ KUBE = {
     "kubelet_volume_stats_capacity_bytes",
 }
 TRAINING = {"training_operator_jobs_failed_total"}
-# kube-state-metrics' custom-resource-state series (infra/training_job_metrics.py): the default
-# prefix kube_customresource (kubernetes/kube-state-metrics@v2.20.0:
-# pkg/customresourcestate/config.go L36,74-80) joined to each configured metric's name.
-_KSM_PREFIX = facts("kube-state-metrics-crs", pinned=versions.KUBE_STATE_METRICS_VERSION)[
-    "default_metric_prefix"
-]
-CUSTOM_RESOURCES = {
-    f"{resource.get('metricNamePrefix', _KSM_PREFIX)}_{metric['name']}"
-    for resource in training_job_metrics.custom_resource_state_config()["spec"]["resources"]
-    for metric in resource["metrics"]
-}
+# kube-state-metrics' custom-resource-state series for the training jobs' conditions
+# (infra/training_job_metrics.py; tests/test_monitoring.py derives the name from kube-state-metrics'
+# own naming rule at the pinned version).
+CUSTOM_RESOURCES = {training_job_metrics.SERIES}
 # Fluent Bit's /api/v2/metrics/prometheus (output counters).
 FLUENT_BIT = {"fluentbit_output_retries_failed_total"}
 PROMQL_WORDS = {

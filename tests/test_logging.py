@@ -12,6 +12,7 @@ from harness.program import ProgramRun, run_program, stack_config, stack_setting
 from infra import names, versions
 from infra.schedulability import tolerates
 from infra.scheduling import GPU_POOL_TAINTS
+from infra.settings.base import quantity_value
 from tests.conftest import STACKS, stack_run
 from tests.upstream_facts import facts
 
@@ -189,13 +190,6 @@ def _fluent_bit_bytes(size: str) -> int:
     return int(number) * (FLUENT_BIT["size_units"][unit] if unit else 1)
 
 
-def _kubernetes_bytes(quantity: str) -> int:
-    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
-    assert match, quantity
-    number, unit = match.groups()
-    return int(number) * {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}[unit]
-
-
 @pytest.mark.parametrize("stack", STACKS)
 def test_buffered_chunks_fit_the_memory_limit_with_room_for_fluent_bit(stack: str) -> None:
     """Chunks up (with the one being written), each at twice its size, and the backlog's share,
@@ -208,7 +202,7 @@ def test_buffered_chunks_fit_the_memory_limit_with_room_for_fluent_bit(stack: st
     backlog = _fluent_bit_bytes(
         service.get("storage.backlog.mem_limit", FLUENT_BIT["default_backlog_mem_limit"])
     )
-    limit = _kubernetes_bytes(_release(run)["values"]["resources"]["limits"]["memory"])
+    limit = int(quantity_value(_release(run)["values"]["resources"]["limits"]["memory"]))
     assert mapped + backlog + BASELINE <= limit, (
         f"{chunks_up} chunks up: {mapped + backlog:,} B buffered + {BASELINE:,} B for Fluent Bit "
         f"> {limit:,} B"
@@ -229,7 +223,7 @@ def test_filesystem_inputs_pause_on_the_chunk_limit_not_on_mem_buf_limit(stack: 
 def test_fluent_bit_sizes_are_decimal() -> None:
     assert _fluent_bit_bytes("16M") == 16_000_000
     assert _fluent_bit_bytes("2G") == 2_000_000_000
-    assert _kubernetes_bytes("256Mi") == 268_435_456
+    assert int(quantity_value("256Mi")) == 268_435_456
 
 
 def test_the_fluent_bit_version_is_the_one_the_chart_runs() -> None:
