@@ -25,6 +25,9 @@ from infra.settings import Settings
 # ebs.csi.aws.com), the tag nearest the pinned add-on v1.66.0-eksbuild.1.
 EBS_DRIVER = "ebs.csi.aws.com"
 EBS_CLASS = "gp3-encrypted"
+# What marks a class the cluster's default, for claims that name none (kubernetes.io, "Change the
+# default StorageClass"; kind's own default class carries it:
+# kubernetes-sigs/kind@v0.31.0:pkg/build/nodeimage/const_storage.go).
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 CLAIM_TYPE = "kubernetes:core/v1:PersistentVolumeClaim"
 

@@ -492,6 +492,8 @@ def test_local_names_the_class_kind_installs() -> None:
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "pr.yml").read_text())
     kind = facts("kind-storage-class", pinned=workflow["env"]["KIND_VERSION"])
     assert kind["default_class"]["default"] is True
+    # The annotation that made kind's class the default is the one AWS stacks mark theirs with.
+    assert kind["default_class"]["annotations"] == {DEFAULT_CLASS_ANNOTATION: "true"}
     assert stack_settings("local").storage.block_storage_class_name == kind["default_class"]["name"]
 
 
