@@ -398,10 +398,13 @@ class PlatformMocks(pulumi.runtime.Mocks):
         # them over but does not run them, so the recording monitor keeps them for the tests.
         self._registering = threading.local()
 
-    def transforms_of_current_registration(self) -> tuple[pulumi.ResourceTransform, ...]:
+    def take_transforms(self) -> tuple[pulumi.ResourceTransform, ...]:
+        """The transforms of the registration just answered (then forgotten, so a registration
+        that never reaches `new_resource` cannot inherit the previous one's)."""
         transforms: tuple[pulumi.ResourceTransform, ...] = getattr(
             self._registering, "transforms", ()
         )
+        self._registering.transforms = ()
         return transforms
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, State]:

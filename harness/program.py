@@ -119,7 +119,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 replace_on_changes=tuple(request.replaceOnChanges),
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 secret_inputs=frozenset(secrets),
-                transforms=self.platform_mocks.transforms_of_current_registration(),
+                transforms=self.platform_mocks.take_transforms(),
             )
         )
         return response
