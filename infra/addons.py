@@ -1,4 +1,5 @@
-"""EKS managed add-ons: networking, DNS, kube-proxy and the Pod Identity agent."""
+"""EKS managed add-ons: networking, DNS, kube-proxy, the Pod Identity agent, storage drivers
+and metrics-server."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 
-from infra import versions
+from infra import metrics_server, versions
 from infra.iam import POD_IDENTITY_PRINCIPAL, ServiceRole, managed_policy
 from infra.settings import AwsSettings
 
@@ -23,6 +24,7 @@ def addon_versions(aws_settings: AwsSettings, kubernetes_minor: str) -> dict[str
         "coredns": chosen.coredns or pinned.coredns,
         "aws-efs-csi-driver": chosen.efs_csi_driver or pinned.efs_csi_driver,
         "aws-ebs-csi-driver": chosen.ebs_csi_driver or pinned.ebs_csi_driver,
+        metrics_server.ADDON: chosen.metrics_server or pinned.metrics_server,
     }
 
 
@@ -94,6 +96,18 @@ class ClusterAddons(pulumi.ComponentResource):
             ],
             depends_on=after,
         )
+
+    def add_metrics_server(self, after: list[pulumi.Resource]) -> aws.eks.Addon:
+        """The resource metrics API for HorizontalPodAutoscalers; EKS runs none by default.
+
+        A Deployment, so it waits for the system pool.  It is given no configuration: the
+        add-on's configuration schema (`aws eks describe-addon-configuration`) could not be read
+        here, so no nodeSelector or tolerations are set.  It needs none to stay on the system
+        nodes: the chart the add-on packages (metrics-server 0.8.1, chart 3.13.x) tolerates
+        nothing by default (kubernetes-sigs/metrics-server@metrics-server-helm-chart-3.13.1:
+        charts/metrics-server/values.yaml `tolerations: []`), and every other pool is tainted.
+        """
+        return self._addon(metrics_server.ADDON, depends_on=after)
 
     def _addon(
         self,

@@ -28,6 +28,7 @@ from infra.images import BuiltImage
 from infra.kubeflow import KubeflowInstalls
 from infra.load_balancer_controller import LoadBalancerController, needs_controller
 from infra.log_shipping import LogShipping
+from infra.metrics_server import MetricsServer
 from infra.monitoring import Monitoring
 from infra.namespaces import PlatformNamespaces, namespace_specs
 from infra.network import Network
@@ -64,6 +65,8 @@ class AwsLayer:
     node_pools: dict[str, NodePool] = field(default_factory=dict)
     # What must run before anything that starts pods (Helm releases that wait for readiness).
     ready: list[pulumi.Resource] = field(default_factory=list)
+    # The metrics-server add-on, which serves the autoscalers' resource metrics.
+    metrics_server: aws.eks.Addon | None = None
     file_system: SharedFileSystem | None = None
     artifacts: ArtifactStore | None = None
     training_image: pulumi.Output[str] | None = None
@@ -204,6 +207,7 @@ def build_platform(settings: Settings) -> Platform:
             kubernetes=kubernetes,
             opts=pulumi.ResourceOptions(providers=[kubernetes, aws_layer.provider]),
         )
+    metrics = metrics_source(settings, aws_layer, on_cluster)
     build_gpu_scheduling(
         settings, namespaces, on_cluster, ready, monitoring.release if monitoring else None
     )
@@ -273,6 +277,7 @@ def build_platform(settings: Settings) -> Platform:
             needs=[volumes.claims[("models", names.SERVING)], *ready],
             monitoring=monitoring.release if monitoring else None,
             load_balancer=load_balancer.release if load_balancer else None,
+            metrics_server=metrics,
             opts=on_cluster,
         )
     return Platform(
@@ -283,6 +288,27 @@ def build_platform(settings: Settings) -> Platform:
         aws=aws_layer,
         monitoring=monitoring,
     )
+
+
+def metrics_source(
+    settings: Settings, aws_layer: AwsLayer | None, on_cluster: pulumi.ResourceOptions
+) -> pulumi.Resource | None:
+    """What serves the resource metrics API the autoscalers read, where the program installs it.
+
+    AWS stacks: the EKS add-on.  An existing cluster: the pinned chart when
+    `cluster.metricsServer.source` is `install`, else nothing (the cluster runs its own).
+    """
+    if aws_layer is not None:
+        return aws_layer.metrics_server
+    chosen = settings.cluster.metrics_server
+    if not settings.cluster.installs_metrics_server:
+        return None
+    return MetricsServer(
+        f"{settings.cluster.name}-metrics-server",
+        kubelet_insecure_tls=chosen.kubelet_insecure_tls,
+        placement=placement(settings, SYSTEM_POOL),
+        opts=on_cluster,
+    ).release
 
 
 def workload_identity(
@@ -446,6 +472,7 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
         )
     system_pool = layer.node_pools["system"]
     coredns = addons.add_coredns(after=[system_pool])
+    layer.metrics_server = addons.add_metrics_server(after=[system_pool])
     layer.ready = [system_pool, coredns, addons.add_ebs_csi(after=[system_pool])]
     if settings.storage_mode == "efs":
         layer.file_system = SharedFileSystem(

@@ -67,6 +67,7 @@ class EksAddonVersions:
     pod_identity_agent: str
     efs_csi_driver: str
     ebs_csi_driver: str = "v1.66.0-eksbuild.1"
+    metrics_server: str = "v0.8.1-eksbuild.10"
 
 
 # EKS managed add-ons per Kubernetes minor.  coredns and kube-proxy: the EKS user guide's
@@ -77,6 +78,12 @@ class EksAddonVersions:
 # resolved for 1.34 and 1.35 clusters in 2026-09 (driver 3.x; one build serves every minor).
 # aws-ebs-csi-driver: v1.66.0-eksbuild.1, the default AWS marked in 2026-09 (one build serves
 # every supported minor), for Prometheus's and Alertmanager's block volumes.
+# metrics-server (a community add-on: EKS user guide, "Community add-ons", add-on name
+# `metrics-server`, namespace kube-system, no IAM): v0.8.1-eksbuild.10, metrics-server 0.8.1, the
+# appVersion of kubernetes-sigs/metrics-server chart 3.13.1.  No AWS table lists its builds per
+# minor; what was seen is describe-addon-versions output others recorded in 2026-06: .10 resolved
+# for a 1.33 cluster and named the default for 1.35, and one earlier build (.5) listed for every
+# minor from 1.31 to 1.35.  That it is offered for 1.34 is inferred from that, not seen.
 # A stack may override any of them under `ml-platform:aws.addons`.
 # The drivers behind the two CSI pins exist upstream: aws-ebs-csi-driver 1.66
 # (kubernetes-sigs/aws-ebs-csi-driver#3013, "Release1.66", merged 2026-09-09) and
@@ -125,6 +132,14 @@ CLUSTER_AUTOSCALER_CHART = HelmChart(
 )
 CLUSTER_AUTOSCALER_IMAGE = "registry.k8s.io/autoscaling/cluster-autoscaler"
 CLUSTER_AUTOSCALER_TAGS: dict[str, str] = {"1.33": "v1.33.6", "1.34": "v1.34.5", "1.35": "v1.35.2"}
+
+# metrics-server for existing clusters without one (EKS gets the add-on above): chart 3.13.1
+# (appVersion 0.8.1; tag metrics-server-helm-chart-3.13.1 of kubernetes-sigs/metrics-server,
+# 2026-06-11), the newest chart release.  Server v0.9.0 is tagged (2026-07-13) but no chart
+# packages it yet.  tests/upstream/metrics-server-chart.yaml holds what the program relies on.
+METRICS_SERVER_CHART = HelmChart(
+    "metrics-server", "3.13.1", "https://kubernetes-sigs.github.io/metrics-server/"
+)
 
 # AWS Load Balancer Controller chart 3.5.0 (appVersion v3.5.0; since 3.0.0 the chart version
 # follows the controller's): aws/eks-charts#1354, merged 2026-08-03, and the v3.5 installation

@@ -48,6 +48,7 @@ class ServedModel(pulumi.ComponentResource):
         needs: list[pulumi.Resource],
         monitoring: pulumi.Resource | None = None,
         load_balancer: pulumi.Resource | None = None,
+        metrics_server: pulumi.Resource | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("ml-platform:serving:ServedModel", name, None, opts)
@@ -61,6 +62,9 @@ class ServedModel(pulumi.ComponentResource):
             if load_balancer is not None and obj.get("spec", {}).get("type") == "LoadBalancer":
                 # The load balancer controller (and its Service webhook) runs first.
                 depends.append(load_balancer)
+            if metrics_server is not None and kind == "HorizontalPodAutoscaler":
+                # Its cpu metric comes from metrics-server (None: the cluster runs its own).
+                depends.append(metrics_server)
             resource = REGISTER[kind](
                 f"{name}-{object_name}-{kind.lower()}",
                 obj,

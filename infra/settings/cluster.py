@@ -21,6 +21,27 @@ def _reject_non_string_version(value: Any) -> Any:
     return value
 
 
+class MetricsServerSettings(SettingsModel):
+    """Where the HorizontalPodAutoscalers' resource metrics come from (infra/metrics_server.py)."""
+
+    source: Literal["install", "existing"] | None = Field(
+        default=None,
+        description="Where the resource metrics API (metrics.k8s.io) that the serving "
+        "autoscalers read comes from. `install`: the program installs metrics-server (on EKS the "
+        "`metrics-server` add-on, elsewhere the pinned kubernetes-sigs chart in `kube-system`). "
+        "`existing`: the cluster already runs one (k3s and most managed clusters do; kind does "
+        "not; `kubectl get apiservice v1beta1.metrics.k8s.io` shows it). Default: `install` in "
+        "mode `eks`, `existing` in mode `existing`.",
+    )
+    kubelet_insecure_tls: bool = Field(
+        default=False,
+        description="existing mode with `source: install`: pass `--kubelet-insecure-tls`, so "
+        "metrics-server accepts kubelet serving certificates not signed by the cluster CA. kind "
+        "needs it (its kubelets serve self-signed certificates); metrics-server calls it for "
+        "testing only, so leave it off on real clusters.",
+    )
+
+
 class ClusterSettings(SettingsModel):
     mode: Literal["eks", "existing"] = Field(
         description="`eks` creates an EKS cluster; `existing` deploys onto a cluster reached "
@@ -44,6 +65,10 @@ class ClusterSettings(SettingsModel):
     )
     context: str | None = Field(
         default=None, description="existing mode: the kubeconfig context to deploy to."
+    )
+    metrics_server: MetricsServerSettings = Field(
+        default_factory=MetricsServerSettings,
+        description="The metrics server behind the CPU autoscalers of served models.",
     )
 
     @model_validator(mode="after")
@@ -81,7 +106,39 @@ class ClusterSettings(SettingsModel):
                 "mode `existing` needs the kubeconfig context to deploy to, e.g. `kind-ml`; "
                 "`kubectl config get-contexts` lists them",
             )
+        self._check_metrics_server()
         return self
+
+    @property
+    def installs_metrics_server(self) -> bool:
+        """Whether the program installs metrics-server (the default on EKS only)."""
+        source = self.metrics_server.source
+        return source == "install" or (source is None and self.mode == "eks")
+
+    def _check_metrics_server(self) -> None:
+        """Refuse metrics-server settings that cannot apply to the mode."""
+        chosen = self.metrics_server
+        where = ("metricsServer",)
+        if self.mode == "eks":
+            if chosen.source == "existing":
+                raise ConfigProblem(
+                    (*where, "source"),
+                    "an EKS cluster runs no metrics server of its own; the program installs the "
+                    "EKS add-on `metrics-server`, so remove this key or set `install`",
+                )
+            if chosen.kubelet_insecure_tls:
+                raise ConfigProblem(
+                    (*where, "kubeletInsecureTls"),
+                    "only applies to the chart the program installs on an existing cluster; on "
+                    "EKS the add-on's kubelet connection is EKS's, so remove this key",
+                )
+            return
+        if chosen.kubelet_insecure_tls and not self.installs_metrics_server:
+            raise ConfigProblem(
+                (*where, "kubeletInsecureTls"),
+                "configures the metrics server the program installs, and `source: existing` "
+                "installs none; set `source: install` (kind needs both) or remove this key",
+            )
 
 
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
@@ -191,6 +248,9 @@ class AddonVersions(SettingsModel):
     )
     ebs_csi_driver: str | None = Field(
         default=None, description="aws-ebs-csi-driver add-on version."
+    )
+    metrics_server: str | None = Field(
+        default=None, description="metrics-server (community) add-on version."
     )
 
 
