@@ -434,6 +434,30 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:storage.blockStorageClassName",
         "'Fast_SSD' is not a valid object name",
     ),
+    "metrics server said to exist on EKS": (
+        "dev",
+        _set("cluster.metricsServer", {"source": "existing"}),
+        "ml-platform:cluster.metricsServer.source",
+        "the program installs the EKS add-on `metrics-server`",
+    ),
+    "kubelet TLS switch on EKS": (
+        "dev",
+        _set("cluster.metricsServer", {"kubeletInsecureTls": True}),
+        "ml-platform:cluster.metricsServer.kubeletInsecureTls",
+        "only applies to the chart the program installs on an existing cluster",
+    ),
+    "kubelet TLS switch with the cluster's own metrics server": (
+        "local",
+        _set("cluster.metricsServer", {"source": "existing", "kubeletInsecureTls": True}),
+        "ml-platform:cluster.metricsServer.kubeletInsecureTls",
+        "`source: existing` installs none; set `source: install`",
+    ),
+    "unknown metrics server source": (
+        "local",
+        _set("cluster.metricsServer", {"source": "helm"}),
+        "ml-platform:cluster.metricsServer.source",
+        "'install' or 'existing'",
+    ),
     "block storage class on EKS": (
         "dev",
         _set("storage.blockStorageClassName", "gp2"),

@@ -145,6 +145,7 @@ def test_managed_addons_are_pinned(aws_run: ProgramRun) -> None:
         "eks-pod-identity-agent": pins.pod_identity_agent,
         "aws-efs-csi-driver": pins.efs_csi_driver,
         "aws-ebs-csi-driver": pins.ebs_csi_driver,
+        "metrics-server": pins.metrics_server,
     }
     cni = addons["vpc-cni"].inputs["podIdentityAssociations"]
     assert [a["serviceAccount"] for a in cni] == ["aws-node"]
