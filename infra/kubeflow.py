@@ -44,7 +44,12 @@ import pulumi_kubernetes as k8s
 
 from infra import labels, names, versions
 from infra.block_storage import BlockStorage
-from infra.pipeline_store import PipelineStoreAccess, S3PipelineStore, point_pipelines_at_s3
+from infra.pipeline_store import (
+    PipelineStoreAccess,
+    S3PipelineStore,
+    no_keys_secret,
+    use_s3_store,
+)
 from infra.settings import KubeflowSettings
 
 RETAINED_TYPES = frozenset(
@@ -189,25 +194,25 @@ class KubeflowInstalls(pulumi.ComponentResource):
             )
         if settings.pipelines.enabled:
             cluster_scoped = install("pipelines-cluster", versions.KFP_CLUSTER_RESOURCES)
-            associations: list[pulumi.Resource] = []
+            before: list[pulumi.Resource] = []
+            store_transforms: list[pulumi.ResourceTransform] = []
             if pipeline_store is not None:
-                # The roles are associated before any Pipelines pod starts.
+                # The roles are associated, and the Secret the API server's key variables read
+                # exists, before any Pipelines pod starts.
                 self.pipeline_store = PipelineStoreAccess(
                     f"{name}-pipelines-s3",
                     store=pipeline_store,
                     opts=pulumi.ResourceOptions(parent=self, provider=pipeline_store.provider),
                 )
-                associations = self.pipeline_store.associations
+                no_keys = no_keys_secret(f"{name}-pipelines-s3", parent=self, after=namespaces)
+                before = [*self.pipeline_store.associations, no_keys]
+                store_transforms = [use_s3_store(pipeline_store)]
             self.pipelines = install(
-                "pipelines", versions.KFP_PLATFORM_AGNOSTIC, extra=[cluster_scoped, *associations]
+                "pipelines",
+                versions.KFP_PLATFORM_AGNOSTIC,
+                extra=[cluster_scoped, *before],
+                transforms=store_transforms,
             )
-            if pipeline_store is not None:
-                point_pipelines_at_s3(
-                    f"{name}-pipelines-s3",
-                    store=pipeline_store,
-                    parent=self,
-                    after=[self.pipelines, *associations],
-                )
         self.register_outputs({})
 
     def installer_of(self, kind: str) -> pulumi.Resource:

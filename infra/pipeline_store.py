@@ -12,8 +12,10 @@ with static keys from the `mlpipeline-minio-artifact` Secret.  In AWS stacks eve
 
 Each of those service accounts, created by the upstream kustomization, gets an IAM role through
 a Pod Identity association: read and write below `pipelines/` for the API server and the run
-pods, read only for the UI (`ml-pipeline-ui`).  Upstream objects are changed with server-side
-apply patches that wait for the Directory installing them.  The in-cluster SeaweedFS keeps running
+pods, read only for the UI (`ml-pipeline-ui`).  Upstream objects are changed by a transform on
+the Directory installing them (`use_s3_store`), before they are applied, so each field has one
+owner: a separate patch resource would fight the Directory over its fields after every refresh.
+The in-cluster SeaweedFS keeps running
 in AWS stacks, unused: removing it would take a different upstream overlay.  The `local` stack
 keeps the upstream object store unchanged.
 
@@ -30,7 +32,9 @@ Sources (the settings' own comments say which key comes from where):
   the MinIO default, so the key variables must exist and be empty;
 - kubeflow/pipelines@2.17.0:manifests/kustomize/base/pipeline/ml-pipeline-apiserver-deployment.yaml
   and `ml-pipeline-ui-deployment.yaml`: which env vars upstream sets with `value` and which with
-  `valueFrom` (a patch must use the same field: tests/upstream/kubeflow-pipelines-deployments.yaml);
+  `valueFrom` (each variable set here keeps upstream's field:
+  tests/upstream/kubeflow-pipelines-deployments.yaml); the objects changed here, as the install
+  renders them, are in tests/upstream/kubeflow-pipelines-rendered.yaml;
 - kubeflow/pipelines@2.17.0:backend/src/v2/config/env.go and `backend/src/v2/config/s3.go`,
   `backend/src/v2/objectstore/object_store.go`: the `kfp-launcher` ConfigMap's
   `defaultPipelineRoot` and `providers` (`s3.default` with `credentials.fromEnv: true` opens the
@@ -52,12 +56,15 @@ client..." with IRSA and empty keys, when the SDK finds no credentials and retri
 metadata service (which our nodes' hop limit of 1 keeps from pods).  Its fix (#13092) was closed
 unmerged; whether 2.17.0 still hangs is not established.  With Pod Identity in place the chain
 finds the agent's credentials first, so the associations are created before the pods that use
-them: before the install, and before every patch that restarts a pod.
+them: before the install.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +73,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import yaml
 
-from infra import names
+from infra import labels, names
 from infra.artifact_store import PIPELINES_PREFIX, prefix_access_policy
 from infra.workload_identity import pod_identity_role
 
@@ -87,6 +94,10 @@ UI_CONTAINER = "ml-pipeline-ui"
 INSTALL_CONFIG = "pipeline-install-config"
 LAUNCHER_CONFIG = "kfp-launcher"
 WORKFLOW_CONTROLLER_CONFIG = "workflow-controller-configmap"
+CONFIG_MAP_TYPE = "kubernetes:core/v1:ConfigMap"
+DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
+# On the API server's pod template: a digest of the `pipeline-install-config` keys set here.
+STORE_DIGEST_ANNOTATION = f"{labels.PREFIX}/object-store-settings"
 # Holds the API server's two key variables, empty (see `api_server_env`).
 NO_KEYS_SECRET = "ml-pipeline-s3-no-static-keys"
 KEY_VARIABLES = {
@@ -248,104 +259,108 @@ class PipelineStoreAccess(pulumi.ComponentResource):
         self.register_outputs({"roleArns": arns})
 
 
-def _env(variables: list[dict[str, Any]]) -> list[k8s.core.v1.EnvVarPatchArgs]:
-    def source(value_from: dict[str, Any] | None) -> k8s.core.v1.EnvVarSourcePatchArgs | None:
-        if value_from is None:
-            return None
-        ref = value_from["secretKeyRef"]
-        return k8s.core.v1.EnvVarSourcePatchArgs(
-            secret_key_ref=k8s.core.v1.SecretKeySelectorPatchArgs(name=ref["name"], key=ref["key"])
-        )
+def no_keys_secret(
+    name: str, *, parent: pulumi.Resource, after: list[pulumi.Resource]
+) -> k8s.core.v1.Secret:
+    """The Secret the API server's two key variables read: both keys, empty (`api_server_env`).
 
-    return [
-        k8s.core.v1.EnvVarPatchArgs(
-            name=variable["name"],
-            value=variable.get("value"),
-            value_from=source(variable.get("valueFrom")),
-        )
-        for variable in variables
-    ]
-
-
-def _forced(name: str) -> k8s.meta.v1.ObjectMetaPatchArgs:
-    """Patch metadata: server-side apply takes over the fields upstream's install set."""
-    return k8s.meta.v1.ObjectMetaPatchArgs(
-        name=name, namespace=NAMESPACE, annotations={"pulumi.com/patchForce": "true"}
-    )
-
-
-def _deployment_env(
-    name: str,
-    deployment: str,
-    container: str,
-    env: list[k8s.core.v1.EnvVarPatchArgs],
-    opts: pulumi.ResourceOptions,
-) -> k8s.apps.v1.DeploymentPatch:
-    return k8s.apps.v1.DeploymentPatch(
-        name,
-        metadata=_forced(deployment),
-        spec=k8s.apps.v1.DeploymentSpecPatchArgs(
-            template=k8s.core.v1.PodTemplateSpecPatchArgs(
-                spec=k8s.core.v1.PodSpecPatchArgs(
-                    containers=[k8s.core.v1.ContainerPatchArgs(name=container, env=env)]
-                )
-            )
-        ),
-        opts=opts,
-    )
-
-
-def point_pipelines_at_s3(
-    name: str,
-    *,
-    store: S3PipelineStore,
-    parent: pulumi.Resource,
-    after: list[pulumi.Resource],
-) -> list[pulumi.Resource]:
-    """Patch the installed Pipelines to keep their objects in `store`; returns the patches.
-
-    `after` holds the Directory that installs the patched objects and the Pod Identity
-    associations: every patch waits for both, so a pod the patches restart starts with its
-    role already associated.
+    Created before the install, whose API server Deployment names it once transformed.
     """
-    bucket = pulumi.Output.from_input(store.bucket)
-    region = store.region
-    opts = pulumi.ResourceOptions(parent=parent, depends_on=after)
-    no_keys = k8s.core.v1.Secret(
+    return k8s.core.v1.Secret(
         f"{name}-no-keys",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=NO_KEYS_SECRET, namespace=NAMESPACE),
         string_data=dict.fromkeys(KEY_VARIABLES.values(), ""),
-        opts=opts,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=after),
     )
-    install_config = k8s.core.v1.ConfigMapPatch(
-        f"{name}-bucket",
-        metadata=_forced(INSTALL_CONFIG),
-        data={"bucketName": bucket},
-        opts=opts,
+
+
+def settings_digest(settings: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _with_env(container: dict[str, Any], variables: list[dict[str, Any]]) -> None:
+    """Set `variables` on `container`: each replaces upstream's EnvVar of its name, in place
+    (so the order upstream gives, which `$(VAR)` references depend on, is kept); new ones last."""
+    ours = {variable["name"]: variable for variable in variables}
+    kept = [ours.pop(variable["name"], variable) for variable in container.get("env") or []]
+    container["env"] = [*kept, *ours.values()]
+
+
+def _container(deployment: dict[str, Any], name: str) -> dict[str, Any]:
+    containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
+    for container in containers or []:
+        if container.get("name") == name:
+            return dict(container)
+    raise ValueError(
+        f"the Pipelines install's Deployment {NAMESPACE}/{deployment['metadata']['name']} has no "
+        f"container {name!r}: read its manifest at the new kubeflow/pipelines ref and update "
+        "infra/pipeline_store.py"
     )
-    launcher = k8s.core.v1.ConfigMapPatch(
-        f"{name}-launcher",
-        metadata=_forced(LAUNCHER_CONFIG),
-        data=bucket.apply(lambda b: launcher_config(b, region)),
-        opts=opts,
-    )
-    argo = k8s.core.v1.ConfigMapPatch(
-        f"{name}-argo",
-        metadata=_forced(WORKFLOW_CONTROLLER_CONFIG),
-        data={"artifactRepository": bucket.apply(lambda b: artifact_repository(b, region))},
-        opts=opts,
-    )
-    api_server = _deployment_env(
-        f"{name}-api-server",
-        API_SERVER_DEPLOYMENT,
-        API_SERVER_CONTAINER,
-        _env(api_server_env(region)),
-        # The restarted API server reads the new bucket name and the empty keys.
-        pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(depends_on=[no_keys, install_config])
-        ),
-    )
-    ui = _deployment_env(
-        f"{name}-ui", UI_DEPLOYMENT, UI_CONTAINER, _env(ui_env(bucket, region)), opts
-    )
-    return [install_config, launcher, argo, api_server, ui]
+
+
+def use_s3_store(store: S3PipelineStore) -> pulumi.ResourceTransform:
+    """A transform of the Pipelines install's objects that keeps their objects in `store`.
+
+    It changes, before they are applied:
+
+    - ConfigMap `pipeline-install-config`: `bucketName` (the API server reads it, through
+      `valueFrom`, when it starts);
+    - ConfigMap `kfp-launcher`: `defaultPipelineRoot` and `providers` (each run's driver and
+      launcher read it when they start, kubeflow/pipelines@2.17.0:backend/src/v2/config/env.go
+      `FromConfigMap`);
+    - ConfigMap `workflow-controller-configmap`: `artifactRepository` (the Argo controller
+      watches its ConfigMap and reloads it, argoproj/argo-workflows@v4.0.5:
+      workflow/controller/controller.go `runConfigMapWatcher`);
+    - Deployments `ml-pipeline` and `ml-pipeline-ui`: their containers' object-store variables,
+      each with the field (`value` or `valueFrom`) upstream sets it with.  The API server's pod
+      template also carries a digest of the `pipeline-install-config` keys set here, so a changed
+      bucket restarts it: the ConfigMap's name does not change, and env is read only at start.
+
+    Every other key and variable stays upstream's.
+    """
+    bucket = pulumi.Output.from_input(store.bucket)
+    region = store.region
+    launcher = bucket.apply(lambda b: launcher_config(b, region))
+    install_config: dict[str, pulumi.Input[str]] = {"bucketName": bucket}
+    config_maps: dict[str, dict[str, pulumi.Input[str]]] = {
+        INSTALL_CONFIG: install_config,
+        LAUNCHER_CONFIG: {key: launcher[key] for key in ("defaultPipelineRoot", "providers")},
+        WORKFLOW_CONTROLLER_CONFIG: {
+            "artifactRepository": bucket.apply(lambda b: artifact_repository(b, region))
+        },
+    }
+    containers: dict[str, tuple[str, list[dict[str, Any]]]] = {
+        API_SERVER_DEPLOYMENT: (API_SERVER_CONTAINER, api_server_env(region)),
+        UI_DEPLOYMENT: (UI_CONTAINER, ui_env(bucket, region)),
+    }
+    api_server_digest = bucket.apply(lambda b: settings_digest({"bucketName": b}))
+
+    def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+        props: dict[str, Any] = dict(args.props)
+        metadata = props.get("metadata") or {}
+        if metadata.get("namespace") != NAMESPACE:
+            return None
+        name = str(metadata.get("name", ""))
+        changed = copy.deepcopy(props)
+        if args.type_ == CONFIG_MAP_TYPE and name in config_maps:
+            changed["data"] = {**(changed.get("data") or {}), **config_maps[name]}
+        elif args.type_ == DEPLOYMENT_TYPE and name in containers:
+            container_name, variables = containers[name]
+            pod = changed["spec"]["template"]
+            container = _container(changed, container_name)
+            _with_env(container, variables)
+            pod["spec"]["containers"] = [
+                container if c.get("name") == container_name else c
+                for c in pod["spec"]["containers"]
+            ]
+            if name == API_SERVER_DEPLOYMENT:
+                pod_metadata = pod.setdefault("metadata", {})
+                pod_metadata["annotations"] = {
+                    **(pod_metadata.get("annotations") or {}),
+                    STORE_DIGEST_ANNOTATION: api_server_digest,
+                }
+        else:
+            return None
+        return pulumi.ResourceTransformResult(props=changed, opts=args.opts)
+
+    return transform

@@ -380,6 +380,24 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:storage.nfs.server",
         "Field required",
     ),
+    "NFS server named by its cluster Service DNS name": (
+        "local",
+        _set("storage.nfs.server", "nfs.storage.svc.cluster.local"),
+        "ml-platform:storage.nfs.server",
+        "the node mounts NFS",
+    ),
+    "NFS server named by a short Service DNS name": (
+        "local",
+        _set("storage.nfs.server", "nfs.storage.svc"),
+        "ml-platform:storage.nfs.server",
+        "ClusterIP",
+    ),
+    "NFS server named in another cluster domain": (
+        "local",
+        _set("storage.nfs.server", "NFS.Storage.SVC.corp.internal."),
+        "ml-platform:storage.nfs.server",
+        "cluster-internal",
+    ),
     "existing cluster with EFS": (
         "local",
         _set("storage.mode", "efs"),

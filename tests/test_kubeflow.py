@@ -233,6 +233,44 @@ def test_every_deployment_patch_sets_env_the_way_upstream_does(stack: str) -> No
                 )
 
 
+def _upstream_deployments() -> list[dict[str, Any]]:
+    """Upstream Deployments the program changes, as their Directories render them."""
+    pipelines = facts("kubeflow-pipelines-rendered", pinned=versions.KFP_REF)["rendered"]
+    return [
+        o
+        for o in [*_notebook_controller_upstream()["rendered"], *pipelines]
+        if o["kind"] == "Deployment"
+    ]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_transformed_env_var_keeps_upstreams_field(stack: str) -> None:
+    """A transform may change what a variable says, not whether it is a `value` or `valueFrom`."""
+    upstream = _upstream_env_fields()
+    deployments = _upstream_deployments()
+    assert {d["metadata"]["name"] for d in deployments} >= {
+        kubeflow.NOTEBOOK_CONTROLLER_DEPLOYMENT,
+        "ml-pipeline",
+        "ml-pipeline-ui",
+    }
+    for directory in stack_run(stack).of_type("kubernetes:kustomize/v2:Directory"):
+        for deployment in deployments:
+            metadata = deployment["metadata"]
+            after = as_registered(directory, deployment)
+            for container in after["spec"]["template"]["spec"]["containers"]:
+                key = f"{metadata['namespace']}/{metadata['name']}/{container['name']}"
+                assert key in upstream, f"read {key}'s env upstream into a fixture"
+                for variable in container.get("env") or []:
+                    fields = {"value", "valueFrom"} & set(variable)
+                    assert len(fields) <= 1, (directory.name, key, variable)
+                    field = next(iter(fields), "value")
+                    expected = upstream[key].get(variable["name"], field)  # new ones are free
+                    assert field == expected, (
+                        f"{directory.name} sets {key} {variable['name']} with `{field}`; "
+                        f"upstream uses `{expected}`"
+                    )
+
+
 # --- the teams' custom resources --------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from harness.render import kubernetes_objects
 from infra import names, versions
 from infra.scheduling import placement
 from tests.conftest import STACKS, stack_run
+from tests.directory_children import as_registered
 from tests.synthetic import synthetic_mnist
 from tests.upstream_facts import facts
 from training import evaluate, pipeline, promote
@@ -129,12 +130,24 @@ def test_pipeline_runs_execute_in_the_namespace_the_program_names() -> None:
     argo = facts("argo-workflows-controller", pinned=versions.KFP_ARGO_WORKFLOWS_REF)
     assert argo["namespaced_flag"] in runs["argo_controller_extra_args"]
     assert argo["namespaced_watches"] == "own_namespace"
-    # Nothing here turns multi-user mode on.
+    # Nothing here turns multi-user mode on: no patch, and no transform of the install.
+    rendered = facts("kubeflow-pipelines-rendered", pinned=versions.KFP_REF)["rendered"]
     for stack in STACKS:
-        for patch in stack_run(stack).of_type("kubernetes:apps/v1:DeploymentPatch"):
-            for container in patch.inputs["spec"]["template"]["spec"]["containers"]:
+        run = stack_run(stack)
+        changed = [
+            (patch.name, patch.inputs)
+            for patch in run.of_type("kubernetes:apps/v1:DeploymentPatch")
+        ] + [
+            (directory.name, as_registered(directory, obj))
+            for directory in run.of_type("kubernetes:kustomize/v2:Directory")
+            for obj in rendered
+            if obj["kind"] == "Deployment"
+        ]
+        assert len(changed) > 1
+        for source, deployment in changed:
+            for container in deployment["spec"]["template"]["spec"]["containers"]:
                 variables = {e["name"] for e in container.get("env") or []}
-                assert runs["multi_user"]["variable"] not in variables, patch.name
+                assert runs["multi_user"]["variable"] not in variables, source
 
 
 @pytest.mark.parametrize(("stack", "config"), _pipeline_cases())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Iterator
 from typing import Any
 
@@ -128,6 +129,48 @@ def test_local_uses_static_nfs_and_no_aws() -> None:
     for volume in volumes:
         assert volume["spec"]["nfs"]["server"] == nfs.server
         assert volume["spec"]["nfs"]["path"].startswith(nfs.path)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_nfs_volumes_name_a_server_the_node_resolves(stack: str) -> None:
+    """The kubelet mounts NFS from the node, whose resolver knows no cluster DNS name."""
+    volumes = [
+        o
+        for o in kubernetes_objects(stack_run(stack))
+        if o["kind"] == "PersistentVolume" and "nfs" in o["spec"]
+    ]
+    nfs = stack_settings(stack).storage.nfs
+    assert bool(volumes) == (nfs is not None)
+    for volume in volumes:
+        labels = volume["spec"]["nfs"]["server"].lower().rstrip(".").split(".")
+        assert "svc" not in labels[1:], volume["metadata"]["name"]
+        assert labels[-2:] != ["cluster", "local"], volume["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    "server", ["10.96.0.50", "ml-platform-nfs", "nfs.example.com", "fd00::10", "svc.example.com"]
+)
+def test_nfs_servers_the_nodes_can_resolve_are_accepted(server: str) -> None:
+    settings = StorageSettings.model_validate(
+        {"mode": "nfs", "nfs": {"server": server, "path": "/exports"}}
+    )
+    assert settings.nfs is not None
+    assert settings.nfs.server == server
+
+
+def test_local_nfs_server_is_a_container_kind_nodes_resolve() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "pr.yml").read_text())
+    kind = facts("kind-node-nfs", pinned=workflow["env"]["KIND_VERSION"])
+    assert "nfs-common" in kind["node_packages"]  # mount.nfs is on the node
+    assert kind["node_resolver"] == "docker_embedded_dns"
+    nfs = stack_settings("local").storage.nfs
+    assert nfs is not None
+    # A container name: Docker's embedded DNS answers it on the nodes' network.
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", nfs.server), nfs.server
+    # ... and the README says how to start that container there, exporting that path.
+    readme = (ROOT / "README.md").read_text()
+    assert f"--network {kind['docker_network']} --name {nfs.server}" in readme
+    assert nfs.path in readme
 
 
 def _claims_and_volumes(

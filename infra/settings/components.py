@@ -20,9 +20,38 @@ from infra.settings.cluster import IAM_PRINCIPAL
 from infra.settings.workloads import ArtifactAccess, NotebookServerSettings, TrainingJobSettings
 
 
+def cluster_service_name(host: str) -> bool:
+    """Whether `host` is a cluster-internal DNS name: `<service>.<namespace>.svc[.<domain>]`, or
+    any name under `cluster.local` (the default cluster domain)."""
+    labels = host.lower().rstrip(".").split(".")
+    return "svc" in labels[2:] or labels[-2:] == ["cluster", "local"]
+
+
 class NfsSettings(SettingsModel):
-    server: str = Field(min_length=1, description="NFS server host name or address.")
+    server: str = Field(
+        min_length=1,
+        description="NFS server host name or address, as the nodes resolve it (the kubelet "
+        "mounts NFS from the node, outside any pod): an IP address (a Service's ClusterIP "
+        "works) or a name the nodes' own resolver knows; never a cluster DNS name "
+        "(`*.svc`, `*.svc.<clusterDomain>`).",
+    )
     path: str = Field(pattern=r"^/", description="Exported path on the server, e.g. /exports/ml.")
+
+    @model_validator(mode="after")
+    def _check(self) -> NfsSettings:
+        # The kubelet runs `mount -t nfs <server>:<path>` in the node's namespaces, with the
+        # node's resolv.conf, which does not point at the cluster DNS (kubernetes/kubernetes#8735;
+        # kubernetes/examples#390: "mount.nfs: Failed to resolve server
+        # nfs-server.default.svc.cluster.local").
+        if cluster_service_name(self.server):
+            raise ConfigProblem(
+                ("server",),
+                f"{self.server!r} is a cluster-internal DNS name, but the node mounts NFS and "
+                "the node's resolver does not know cluster names; use the Service's ClusterIP "
+                "(fixed with `spec.clusterIP`; nodes reach it through kube-proxy) or a host name "
+                "the nodes resolve",
+            )
+        return self
 
 
 class VolumeSettings(SettingsModel):
