@@ -32,7 +32,9 @@ def _rule(api_group: str, resources: list[str], verbs: list[str]) -> k8s.rbac.v1
 
 
 JOBS = ["tfjobs", "pytorchjobs", "notebooks"]
-OBSERVE = ["pods", "pods/log", "events", "services", "persistentvolumeclaims"]
+# The namespace's quota and defaults (infra/team_quota.py), so a team sees what it may request.
+LIMITS = ["resourcequotas", "limitranges"]
+OBSERVE = ["pods", "pods/log", "events", "services", "persistentvolumeclaims", *LIMITS]
 
 
 def engineer_rules(exec_allowed: bool) -> list[k8s.rbac.v1.PolicyRuleArgs]:

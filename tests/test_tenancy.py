@@ -295,3 +295,14 @@ def test_every_team_has_all_its_tenancy_objects(stack: str) -> None:
         }
         assert expected <= names, expected - names
         assert len([kind for kind, _ in names if kind == "RoleBinding"]) == 2
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_engineers_and_viewers_see_their_quota_and_limit_range(stack: str) -> None:
+    for team in stack_settings(stack).teams:
+        roles = _roles(stack, team.name)
+        for role in roles.values():
+            for resource in ("resourcequotas", "limitranges"):
+                for verb in ("get", "list", "watch"):
+                    assert _allows(role, "", resource, verb), (role["metadata"], resource, verb)
+                assert not _allows(role, "", resource, "update")
