@@ -134,6 +134,10 @@ def test_every_team_has_engineer_and_viewer_roles_bound_to_its_groups(stack: str
             assert not _allows(viewer, "kubeflow.org", kind, "create")
         assert _allows(engineer, "", "pods/log", "get")
         assert _allows(engineer, "", "pods/exec", "create") is team.access.exec
+        # Port-forward reaches a notebook's token-less Jupyter: a shell as well.
+        assert _allows(engineer, "", "pods/portforward", "create") is team.access.exec
+        for granted in (engineer, viewer):
+            assert not _allows(granted, "", "pods/attach", "create")
         assert not any(
             "*" in rule["verbs"] or "*" in rule["resources"] for rule in engineer["rules"]
         )
@@ -306,3 +310,15 @@ def test_engineers_and_viewers_see_their_quota_and_limit_range(stack: str) -> No
                 for verb in ("get", "list", "watch"):
                     assert _allows(role, "", resource, verb), (role["metadata"], resource, verb)
                 assert not _allows(role, "", resource, "update")
+
+
+def test_a_team_without_exec_cannot_declare_notebooks() -> None:
+    config = stack_config("dev")  # research declares the notebook `explore`
+    config["ml-platform:teams"][0]["access"] = {"exec": False}
+    with pytest.raises(ProgramError) as caught:
+        run_program("dev", config)
+    message = str(caught.value.cause)
+    assert "ml-platform:teams[0].notebooks:" in message
+    assert "`teams[0].access.exec: false`" in message
+    assert "port-forward" in message
+    assert caught.value.resources == []

@@ -160,7 +160,9 @@ class TeamAccess(SettingsModel):
         default_factory=list, description="IAM role/user ARNs with read-only access (role viewer)."
     )
     exec: bool = Field(
-        default=True, description="Engineers may `kubectl exec` into the team's pods."
+        default=True,
+        description="Engineers may `kubectl exec` into the team's pods and `kubectl port-forward` "
+        "to them (a notebook's Jupyter is a shell too); `false` allows no declared notebooks.",
     )
 
     @model_validator(mode="after")
