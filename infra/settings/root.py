@@ -182,6 +182,11 @@ class Settings(SettingsModel):
                     f"token: reaching it is a shell in the pod); set `teams[{index}].access.exec: "
                     "true` or remove the notebooks",
                 )
+            if team.access.pipelines and not self.kubeflow.pipelines.enabled:
+                raise ConfigProblem(
+                    ("teams", index, "access", "pipelines"),
+                    "needs `kubeflow.pipelines.enabled: true` (it installs Kubeflow Pipelines)",
+                )
             for key in ("engineers", "viewers"):
                 for position, arn in enumerate(getattr(team.access, key)):
                     if arn in admins:
