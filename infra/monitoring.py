@@ -53,6 +53,51 @@ def claim_template(size: str, storage_class: str) -> dict[str, Any]:
     }
 
 
+# The Role Grafana's sidecars get instead of the chart's own, which reads Secrets too.
+GRAFANA_SIDECAR_ROLE = "grafana-sidecar"
+# Where every ConfigMap the sidecars load lives: ours (infra/dashboards.py) and the chart's own
+# dashboards and datasources, which kube-prometheus-stack 88.5.3 puts in Grafana's namespace
+# (prometheus-community/helm-charts@kube-prometheus-stack-88.5.3:charts/kube-prometheus-stack/
+# templates/grafana/configmaps-datasources.yaml, dashboards-1.14/*.yaml, _helpers.tpl
+# `kube-prometheus-stack-grafana.namespace`; tests/upstream/kube-prometheus-stack-grafana.yaml).
+GRAFANA_SIDECAR_NAMESPACES = [names.MONITORING]
+
+
+def grafana_sidecar_values() -> dict[str, Any]:
+    """Grafana's RBAC and sidecars: dashboard and datasource ConfigMaps of its namespace, no Secret.
+
+    In grafana-community/helm-charts@grafana-12.11.1:charts/grafana (the chart
+    kube-prometheus-stack 88.5.3 ships) every Role or ClusterRole the chart writes for its
+    sidecars grants `configmaps` and `secrets` (templates/clusterrole.yaml, role.yaml), and the
+    default `rbac.namespaced: false` makes it a ClusterRole: Grafana could read every Secret in
+    the cluster.  With `rbac.namespaced` the chart writes no ClusterRole or ClusterRoleBinding
+    (unless `rbac.extraClusterRoleRules`), and with `rbac.useExistingRole` no Role either: it only
+    binds the named Role, which this program writes, in its own namespace (rolebinding.yaml).
+    The sidecars (kiwigrid/k8s-sidecar@2.10.1:src/sidecar.py, resources.py) watch what `RESOURCE`
+    names (`both` by default: Secrets too) in the namespaces of `NAMESPACE` (kube-prometheus-stack
+    sets `ALL`: a cluster-wide list); both are narrowed to ConfigMaps of the namespaces that hold
+    them.  tests/upstream/grafana-sidecar-rbac.yaml records the templates' conditions.
+    """
+    searched = {"resource": "configmap", "searchNamespace": GRAFANA_SIDECAR_NAMESPACES}
+    return {
+        "rbac": {"namespaced": True, "useExistingRole": GRAFANA_SIDECAR_ROLE},
+        "sidecar": {
+            # Dashboards are ConfigMaps labelled grafana_dashboard (infra/dashboards.py).
+            "dashboards": {"enabled": True, "label": "grafana_dashboard", **searched},
+            "datasources": searched,
+        },
+    }
+
+
+def grafana_sidecar_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    """What the sidecars need to load ConfigMaps: read and watch them, nothing else."""
+    return [
+        k8s.rbac.v1.PolicyRuleArgs(
+            api_groups=[""], resources=["configmaps"], verbs=["get", "list", "watch"]
+        )
+    ]
+
+
 def stack_values(settings: Settings, placement: Placement, storage_class: str) -> dict[str, Any]:
     monitoring = settings.monitoring
     on_system = {"nodeSelector": placement.node_selector} if placement.node_selector else {}
@@ -91,14 +136,7 @@ def stack_values(settings: Settings, placement: Placement, storage_class: str) -
                 "userKey": "admin-user",
                 "passwordKey": "admin-password",
             },
-            # Dashboards are ConfigMaps labelled grafana_dashboard, in any namespace.
-            "sidecar": {
-                "dashboards": {
-                    "enabled": True,
-                    "label": "grafana_dashboard",
-                    "searchNamespace": "ALL",
-                }
-            },
+            **grafana_sidecar_values(),
             **on_system,
         },
         # A node agent: it runs on every node, GPU nodes included.
@@ -138,6 +176,20 @@ class Monitoring(pulumi.ComponentResource):
             string_data={"admin-user": "admin", "admin-password": password.result},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
         )
+        # The chart binds Grafana's ServiceAccount to this Role in each searched namespace.
+        sidecar_roles = [
+            k8s.rbac.v1.Role(
+                f"{name}-grafana-sidecar-{namespace_name}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=GRAFANA_SIDECAR_ROLE,
+                    namespace=namespace_name,
+                    labels=labels.common("monitoring"),
+                ),
+                rules=grafana_sidecar_rules(),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
+            )
+            for namespace_name in GRAFANA_SIDECAR_NAMESPACES
+        ]
         self.release = pinned_release(
             name,
             versions.KUBE_PROMETHEUS_STACK_CHART,
@@ -146,7 +198,8 @@ class Monitoring(pulumi.ComponentResource):
             values=stack_values(settings, placement, block_storage.required_class()),
             timeout=900,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[namespace, secret, *block_storage.ready, *after]
+                parent=self,
+                depends_on=[namespace, secret, *sidecar_roles, *block_storage.ready, *after],
             ),
         )
         k8s.apiextensions.CustomResource(

@@ -35,6 +35,7 @@ from infra.network import Network
 from infra.node_pool import NodePool, PoolSpec
 from infra.operator_metrics import TrainingOperatorMetrics
 from infra.pipeline_store import S3PipelineStore
+from infra.pipelines_access import PipelinesAccess
 from infra.priorities import PriorityClasses
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import AwsSettings, Settings
@@ -158,6 +159,13 @@ def build_platform(settings: Settings) -> Platform:
             cluster=aws_layer.cluster.cluster,
             teams=settings.teams,
             opts=pulumi.ResourceOptions(provider=aws_layer.provider),
+        )
+    if any(team.access.pipelines for team in settings.teams):
+        PipelinesAccess(
+            f"{name}-pipelines-access",
+            teams=settings.teams,
+            namespaces=namespaces.namespaces,
+            opts=on_cluster,
         )
     ready = aws_layer.ready if aws_layer else []
     # The class of every block volume (Prometheus, Alertmanager, Pipelines); in AWS stacks it is

@@ -32,19 +32,31 @@ def _rule(api_group: str, resources: list[str], verbs: list[str]) -> k8s.rbac.v1
 
 
 JOBS = ["tfjobs", "pytorchjobs", "notebooks"]
-OBSERVE = ["pods", "pods/log", "events", "services", "persistentvolumeclaims"]
+# The namespace's quota and defaults (infra/team_quota.py), so a team sees what it may request.
+LIMITS = ["resourcequotas", "limitranges"]
+OBSERVE = ["pods", "pods/log", "events", "services", "persistentvolumeclaims", *LIMITS]
+# Shell access: `kubectl exec`, and `kubectl port-forward`, which reaches any port of any pod of
+# the namespace, notebooks' token-less Jupyter included (a terminal and kernels in the pod:
+# kubeflow/kubeflow@v1.10.0:components/example-notebook-servers/jupyter/s6/services.d/
+# jupyterlab/run starts it with `--ServerApp.token="" --ServerApp.password=""`).
+SHELL = ["pods/exec", "pods/portforward"]
 
 
 def engineer_rules(exec_allowed: bool) -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    """Run and watch the team's jobs and notebooks; a shell in its pods only with `exec`.
+
+    Creating a Notebook, TFJob or PyTorchJob runs any command, as any ServiceAccount of the
+    namespace and with its volumes, whatever `exec` says: `exec: false` takes away interactive
+    access to running pods, not the running of code.
+    """
     rules = [
         _rule("kubeflow.org", JOBS, WRITE),
         _rule("kubeflow.org", [f"{kind}/status" for kind in JOBS], READ),
         _rule("", [*OBSERVE, "configmaps"], READ),
         _rule("", ["pods"], ["delete"]),  # restart a stuck pod
-        _rule("", ["pods/portforward"], ["create"]),  # notebooks, TensorBoard
     ]
     if exec_allowed:
-        rules.append(_rule("", ["pods/exec"], ["create"]))
+        rules.append(_rule("", SHELL, ["create"]))  # notebooks, TensorBoard, debugging
     return rules
 
 

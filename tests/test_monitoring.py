@@ -313,3 +313,96 @@ def test_the_config_checks_catch_a_misspelt_key_and_a_missing_field() -> None:
     assert custom_resource_state.field_exists(
         TRAINER["fields"], ["status", "conditions", "[]", "status"]
     )
+
+
+GRAFANA_CHART = facts(
+    "grafana-sidecar-rbac", pinned=f"grafana-{versions.KUBE_PROMETHEUS_STACK_GRAFANA_CHART}"
+)
+STACK_GRAFANA = facts(
+    "kube-prometheus-stack-grafana",
+    pinned=f"kube-prometheus-stack-{versions.KUBE_PROMETHEUS_STACK_CHART.version}",
+)
+
+
+def _dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Helm values as the fixtures write them: `a.b.c` keys, lists and scalars as leaves."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat |= _dotted(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _holds(condition: Any, values: dict[str, Any]) -> bool:
+    """A template's `if`, as the fixture writes it, over merged values."""
+    if isinstance(condition, str):
+        return bool(values.get(condition))
+    [(operator, operand)] = condition.items()
+    if operator == "not":
+        return not _holds(operand, values)
+    if operator == "all":
+        return all(_holds(part, values) for part in operand)
+    assert operator == "any", condition
+    return any(_holds(part, values) for part in operand)
+
+
+def test_the_grafana_chart_is_the_one_the_stack_ships() -> None:
+    assert STACK_GRAFANA["grafana_chart"] == versions.KUBE_PROMETHEUS_STACK_GRAFANA_CHART
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_grafana_sidecars_read_configmaps_where_they_live_and_no_secret(stack: str) -> None:
+    run = stack_run(stack)
+    release = _release(run, "kube-prometheus-stack")
+    namespace = release["namespace"]
+    values = {
+        **GRAFANA_CHART["defaults"],
+        **STACK_GRAFANA["overrides"],
+        **_dotted(release["values"]["grafana"]),
+    }
+    templates = GRAFANA_CHART["templates"]
+    # The chart's ClusterRole and Role both read Secrets; neither may be rendered.
+    assert "secrets" in templates["ClusterRole"]["resources"]
+    assert "secrets" in templates["Role"]["resources"]
+    assert not _holds(templates["ClusterRole"]["rendered_when"], values)
+    assert not _holds(templates["ClusterRoleBinding"]["rendered_when"], values)
+    assert not _holds(templates["Role"]["rendered_when"], values)
+    # What the sidecars get instead: the chart's RoleBindings to the program's own Role.
+    assert _holds(templates["RoleBinding"]["rendered_when"], values)
+    role_name = values[templates["RoleBinding"]["role"]]
+    bound = {*values["rbac.namespaces"], namespace}
+    objects = kubernetes_objects(run)
+    roles = {
+        o["metadata"]["namespace"]: o
+        for o in objects
+        if o["kind"] == "Role" and o["metadata"]["name"] == role_name
+    }
+    assert set(roles) == bound
+    for role in roles.values():
+        assert role["rules"] == [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}
+        ]
+    # Each enabled sidecar watches ConfigMaps only, in namespaces the Role is bound in.
+    assert values["sidecar.dashboards.enabled"]
+    assert values["sidecar.datasources.enabled"]
+    searched: set[str] = set()
+    for sidecar in ("dashboards", "datasources", "alerts", "plugins"):
+        if not values.get(f"sidecar.{sidecar}.enabled"):
+            continue
+        assert values[f"sidecar.{sidecar}.resource"] == "configmap"
+        namespaces = values[f"sidecar.{sidecar}.searchNamespace"] or [namespace]
+        assert GRAFANA_CHART["all_namespaces"] not in namespaces
+        assert set(namespaces) <= bound
+        searched |= set(namespaces)
+    # ... and finds every ConfigMap it must load: the program's dashboards and the stack's own.
+    assert STACK_GRAFANA["sidecar_configmaps_namespace"] == "release namespace"
+    loaded = {
+        o["metadata"]["namespace"]
+        for o in objects
+        if o["kind"] == "ConfigMap"
+        and {"grafana_dashboard", "grafana_datasource"} & set(o["metadata"].get("labels", {}))
+    }
+    assert loaded
+    assert loaded | {namespace} <= searched

@@ -8,13 +8,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from kfp.client.client import Client
 
 from harness.program import ProgramError, run_program, stack_config, stack_settings
 from harness.render import kubernetes_objects
-from infra import gpu_sharing
+from infra import gpu_sharing, versions
 from infra.settings import SettingsError
 from infra.team_quota import workload_requests
 from tests.conftest import STACKS, stack_run
+from tests.upstream_facts import facts
 from workloads import manifests
 
 
@@ -134,6 +136,10 @@ def test_every_team_has_engineer_and_viewer_roles_bound_to_its_groups(stack: str
             assert not _allows(viewer, "kubeflow.org", kind, "create")
         assert _allows(engineer, "", "pods/log", "get")
         assert _allows(engineer, "", "pods/exec", "create") is team.access.exec
+        # Port-forward reaches a notebook's token-less Jupyter: a shell as well.
+        assert _allows(engineer, "", "pods/portforward", "create") is team.access.exec
+        for granted in (engineer, viewer):
+            assert not _allows(granted, "", "pods/attach", "create")
         assert not any(
             "*" in rule["verbs"] or "*" in rule["resources"] for rule in engineer["rules"]
         )
@@ -295,3 +301,122 @@ def test_every_team_has_all_its_tenancy_objects(stack: str) -> None:
         }
         assert expected <= names, expected - names
         assert len([kind for kind, _ in names if kind == "RoleBinding"]) == 2
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_engineers_and_viewers_see_their_quota_and_limit_range(stack: str) -> None:
+    for team in stack_settings(stack).teams:
+        roles = _roles(stack, team.name)
+        for role in roles.values():
+            for resource in ("resourcequotas", "limitranges"):
+                for verb in ("get", "list", "watch"):
+                    assert _allows(role, "", resource, verb), (role["metadata"], resource, verb)
+                assert not _allows(role, "", resource, "update")
+
+
+def test_a_team_without_exec_cannot_declare_notebooks() -> None:
+    config = stack_config("dev")  # research declares the notebook `explore`
+    config["ml-platform:teams"][0]["access"] = {"exec": False}
+    with pytest.raises(ProgramError) as caught:
+        run_program("dev", config)
+    message = str(caught.value.cause)
+    assert "ml-platform:teams[0].notebooks:" in message
+    assert "`teams[0].access.exec: false`" in message
+    assert "port-forward" in message
+    assert caught.value.resources == []
+
+
+def test_pipelines_access_needs_pipelines() -> None:
+    config = stack_config("dev")
+    config["ml-platform:kubeflow"] = {
+        **config.get("ml-platform:kubeflow", {}),
+        "pipelines": {"enabled": False},
+    }
+    with pytest.raises(ProgramError) as caught:
+        run_program("dev", config)
+    message = str(caught.value.cause)
+    assert "ml-platform:teams[0].access.pipelines:" in message
+    assert "kubeflow.pipelines.enabled: true" in message
+
+
+PIPELINES = facts("kubeflow-pipelines-access", pinned=versions.KFP_REF)
+
+
+def _label_selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels only, as these policies use) against a label set."""
+    assert set(selector) <= {"matchLabels"}, selector
+    wanted: dict[str, str] = selector.get("matchLabels", {})
+    return wanted.items() <= labels.items()
+
+
+def test_a_team_with_pipelines_access_reaches_the_api_and_ui_services() -> None:
+    """What the EKS policy controller needs to admit a Service's ClusterIP, for both Services.
+
+    Its rule (aws/amazon-network-policy-controller-k8s pkg/resolvers/endpoints.go): a peer's
+    podSelector must match the Service's `.spec.selector` as a label set, and each port of the
+    rule is a target port, which it maps to the Service port in front of it.
+    """
+    assert stack_settings("dev").teams[0].access.pipelines
+    policy = _policies("dev", "research")["pipelines-egress"]
+    assert policy["podSelector"] == {}
+    assert policy["policyTypes"] == ["Egress"]
+    for service, spec in PIPELINES["services"].items():
+        target_ports = {port["targetPort"] for port in spec["ports"]}
+        rules = [
+            rule
+            for rule in policy["egress"]
+            for peer in rule["to"]
+            if peer["namespaceSelector"]
+            == {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow"}}
+            and _label_selector_matches(peer["podSelector"], spec["selector"])
+        ]
+        [rule] = rules
+        assert {(p["protocol"], p["port"]) for p in rule["ports"]} == {
+            ("TCP", port) for port in target_ports
+        }, service
+    # Nothing else in kubeflow: each rule selects exactly one of the two Services' pods.
+    for rule in policy["egress"]:
+        [peer] = rule["to"]
+        assert peer["podSelector"]["matchLabels"] in [
+            spec["selector"] for spec in PIPELINES["services"].values()
+        ]
+
+
+def test_engineers_with_pipelines_access_may_proxy_to_the_api_and_ui_only() -> None:
+    objects = kubernetes_objects(stack_run("dev"))
+    in_kubeflow = [o for o in objects if o["metadata"].get("namespace") == "kubeflow"]
+    [role] = [
+        o for o in in_kubeflow if o["kind"] == "Role" and o["metadata"]["name"] == "pipelines-user"
+    ]
+    [rule] = role["rules"]
+    assert rule["resources"] == ["services/proxy"]
+    assert "pods/portforward" not in rule["resources"]
+    # The names the RBAC authorizer compares: the URL's `<service>:<port>` segment.  The kfp SDK
+    # (kfp.Client() without a host) asks for `ml-pipeline:http`.
+    sdk_path = Client._KUBE_PROXY_PATH.format("kubeflow")
+    sdk_name = sdk_path.split("/services/", 1)[1].split("/", 1)[0]
+    assert sdk_name in rule["resourceNames"]
+    for name in rule["resourceNames"]:
+        service, port_name = name.split(":")
+        assert port_name in {p["name"] for p in PIPELINES["services"][service]["ports"]}
+    assert {name.split(":")[0] for name in rule["resourceNames"]} == set(PIPELINES["services"])
+    assert {"get", "create", "delete"} <= set(rule["verbs"])
+    [binding] = [
+        o
+        for o in in_kubeflow
+        if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == "pipelines-user"
+    ]
+    assert binding["subjects"] == [
+        {
+            "kind": "Group",
+            "name": "ml-platform:research:ml-engineer",
+            "apiGroup": "rbac.authorization.k8s.io",
+        }
+    ]
+
+
+def test_teams_without_pipelines_access_get_neither_the_policy_nor_the_role() -> None:
+    settings = stack_settings("prod")
+    assert not any(team.access.pipelines for team in settings.teams)
+    objects = kubernetes_objects(stack_run("prod"))
+    assert not [o for o in objects if o["metadata"]["name"].startswith("pipelines-")]

@@ -189,7 +189,16 @@ class TeamAccess(SettingsModel):
         default_factory=list, description="IAM role/user ARNs with read-only access (role viewer)."
     )
     exec: bool = Field(
-        default=True, description="Engineers may `kubectl exec` into the team's pods."
+        default=True,
+        description="Engineers may `kubectl exec` into the team's pods and `kubectl port-forward` "
+        "to them (a notebook's Jupyter is a shell too); `false` allows no declared notebooks.",
+    )
+    pipelines: bool = Field(
+        default=False,
+        description="The team may use Kubeflow Pipelines: its pods reach the Pipelines API and UI "
+        "in `kubeflow`, its engineers reach both through the Kubernetes API. Standalone Pipelines "
+        "is single-user: every team given access sees, runs and deletes every pipeline and run "
+        "of the others, and all runs execute in `kubeflow`.",
     )
 
     @model_validator(mode="after")

@@ -166,9 +166,27 @@ class Settings(SettingsModel):
             )
 
     def _check_team_access(self) -> None:
-        """An IAM principal has one access entry: a cluster admin cannot also be a team member."""
+        """An IAM principal has one access entry: a cluster admin cannot also be a team member.
+
+        Notebooks are reached by `kubectl port-forward`, which `exec: false` withholds: the
+        notebook images run Jupyter without a token (kubeflow/kubeflow@v1.10.0:components/
+        example-notebook-servers/jupyter/s6/services.d/jupyterlab/run), a shell in the pod.
+        """
         admins = set(self.aws.access.admins) if self.aws else set()
         for index, team in enumerate(self.teams):
+            if team.notebooks and not team.access.exec:
+                raise ConfigProblem(
+                    ("teams", index, "notebooks"),
+                    f"notebooks are reached with `kubectl port-forward`, which "
+                    f"`teams[{index}].access.exec: false` withholds (a notebook's Jupyter has no "
+                    f"token: reaching it is a shell in the pod); set `teams[{index}].access.exec: "
+                    "true` or remove the notebooks",
+                )
+            if team.access.pipelines and not self.kubeflow.pipelines.enabled:
+                raise ConfigProblem(
+                    ("teams", index, "access", "pipelines"),
+                    "needs `kubeflow.pipelines.enabled: true` (it installs Kubeflow Pipelines)",
+                )
             for key in ("engineers", "viewers"):
                 for position, arn in enumerate(getattr(team.access, key)):
                     if arn in admins:
