@@ -103,7 +103,7 @@ def test_policy_types_default_to_ingress_plus_egress_when_there_are_egress_rules
     mode: Mode,
 ) -> None:
     # No policyTypes and only egress rules: the pod is isolated for ingress too.
-    spec = {"podSelector": {}, "egress": [{"to": [{"podSelector": {}}]}]}
+    spec: dict[str, Any] = {"podSelector": {}, "egress": [{"to": [{"podSelector": {}}]}]}
     cluster = _cluster(_policy("b", "out", spec))
     db, client = cluster.pod("b/db"), cluster.pod("a/client")
     assert not cluster.connect(client, db, 8080, mode=mode)
@@ -143,7 +143,8 @@ def test_policies_add_up(mode: Mode) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_ports_numbers_ranges_names_and_protocols(mode: Mode) -> None:
     def only(ports: list[dict[str, Any]]) -> Cluster:
-        return _cluster(_policy("b", "in", {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}], "ports": ports}]}))  # fmt: skip
+        rule = {"from": [{"namespaceSelector": {}}], "ports": ports}
+        return _cluster(_policy("b", "in", {"podSelector": {}, "ingress": [rule]}))
 
     client = CLIENT
     named = only([{"protocol": "TCP", "port": "http"}])
@@ -305,7 +306,8 @@ def test_on_eks_a_named_target_port_that_escapes_the_rule_drops_the_service() ->
 
 
 def test_a_service_without_backends_is_refused() -> None:
-    cluster = _through({"to": [{"namespaceSelector": {}}]}, [Service("b", "none", {"app": "x"}, (ServicePort(80, 80),))])  # fmt: skip
+    nobody = Service("b", "none", {"app": "x"}, (ServicePort(80, 80),))
+    cluster = _through({"to": [{"namespaceSelector": {}}]}, [nobody])
     for mode in MODES:
         assert not cluster.connect(
             cluster.pod("a/client"), cluster.service("b/none"), 80, mode=mode

@@ -222,11 +222,16 @@ def test_team_namespaces_deny_by_default_and_allow_what_workloads_need(stack: st
         assert peer["namespaceSelector"]["matchLabels"] == {
             "kubernetes.io/metadata.name": "kube-system"
         }
-        if settings.monitoring.enabled:
-            [scrape] = policies["prometheus"]["ingress"]
-            assert scrape["from"][0]["namespaceSelector"]["matchLabels"] == {
-                "kubernetes.io/metadata.name": "monitoring"
-            }
+        # Nothing in a team namespace is scraped: nothing in `monitoring` is let in.
+        assert "prometheus" not in policies
+        # Team pods call the served models on the ports `serving` admits them on.
+        [serving] = policies["serving"]["egress"]
+        assert serving["to"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "serving"}}}
+        ]
+        assert {(p["protocol"], p["port"]) for p in serving["ports"]} == {
+            ("TCP", 8500), ("TCP", 8501), ("TCP", 8080)
+        }  # fmt: skip
         for spec in policies.values():
             for rule in spec.get("ingress", []):
                 assert rule.get("from"), "an ingress rule without peers admits everyone"
