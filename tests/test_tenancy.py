@@ -253,7 +253,11 @@ def test_pods_reach_the_pod_identity_agent_on_eks_only(stack: str) -> None:
 
 def test_https_egress_can_be_switched_off() -> None:
     config = stack_config("dev")
-    config["ml-platform:teams"][0]["network"] = {"httpsEgress": False}
+    team = config["ml-platform:teams"][0]
+    team["network"] = {"httpsEgress": False}
+    # Without HTTPS nothing reaches S3: a team without it has no artifact access.
+    for workload in [*team.get("trainingJobs", []), *team.get("notebooks", [])]:
+        workload["artifacts"] = "none"
     objects = kubernetes_objects(run_program("dev", config))
     names = {
         o["metadata"]["name"]
