@@ -228,3 +228,22 @@ def test_monitoring_is_let_in_only_as_prometheus_and_on_scraped_ports(stack: str
                 assert ports, f"{namespace}/{policy['metadata']['name']}: every port"
                 assert ports <= scraped, (ports - scraped, policy)
     assert not set(let_in) & set(network.teams)
+
+
+def test_policies_rendered_in_any_namespace_are_judged() -> None:
+    """A policy added anywhere (here a default-deny in `kubeflow`) changes the verdicts."""
+    objects = kubernetes_objects(stack_run("dev"))
+    deny = {
+        "kind": "NetworkPolicy",
+        "metadata": {"namespace": names.KUBEFLOW, "name": "default-deny"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+    }
+    before = _network("dev")
+    after = stack_network([*objects, deny], stack_settings("dev"))
+    [(_, operator, port)] = [t for t in after.scrape_targets if t[1].namespace == names.KUBEFLOW]
+    assert before.cluster.connect(
+        before.prometheus, before.cluster.pod(operator.ref), port, mode="eks"
+    )
+    verdict = after.cluster.connect(after.prometheus, operator, port, mode="eks")
+    assert not verdict
+    assert "no ingress rule of default-deny" in verdict.reason
