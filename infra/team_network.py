@@ -78,7 +78,7 @@ def policy_specs(
         # ClusterIP to an egress rule only when the rule's podSelector matches the Service's own
         # selector (aws/amazon-network-policy-controller-k8s@v1.1.7:pkg/resolvers/endpoints.go
         # L451-515); the model Services select on their name alone, so a podSelector on the
-        # component would block every call through a Service.  The target ports are named here:
+        # component would block every call through a Service.  The rule lists target ports:
         # the controller maps them to the Service ports (inference: 80 -> http 8080) through
         # the backends' named container ports (@v1.1.7:pkg/k8s/service_utils.go L13-46,
         # endpoints.go L676-707).  Serving's own ingress policy still admits only the model
