@@ -435,24 +435,6 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:teams[0].artifacts",
         "on an existing cluster use `none`",
     ),
-    "forward without an aggregator": (
-        "local",
-        _set("logging", {"destination": "forward"}),
-        "ml-platform:logging.forward",
-        "needs `forward: {host",
-    ),
-    "existing cluster without a block storage class": (
-        "local",
-        _set("storage.blockStorageClassName", None),
-        "ml-platform:storage.blockStorageClassName",
-        "the block volumes of monitoring and Kubeflow Pipelines need a StorageClass",
-    ),
-    "block storage class that is not a name": (
-        "local",
-        _set("storage.blockStorageClassName", "Fast_SSD"),
-        "ml-platform:storage.blockStorageClassName",
-        "'Fast_SSD' is not a valid object name",
-    ),
     "no HTTPS egress for a team with S3 access": (
         "dev",
         _no_https_with("artifacts"),
@@ -470,6 +452,24 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         _no_https_with("notebooks[0]"),
         "ml-platform:teams[0].network.httpsEgress",
         "set `httpsEgress: true` or `notebooks[0].artifacts: none`",
+    ),
+    "forward without an aggregator": (
+        "local",
+        _set("logging", {"destination": "forward"}),
+        "ml-platform:logging.forward",
+        "needs `forward: {host",
+    ),
+    "existing cluster without a block storage class": (
+        "local",
+        _set("storage.blockStorageClassName", None),
+        "ml-platform:storage.blockStorageClassName",
+        "the block volumes of monitoring and Kubeflow Pipelines need a StorageClass",
+    ),
+    "block storage class that is not a name": (
+        "local",
+        _set("storage.blockStorageClassName", "Fast_SSD"),
+        "ml-platform:storage.blockStorageClassName",
+        "'Fast_SSD' is not a valid object name",
     ),
     "block storage class on EKS": (
         "dev",
