@@ -28,6 +28,20 @@ from infra.settings import Settings
 
 RELEASE = "kube-prometheus-stack"
 GRAFANA_SECRET = "grafana-admin"
+# The chart's fullnameOverride: its objects' names, and the Prometheus resource's name
+# `<fullname>-prometheus` (prometheus-community/helm-charts@kube-prometheus-stack-88.5.3:
+# charts/kube-prometheus-stack/templates/_helpers.tpl L14-16, L38-44).
+FULLNAME = "prometheus-stack"
+# Prometheus's own pods, as the chart's NetworkPolicy selects them (@kube-prometheus-stack-88.5.3:
+# charts/kube-prometheus-stack/templates/prometheus/networkpolicy.yaml L22-33): labels the operator
+# puts on every Prometheus pod (prometheus-operator/prometheus-operator@v0.93.0, the newest tag
+# read for the v0.93.1 the chart ships: pkg/prometheus/server/operator.go L1696-1704,
+# pkg/prometheus/server/statefulset.go L223-229).  Grafana, Alertmanager and the rest of
+# `monitoring` do not carry them.
+PROMETHEUS_PODS = {
+    "app.kubernetes.io/name": "prometheus",
+    "operator.prometheus.io/name": f"{FULLNAME}-prometheus",
+}
 
 
 def claim_template(size: str, storage_class: str) -> dict[str, Any]:
@@ -108,7 +122,7 @@ def stack_values(settings: Settings, placement: Placement, storage_class: str) -
         else {}
     )
     return {
-        "fullnameOverride": "prometheus-stack",
+        "fullnameOverride": FULLNAME,
         "prometheus": {
             "prometheusSpec": {
                 "serviceMonitorSelectorNilUsesHelmValues": False,

@@ -52,7 +52,7 @@ from workloads.plan import (
     plan_workloads,
 )
 from workloads.served_model import ServedModel
-from workloads.serving import ingress_policy_specs
+from workloads.serving import MODEL_PORTS, ingress_policy_specs
 
 
 @dataclass
@@ -142,7 +142,7 @@ def build_platform(settings: Settings) -> Platform:
             f"{name}-{team.name}-network",
             namespace=namespaces.namespaces[team.name],
             namespace_name=team.name,
-            specs=policy_specs(settings, team),
+            specs=policy_specs(settings, team, model_ports=MODEL_PORTS),
             opts=on_cluster,
         )
     if settings.serving.enabled:
@@ -150,7 +150,7 @@ def build_platform(settings: Settings) -> Platform:
             f"{name}-serving-network",
             namespace=namespaces.namespaces[names.SERVING],
             namespace_name=names.SERVING,
-            specs={**baseline_specs(settings), **ingress_policy_specs(settings)},
+            specs={**baseline_specs(), **ingress_policy_specs(settings)},
             opts=on_cluster,
         )
     if aws_layer and any(t.access.engineers or t.access.viewers for t in settings.teams):

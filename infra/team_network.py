@@ -1,9 +1,12 @@
 """Team namespace isolation: deny by default, then allow what the team's workloads need.
 
 Allowed: traffic inside the namespace (training workers and parameter servers talk to each other,
-notebooks reach the team's own services), DNS, Prometheus scraping from `monitoring`, the notebook
-controller's idle checks, on EKS the node's Pod Identity agent (the workloads' AWS credentials),
-and (unless switched off) HTTPS out of the cluster for package indexes, S3 and model hubs.
+notebooks reach the team's own services), DNS, calls to the served models in `serving`, the
+notebook controller's idle checks, on EKS the node's Pod Identity agent (the workloads' AWS
+credentials), and (unless switched off) HTTPS out of the cluster for package indexes, S3 and model
+hubs.  Nothing in a team namespace is scraped (no ServiceMonitor or PodMonitor selects it, and
+teams cannot create one), so nothing in `monitoring` is let in: Grafana or Alertmanager must not
+reach a notebook's token-less Jupyter.
 Shared volumes need no rule: the kubelet mounts NFS and EFS from the node's network namespace,
 which NetworkPolicies do not govern.  On EKS the VPC CNI's network policy agent
 (enabled by the add-on's configuration) enforces these; on an existing cluster its CNI must.
@@ -11,6 +14,7 @@ which NetworkPolicies do not govern.  On EKS the VPC CNI's network policy agent
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import pulumi
@@ -27,12 +31,13 @@ POD_IDENTITY_AGENT = ("169.254.170.23/32", "fd00:ec2::23/128")
 POD_IDENTITY_PORT = 80
 
 
-def _namespace(name: str) -> dict[str, Any]:
+def namespace_peer(name: str) -> dict[str, Any]:
+    """A NetworkPolicy peer for every pod of one namespace (by the label the API server sets)."""
     return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: name}}}
 
 
-def baseline_specs(settings: Settings) -> dict[str, dict[str, Any]]:
-    """What every isolated namespace gets: deny by default, then its own pods, DNS, Prometheus."""
+def baseline_specs() -> dict[str, dict[str, Any]]:
+    """What every isolated namespace gets: deny by default, then its own pods and DNS."""
     everything: dict[str, Any] = {}
     specs: dict[str, dict[str, Any]] = {
         "default-deny": {"podSelector": everything, "policyTypes": ["Ingress", "Egress"]},
@@ -47,25 +52,47 @@ def baseline_specs(settings: Settings) -> dict[str, dict[str, Any]]:
             "policyTypes": ["Egress"],
             "egress": [
                 {
-                    "to": [{**_namespace("kube-system"), "podSelector": {"matchLabels": DNS_PODS}}],
+                    # On EKS the kube-dns ClusterIP is let through because this podSelector
+                    # matches the Service's own selector (see policy_specs' `serving` rule).
+                    "to": [
+                        {**namespace_peer("kube-system"), "podSelector": {"matchLabels": DNS_PODS}}
+                    ],
                     "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
                 }
             ],
         },
     }  # fmt: skip
-    if settings.monitoring.enabled:
-        specs["prometheus"] = {
-            "podSelector": everything,
-            "policyTypes": ["Ingress"],
-            "ingress": [{"from": [_namespace(names.MONITORING)]}],
-        }
     return specs
 
 
-def policy_specs(settings: Settings, team: TeamSettings) -> dict[str, dict[str, Any]]:
-    """NetworkPolicy specs by name, for one team namespace."""
+def policy_specs(
+    settings: Settings, team: TeamSettings, *, model_ports: Sequence[int]
+) -> dict[str, dict[str, Any]]:
+    """NetworkPolicy specs by name, for one team namespace; `model_ports` are those `serving`
+    admits callers on."""
     everything: dict[str, Any] = {}
-    specs = baseline_specs(settings)
+    specs = baseline_specs()
+    if settings.serving.enabled:
+        # No podSelector: on EKS the VPC CNI judges a connection to a Service on the client's
+        # side before DNAT (ClusterIP:port), and the network policy controller adds a Service's
+        # ClusterIP to an egress rule only when the rule's podSelector matches the Service's own
+        # selector (aws/amazon-network-policy-controller-k8s@v1.1.7:pkg/resolvers/endpoints.go
+        # L451-515); the model Services select on their name alone, so a podSelector on the
+        # component would block every call through a Service.  The rule lists target ports:
+        # the controller maps them to the Service ports (inference: 80 -> http 8080) through
+        # the backends' named container ports (@v1.1.7:pkg/k8s/service_utils.go L13-46,
+        # endpoints.go L676-707).  Serving's own ingress policy still admits only the model
+        # servers and inference APIs on these ports.
+        specs["serving"] = {
+            "podSelector": everything,
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [namespace_peer(names.SERVING)],
+                    "ports": [{"protocol": "TCP", "port": port} for port in model_ports],
+                }
+            ],
+        }
     if settings.kubeflow.notebooks.enabled:
         # The controller asks each notebook's Jupyter API whether it is idle (culling).
         specs["notebook-controller"] = {
@@ -73,7 +100,7 @@ def policy_specs(settings: Settings, team: TeamSettings) -> dict[str, dict[str, 
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [_namespace(names.NOTEBOOK_CONTROLLER)],
+                    "from": [namespace_peer(names.NOTEBOOK_CONTROLLER)],
                     "ports": [{"protocol": "TCP", "port": NOTEBOOK_PORT}],
                 }
             ],

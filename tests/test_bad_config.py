@@ -50,6 +50,25 @@ def _duplicate_team(config: Config) -> None:
     config["ml-platform:teams"].append({"name": "research"})
 
 
+def _no_https_with(artifacts_key: str) -> Callable[[Config], None]:
+    """Switch HTTPS egress off in dev's research team and leave S3 access on one key only."""
+
+    def apply(config: Config) -> None:
+        team = config["ml-platform:teams"][0]
+        team["network"] = {"httpsEgress": False}
+        team["artifacts"] = "none"
+        for kind in ("trainingJobs", "notebooks"):
+            for item in team.get(kind, []):
+                item["artifacts"] = "none"
+        if artifacts_key == "artifacts":
+            team["artifacts"] = "read"
+        else:
+            kind, position = artifacts_key.rstrip("]").split("[")
+            team[kind][int(position)]["artifacts"] = "readwrite"
+
+    return apply
+
+
 def _drop(key: str) -> Callable[[Config], None]:
     def apply(config: Config) -> None:
         del config[f"ml-platform:{key}"]
@@ -433,6 +452,24 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         _set("teams", [{"name": "vision", "artifacts": "readwrite"}]),
         "ml-platform:teams[0].artifacts",
         "on an existing cluster use `none`",
+    ),
+    "no HTTPS egress for a team with S3 access": (
+        "dev",
+        _no_https_with("artifacts"),
+        "ml-platform:teams[0].network.httpsEgress",
+        "`artifacts: read` reaches S3 over HTTPS",
+    ),
+    "no HTTPS egress for a job with S3 access": (
+        "dev",
+        _no_https_with("trainingJobs[0]"),
+        "ml-platform:teams[0].network.httpsEgress",
+        "`trainingJobs[0].artifacts: readwrite` reaches S3 over HTTPS",
+    ),
+    "no HTTPS egress for a notebook with S3 access": (
+        "dev",
+        _no_https_with("notebooks[0]"),
+        "ml-platform:teams[0].network.httpsEgress",
+        "set `httpsEgress: true` or `notebooks[0].artifacts: none`",
     ),
     "forward without an aggregator": (
         "local",

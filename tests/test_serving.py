@@ -10,6 +10,7 @@ import pytest
 from harness.program import run_program, stack_config, stack_settings
 from harness.render import kubernetes_objects
 from infra import versions
+from infra.monitoring import PROMETHEUS_PODS
 from tests.conftest import stack_run
 from tests.upstream_facts import facts
 from workloads.manifests import export_dir
@@ -177,6 +178,12 @@ def test_the_serving_namespace_admits_only_callers_of_the_models(stack: str) -> 
     assert {"default-deny", "same-namespace", "dns", "prometheus", "serving-ingress"} <= set(
         policies
     )
+    # Prometheus's own pods, on the ports the ServiceMonitors scrape (TF Serving's REST port,
+    # the inference API's), nothing else from `monitoring`.
+    [scrape] = policies["prometheus"]["ingress"]
+    [prometheus] = scrape["from"]
+    assert prometheus["podSelector"] == {"matchLabels": PROMETHEUS_PODS}
+    assert {p["port"] for p in scrape["ports"]} == {8501, 8080}
     ingress = policies["serving-ingress"]
     [rule] = ingress["ingress"]
     assert rule["from"] == [{"namespaceSelector": {}}]

@@ -228,11 +228,16 @@ def test_team_namespaces_deny_by_default_and_allow_what_workloads_need(stack: st
         assert peer["namespaceSelector"]["matchLabels"] == {
             "kubernetes.io/metadata.name": "kube-system"
         }
-        if settings.monitoring.enabled:
-            [scrape] = policies["prometheus"]["ingress"]
-            assert scrape["from"][0]["namespaceSelector"]["matchLabels"] == {
-                "kubernetes.io/metadata.name": "monitoring"
-            }
+        # Nothing in a team namespace is scraped: nothing in `monitoring` is let in.
+        assert "prometheus" not in policies
+        # Team pods call the served models on the ports `serving` admits them on.
+        [serving] = policies["serving"]["egress"]
+        assert serving["to"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "serving"}}}
+        ]
+        assert {(p["protocol"], p["port"]) for p in serving["ports"]} == {
+            ("TCP", 8500), ("TCP", 8501), ("TCP", 8080)
+        }  # fmt: skip
         for spec in policies.values():
             for rule in spec.get("ingress", []):
                 assert rule.get("from"), "an ingress rule without peers admits everyone"
@@ -254,7 +259,11 @@ def test_pods_reach_the_pod_identity_agent_on_eks_only(stack: str) -> None:
 
 def test_https_egress_can_be_switched_off() -> None:
     config = stack_config("dev")
-    config["ml-platform:teams"][0]["network"] = {"httpsEgress": False}
+    team = config["ml-platform:teams"][0]
+    team["network"] = {"httpsEgress": False}
+    # Without HTTPS nothing reaches S3: a team without it has no artifact access.
+    for workload in [*team.get("trainingJobs", []), *team.get("notebooks", [])]:
+        workload["artifacts"] = "none"
     objects = kubernetes_objects(run_program("dev", config))
     names = {
         o["metadata"]["name"]

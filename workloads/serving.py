@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from infra import gpu_sharing, labels, names, versions
-from infra.monitoring import service_monitor
+from infra.monitoring import PROMETHEUS_PODS, service_monitor
 from infra.pod_security import restricted_container, restricted_pod
 from infra.priorities import SERVING
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import Settings
 from infra.settings.serving import ServedModelSettings
+from infra.team_network import namespace_peer
 from workloads.manifests import MODELS_DIR, export_dir
 
 GRPC_PORT = 8500
@@ -24,6 +25,8 @@ GRPC_PORT = 8500
 HEALTH_SERVICE = "PredictionService"
 HTTP_PORT = 8501
 API_PORT = 8080
+# What callers of a model may reach: TF Serving's gRPC and REST ports, the inference API's.
+MODEL_PORTS = (GRPC_PORT, HTTP_PORT, API_PORT)
 CONFIG_DIR = "/config"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
@@ -296,8 +299,10 @@ def ingress_policy_specs(settings: Settings) -> dict[str, dict[str, Any]]:
     """NetworkPolicies admitting callers to the served models, beside the namespace's baseline.
 
     Any pod in the cluster may call TF Serving (gRPC and REST) and the inference APIs on their
-    ports; nothing else gets in.  A model behind an internal NLB also admits the NLB's traffic
-    (IP targets: it comes from addresses in the VPC, never from pods), on REST only.
+    ports (team namespaces allow it on their side, infra/team_network.py); Prometheus's own pods
+    may scrape the ports the ServiceMonitors name; nothing else gets in.  A model behind an
+    internal NLB also admits the NLB's traffic (IP targets: it comes from addresses in the VPC,
+    never from pods), on REST only.
     """
     components = {"matchExpressions": [
         {"key": "app.kubernetes.io/component", "operator": "In",
@@ -310,14 +315,32 @@ def ingress_policy_specs(settings: Settings) -> dict[str, dict[str, Any]]:
             "ingress": [
                 {
                     "from": [{"namespaceSelector": {}}],
-                    "ports": [
-                        {"protocol": "TCP", "port": port}
-                        for port in (GRPC_PORT, HTTP_PORT, API_PORT)
-                    ],
+                    "ports": [{"protocol": "TCP", "port": port} for port in MODEL_PORTS],
                 }
             ],
         }
     }
+    # What scrape_objects has Prometheus scrape: TF Serving's REST port, the inference API's.
+    scraped = sorted(
+        {HTTP_PORT for _ in settings.serving.models}
+        | {API_PORT for m in settings.serving.models if m.inference_api.enabled}
+    )
+    if settings.monitoring.enabled and scraped:
+        specs["prometheus"] = {
+            "podSelector": components,
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            **namespace_peer(names.MONITORING),
+                            "podSelector": {"matchLabels": PROMETHEUS_PODS},
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": port} for port in scraped],
+                }
+            ],
+        }
     for model in settings.serving.models:
         if model.exposure == "internalLoadBalancer":
             specs[f"{tfserving_name(model)}-load-balancer"] = {

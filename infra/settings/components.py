@@ -223,7 +223,7 @@ class TeamNetwork(SettingsModel):
     https_egress: bool = Field(
         default=True,
         description="Pods may open HTTPS connections out of the cluster (package indexes, S3, "
-        "model hubs); everything else outside the namespace is denied.",
+        "model hubs); needed by any S3 access (`artifacts` of the team, its jobs, notebooks).",
     )
 
 
@@ -268,6 +268,7 @@ class TeamSettings(SettingsModel):
         refuse_duplicates(
             self.notebooks, lambda n: n.name, ("notebooks",), "notebook name", field="name"
         )
+        self._check_https_for_artifacts()
         if self.pod_security == "baseline" and not self.pod_security_reason:
             raise ConfigProblem(
                 ("podSecurityReason",),
@@ -275,6 +276,31 @@ class TeamSettings(SettingsModel):
                 "that runs as root)",
             )
         return self
+
+    def _check_https_for_artifacts(self) -> None:
+        """S3 is reached over HTTPS on public addresses (the program creates no VPC endpoint, and
+        a gateway endpoint would still be reached on S3's public ranges), which `httpsEgress:
+        false` denies: S3 access would fail at the first call, so the pair is refused."""
+        if self.network.https_egress:
+            return
+        access = [
+            ("artifacts", self.artifacts),
+            *(
+                (f"trainingJobs[{i}].artifacts", job.artifacts)
+                for i, job in enumerate(self.training_jobs)
+            ),
+            *(
+                (f"notebooks[{i}].artifacts", server.artifacts)
+                for i, server in enumerate(self.notebooks)
+            ),
+        ]
+        for key, mode in access:
+            if mode != "none":
+                raise ConfigProblem(
+                    ("network", "httpsEgress"),
+                    f"`{key}: {mode}` reaches S3 over HTTPS, which `httpsEgress: false` denies; "
+                    f"set `httpsEgress: true` or `{key}: none`",
+                )
 
 
 class GpuSettings(SettingsModel):

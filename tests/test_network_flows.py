@@ -1,0 +1,249 @@
+"""Every connection the platform needs goes through every stack's rendered NetworkPolicies, and
+nothing else gets into a team namespace.
+
+Judged by tests/network_policy.py over the pods and Services of tests/platform_network.py: the
+AWS stacks in mode `eks` (what the VPC CNI enforces there) and in mode `upstream` (Kubernetes'
+semantics, which another CNI would apply), `local` in mode `upstream`.  Every NetworkPolicy the
+program renders is judged, in whatever namespace, so a policy added later is covered too.
+"""
+
+from __future__ import annotations
+
+import itertools
+from functools import cache
+
+import pytest
+
+from harness.program import stack_settings
+from harness.render import kubernetes_objects
+from infra import names, versions
+from infra.monitoring import PROMETHEUS_PODS
+from tests.conftest import AWS_STACKS, STACKS, stack_run
+from tests.network_policy import Mode, Pod
+from tests.platform_network import (
+    IMDS,
+    POD_IDENTITY_AGENT,
+    S3_ADDRESS,
+    TFJOB_PORT,
+    StackNetwork,
+    prometheus_pod_labels,
+    stack_network,
+)
+from tests.upstream_facts import facts
+from workloads.serving import API_PORT, GRPC_PORT, HTTP_PORT
+
+CASES = [(stack, "eks") for stack in AWS_STACKS] + [(stack, "upstream") for stack in STACKS]
+# Ports a stray connection would try, beside each pod's own container ports.
+PROBE_PORTS = (22, 80, 443, 2222, 8080, 8888, 9000)
+MODEL_PORTS = (GRPC_PORT, HTTP_PORT, API_PORT)
+
+
+@cache
+def _network(stack: str) -> StackNetwork:
+    return stack_network(kubernetes_objects(stack_run(stack)), stack_settings(stack))
+
+
+def _team_pods(network: StackNetwork) -> list[Pod]:
+    pods = [p for team in network.teams for p in network.team_pods(team)]
+    assert pods
+    return pods
+
+
+def _ports(pod: Pod) -> list[int]:
+    return sorted({*PROBE_PORTS, *(p.number for p in pod.ports)})
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_training_workers_reach_each_other(stack: str, mode: Mode) -> None:
+    network = _network(stack)
+    cluster = network.cluster
+    for team in network.teams:
+        workers = network.workers[team]
+        assert len(workers) >= 2, team
+        for a, b in itertools.permutations(workers, 2):
+            assert cluster.connect(a, b, TFJOB_PORT, mode=mode), (a.ref, b.ref)
+            # TF_CONFIG names the replicas' headless Services.
+            service = cluster.service(b.ref)
+            assert service.headless
+            verdict = cluster.connect(a, service, TFJOB_PORT, mode=mode)
+            assert verdict, verdict.reason
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_isolated_pods_resolve_names(stack: str, mode: Mode) -> None:
+    network = _network(stack)
+    isolated = [*_team_pods(network), *network.model_pods]
+    for pod, protocol in itertools.product(isolated, ("UDP", "TCP")):
+        verdict = network.cluster.connect(pod, network.dns, 53, protocol, mode=mode)
+        assert verdict, verdict.reason
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_prometheus_reaches_every_scrape_target(stack: str, mode: Mode) -> None:
+    network = _network(stack)
+    assert network.scrape_targets
+    for monitor, pod, port in network.scrape_targets:
+        verdict = network.cluster.connect(network.prometheus, pod, port, mode=mode)
+        assert verdict, (monitor, verdict.reason)
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_the_notebook_culler_reaches_notebooks(stack: str, mode: Mode) -> None:
+    network = _network(stack)
+    assert set(network.notebooks) == set(network.teams)
+    for service in network.notebooks.values():
+        verdict = network.cluster.connect(network.culler, service, 80, mode=mode)
+        assert verdict, verdict.reason
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_teams_call_the_served_models(stack: str, mode: Mode) -> None:
+    network = _network(stack)
+    cluster = network.cluster
+    assert {s.name.split("-")[0] for s in network.model_services} == {"tfserving", "inference"}
+    for pod in _team_pods(network):
+        for service in network.model_services:
+            for port in service.ports:
+                verdict = cluster.connect(pod, service, port.port, mode=mode)
+                assert verdict, verdict.reason
+        for server in network.model_pods:
+            for container_port in server.ports:
+                assert container_port.number in MODEL_PORTS
+                verdict = cluster.connect(pod, server, container_port.number, mode=mode)
+                assert verdict, verdict.reason
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_teams_reach_serving_on_no_other_port(stack: str, mode: Mode) -> None:
+    network = _network(stack)
+    assert network.model_pods
+    for pod, server in itertools.product(_team_pods(network), network.model_pods):
+        others = [port for port in _ports(server) if port not in MODEL_PORTS]
+        assert not network.cluster.denied_everywhere(pod, server, others, mode=mode)
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_team_pods_reach_aws_credentials_and_s3_but_not_instance_metadata(
+    stack: str, mode: Mode
+) -> None:
+    network = _network(stack)
+    settings = stack_settings(stack)
+    eks = settings.cluster.mode == "eks"
+    for team in settings.teams:
+        for pod in network.team_pods(team.name):
+            cluster = network.cluster
+            assert bool(cluster.connect(pod, POD_IDENTITY_AGENT, 80, mode=mode)) is eks
+            assert bool(cluster.connect(pod, S3_ADDRESS, 443, mode=mode)) is (
+                team.network.https_egress
+            )
+            assert not cluster.connect(pod, IMDS, 80, mode=mode)
+
+
+def test_some_stack_has_two_teams() -> None:
+    assert any(len(stack_settings(stack).teams) >= 2 for stack in STACKS)
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_teams_cannot_reach_each_other(stack: str, mode: Mode) -> None:
+    network = _network(stack)
+    cluster = network.cluster
+    for a, b in itertools.permutations(network.teams, 2):
+        for src, dst in itertools.product(network.team_pods(a), network.team_pods(b)):
+            assert not cluster.denied_everywhere(src, dst, _ports(dst), mode=mode)
+        for src, service in itertools.product(network.team_pods(a), cluster.services):
+            if service.namespace == b:
+                ports = [p.port for p in service.ports]
+                assert not cluster.denied_everywhere(src, service, ports, mode=mode)
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_nothing_else_gets_into_team_namespaces(stack: str, mode: Mode) -> None:
+    """From every other pod (monitoring's Grafana, Alertmanager, kube-state-metrics and
+    Prometheus itself, kubeflow, serving, kube-system, ...) only the flows the platform needs:
+    the culler to notebooks on Jupyter's port, and Prometheus to what a monitor scrapes."""
+    network = _network(stack)
+    cluster = network.cluster
+    needed = {(network.culler.ref, service.ref) for service in network.notebooks.values()}
+    needed |= {
+        (network.culler.ref, pod.ref)
+        for service in network.notebooks.values()
+        for pod in cluster.backends(service)
+    }
+    scraped = {(network.prometheus.ref, pod.ref, port) for _, pod, port in network.scrape_targets}
+    outsiders = [p for p in cluster.pods if p.namespace not in network.teams]
+    assert {"monitoring/grafana", "monitoring/alertmanager-0"} <= {p.ref for p in outsiders}
+    for team in network.teams:
+        for src, dst in itertools.product(outsiders, network.team_pods(team)):
+            ports = [
+                port
+                for port in _ports(dst)
+                if (src.ref, dst.ref, port) not in scraped
+                and not ((src.ref, dst.ref) in needed and port == dst.ports[0].number)
+            ]
+            assert not cluster.denied_everywhere(src, dst, ports, mode=mode)
+        for src, service in itertools.product(outsiders, cluster.services):
+            if service.namespace == team and (src.ref, service.ref) not in needed:
+                ports = [p.port for p in service.ports]
+                assert not cluster.denied_everywhere(src, service, ports, mode=mode)
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_serving_admits_nothing_but_the_model_ports(stack: str, mode: Mode) -> None:
+    """Any pod may call the models; none (Prometheus and Grafana included) reaches another port."""
+    network = _network(stack)
+    outsiders = [p for p in network.cluster.pods if p.namespace != names.SERVING]
+    assert network.prometheus in outsiders
+    for src, server in itertools.product(outsiders, network.model_pods):
+        others = [port for port in _ports(server) if port not in MODEL_PORTS]
+        assert not network.cluster.denied_everywhere(src, server, others, mode=mode)
+
+
+def test_the_prometheus_selector_is_what_the_operator_puts_on_prometheus_pods() -> None:
+    chart = facts(
+        "kube-prometheus-stack-pods",
+        pinned=f"kube-prometheus-stack-{versions.KUBE_PROMETHEUS_STACK_CHART.version}",
+    )
+    assert set(PROMETHEUS_PODS) == set(chart["prometheus_selector_keys"])
+    assert PROMETHEUS_PODS.items() <= prometheus_pod_labels().items()
+    network = _network("prod")
+    carriers = [p.ref for p in network.cluster.pods if PROMETHEUS_PODS.items() <= p.labels.items()]
+    assert carriers == [network.prometheus.ref]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_monitoring_is_let_in_only_as_prometheus_and_on_scraped_ports(stack: str) -> None:
+    network = _network(stack)
+    scraped = {(pod.namespace, port) for _, pod, port in network.scrape_targets}
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": names.MONITORING}}
+    let_in = []
+    for policy in network.cluster.policies:
+        namespace = policy["metadata"]["namespace"]
+        for rule in policy["spec"].get("ingress", []):
+            for peer in rule.get("from", []):
+                if peer.get("namespaceSelector") != monitoring:
+                    continue
+                let_in.append(namespace)
+                assert peer.get("podSelector") == {"matchLabels": PROMETHEUS_PODS}, policy
+                ports = {(namespace, p["port"]) for p in rule.get("ports", [])}
+                assert ports, f"{namespace}/{policy['metadata']['name']}: every port"
+                assert ports <= scraped, (ports - scraped, policy)
+    assert not set(let_in) & set(network.teams)
+
+
+def test_policies_rendered_in_any_namespace_are_judged() -> None:
+    """A policy added anywhere (here a default-deny in `kubeflow`) changes the verdicts."""
+    objects = kubernetes_objects(stack_run("dev"))
+    deny = {
+        "kind": "NetworkPolicy",
+        "metadata": {"namespace": names.KUBEFLOW, "name": "default-deny"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+    }
+    before = _network("dev")
+    after = stack_network([*objects, deny], stack_settings("dev"))
+    [(_, operator, port)] = [t for t in after.scrape_targets if t[1].namespace == names.KUBEFLOW]
+    assert before.cluster.connect(
+        before.prometheus, before.cluster.pod(operator.ref), port, mode="eks"
+    )
+    verdict = after.cluster.connect(after.prometheus, operator, port, mode="eks")
+    assert not verdict
+    assert "no ingress rule of default-deny" in verdict.reason
