@@ -230,6 +230,8 @@ class StackNetwork:
     notebooks: dict[str, Service] = field(default_factory=dict)  # team -> a notebook's Service
     model_services: list[Service] = field(default_factory=list)
     model_pods: list[Pod] = field(default_factory=list)
+    pipelines: list[Service] = field(default_factory=list)  # the Pipelines API and UI
+    pipeline_stores: list[Pod] = field(default_factory=list)  # Pipelines' MySQL and SeaweedFS
     scrape_targets: list[tuple[str, Pod, int]] = field(default_factory=list)  # (monitor, pod, port)
 
     def team_pods(self, team: str) -> list[Pod]:
@@ -283,6 +285,36 @@ def _scrape_targets(
                     assert number is not None, f"{ref}: {pod.ref} lacks {port.target}"
                     targets.append((ref, pod, number))
     return targets
+
+
+def _pipelines() -> tuple[list[Pod], list[Service]]:
+    """The Pipelines pods and the Services of the API and UI, as KFP's manifests make them."""
+    kfp = facts("kubeflow-pipelines-access", pinned=versions.KFP_REF)
+    pods = [
+        Pod(
+            names.KUBEFLOW,
+            f"{name}-0",
+            dict(pod["labels"]),
+            tuple(ContainerPort(p["number"], p.get("name")) for p in pod["ports"]),
+            origin="kubeflow/pipelines",
+        )
+        for name, pod in kfp["pods"].items()
+    ]
+    services = [
+        Service(
+            names.KUBEFLOW,
+            name,
+            dict(service["selector"]),
+            tuple(
+                ServicePort(p["port"], p["targetPort"], name=p["name"]) for p in service["ports"]
+            ),
+        )
+        for name, service in kfp["services"].items()
+    ]
+    return pods, services
+
+
+PIPELINE_STORES = ("mysql", "seaweedfs")
 
 
 def stack_network(objects: list[dict[str, Any]], settings: Settings) -> StackNetwork:
@@ -349,6 +381,11 @@ def stack_network(objects: list[dict[str, Any]], settings: Settings) -> StackNet
     )
     pods += [dns_pod, *monitoring, culler, training_operator]
     services.append(dns_service)
+    pipeline_services: list[Service] = []
+    if settings.kubeflow.pipelines.enabled:
+        pipeline_pods, pipeline_services = _pipelines()
+        pods += pipeline_pods
+        services += pipeline_services
     namespaces = {
         o["metadata"]["name"]: dict(o["metadata"].get("labels", {}))
         for o in objects
@@ -376,4 +413,10 @@ def stack_network(objects: list[dict[str, Any]], settings: Settings) -> StackNet
         model_services=model_services,
         model_pods=[p for p in cluster.pods if p.namespace == names.SERVING],
         scrape_targets=_scrape_targets(objects, cluster),
+        pipelines=[cluster.service(s.ref) for s in pipeline_services],
+        pipeline_stores=[
+            p
+            for p in cluster.pods
+            if p.namespace == names.KUBEFLOW and p.labels.get("app") in PIPELINE_STORES
+        ],
     )

@@ -114,6 +114,47 @@ def test_teams_call_the_served_models(stack: str, mode: Mode) -> None:
 
 
 @pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_teams_given_pipelines_reach_its_api_and_ui_and_no_other_team_does(
+    stack: str, mode: Mode
+) -> None:
+    """`teams[].access.pipelines`: the API (HTTP and gRPC) and the UI through their Services;
+    a team without it reaches neither."""
+    network = _network(stack)
+    settings = stack_settings(stack)
+    if not settings.kubeflow.pipelines.enabled:
+        assert not network.pipelines
+        return
+    assert {s.name for s in network.pipelines} == {"ml-pipeline", "ml-pipeline-ui"}
+    cluster = network.cluster
+    for team in settings.teams:
+        for pod, service in itertools.product(network.team_pods(team.name), network.pipelines):
+            for port in service.ports:
+                verdict = cluster.connect(pod, service, port.port, mode=mode)
+                assert bool(verdict) is team.access.pipelines, (team.name, verdict.reason)
+
+
+def test_some_stack_gives_a_team_pipelines_and_another_not() -> None:
+    given = [t.access.pipelines for s in STACKS for t in stack_settings(s).teams]
+    assert True in given
+    assert False in given
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_no_team_reaches_the_pipelines_stores(stack: str, mode: Mode) -> None:
+    """MySQL and SeaweedFS hold every team's runs and artifacts: no team pod reaches them,
+    pipelines access or not, on any port they listen on.  (Another port would reach nothing; 443
+    is open to every address on the way out: tests/test_network_policy.py,
+    test_on_eks_https_to_anywhere_reaches_a_service_on_443_whatever_its_target.)"""
+    network = _network(stack)
+    if not stack_settings(stack).kubeflow.pipelines.enabled:
+        return
+    assert {p.labels["app"] for p in network.pipeline_stores} == {"mysql", "seaweedfs"}
+    for pod, store in itertools.product(_team_pods(network), network.pipeline_stores):
+        ports = [p.number for p in store.ports]
+        assert not network.cluster.denied_everywhere(pod, store, ports, mode=mode)
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
 def test_teams_reach_serving_on_no_other_port(stack: str, mode: Mode) -> None:
     network = _network(stack)
     assert network.model_pods
