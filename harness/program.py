@@ -19,6 +19,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
+from harness.cli_config import check_stack_config
 from harness.mocks import PlatformMocks
 from infra.settings import Settings, parse_settings
 
@@ -197,11 +198,16 @@ def chosen_stacks(
     return stacks
 
 
+def project_declarations() -> dict[str, Any]:
+    """The `config:` block of `Pulumi.yaml`: each declared key as written there."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    return dict(project.get("config") or {})
+
+
 def project_defaults() -> dict[str, Any]:
     """Config the CLI would take from `Pulumi.yaml`: declared defaults and provider values."""
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     result: dict[str, Any] = {}
-    for key, declaration in (project.get("config") or {}).items():
+    for key, declaration in project_declarations().items():
         full_key = key if ":" in key else f"{PROJECT}:{key}"
         if isinstance(declaration, dict) and "value" in declaration:
             result[full_key] = declaration["value"]
@@ -225,12 +231,29 @@ def stack_config(stack: str) -> dict[str, Any]:
     }
 
 
+def merged_config(
+    stack: str, config: Mapping[str, Any] | None = None, *, check_config: bool = True
+) -> dict[str, Any]:
+    """The config the CLI hands the program: the stack's over the Pulumi.yaml defaults.
+
+    `config` replaces the stack file's config.  Like `pulumi preview` and `pulumi up`, this
+    refuses (StackConfigError) a config that misses a required key or has a value of the wrong
+    type; `check_config=False` is the CLI's `--skip-config-validation`.
+    """
+    values = stack_config(stack) if config is None else dict(config)
+    merged = {**project_defaults(), **values}
+    if check_config:
+        check_stack_config(PROJECT, stack, project_declarations(), values, merged)
+    return merged
+
+
 def raw_settings(stack: str, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The stack's `ml-platform:*` config over the Pulumi.yaml defaults, keys without namespace.
 
-    `config` replaces the stack file's config, as in `run_program`.
+    `config` replaces the stack file's config, as in `run_program`; either must pass the CLI's
+    checks (`merged_config`).
     """
-    merged = {**project_defaults(), **(stack_config(stack) if config is None else config)}
+    merged = merged_config(stack, config)
     prefix = f"{PROJECT}:"
     return {k.removeprefix(prefix): v for k, v in merged.items() if k.startswith(prefix)}
 
@@ -255,14 +278,19 @@ def engine_config(config: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]
 
 
 def run_program(
-    stack: str, config: Mapping[str, Any] | None = None, *, preview: bool = False
+    stack: str,
+    config: Mapping[str, Any] | None = None,
+    *,
+    preview: bool = False,
+    check_config: bool = True,
 ) -> ProgramRun:
     """Run `__main__.py` afresh for `stack`, on a new event loop, and capture what it registers.
 
     `config` replaces the stack file's config (same `namespace:key` shape as `stack_config`);
-    Pulumi.yaml defaults apply underneath either way, as they do with the CLI.
+    Pulumi.yaml defaults apply underneath either way, as they do with the CLI.  A config the CLI
+    would refuse raises StackConfigError before the program runs (`merged_config`).
     """
-    merged = {**project_defaults(), **(stack_config(stack) if config is None else config)}
+    merged = merged_config(stack, config, check_config=check_config)
     flat, secret_keys = engine_config(merged)
 
     if str(ROOT) not in sys.path:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from harness.cli_config import StackConfigError
 from harness.program import ProgramError, run_program, stack_config
 from infra.settings import SettingsError
 
@@ -381,12 +382,6 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "mode `nfs` needs",
     ),
     "eks without aws section": ("dev", _drop("aws"), "ml-platform:aws", "needs `aws:"),
-    "cluster is not an object": (
-        "dev",
-        _set("cluster", "eks"),
-        "ml-platform:cluster",
-        "valid dictionary",
-    ),
     "existing cluster without context": (
         "local",
         _set("cluster.context", None),
@@ -548,3 +543,18 @@ def test_all_problems_are_reported_at_once() -> None:
     assert "2 problem(s)" in message
     assert "nodePools.system.minSize" in message
     assert "storage.models.size" in message
+
+
+def test_a_value_of_the_wrong_type_is_refused_by_the_cli_and_by_the_program() -> None:
+    """The CLI refuses it before the program runs; past `--skip-config-validation`, the
+    program's own check names the key."""
+    config = stack_config("dev")
+    _set("cluster", "eks")(config)
+    with pytest.raises(StackConfigError, match="'cluster' must be of type 'object'"):
+        run_program("dev", config)
+    with pytest.raises(ProgramError) as caught:
+        run_program("dev", config, check_config=False)
+    message = str(caught.value.cause)
+    assert isinstance(caught.value.cause, SettingsError)
+    assert "ml-platform:cluster: " in message
+    assert "valid dictionary" in message

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, get_args, get_origin
 
 import pulumi
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_snake
 
 from infra import efs_paths, versions
@@ -77,6 +77,12 @@ class Settings(SettingsModel):
     teams: list[TeamSettings] = Field(
         default_factory=list, description="ML teams, each with its own namespace."
     )
+
+    @field_validator("aws", mode="before")
+    @classmethod
+    def _empty_aws_is_none(cls, value: Any) -> Any:
+        """`{}`, Pulumi.yaml's default for `aws`, means no AWS section (as in mode `existing`)."""
+        return None if value == {} else value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -1,0 +1,1 @@
+"""Scripts the Makefile and the workflows run."""
