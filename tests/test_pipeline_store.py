@@ -361,8 +361,12 @@ def test_local_keeps_the_in_cluster_object_store() -> None:
 def test_an_aws_stack_without_pipelines_gets_no_pipelines_roles_or_patches() -> None:
     config = stack_config("dev")
     config["ml-platform:kubeflow"] = {"pipelines": {"enabled": False}}
+    # Access to Pipelines needs Pipelines (test_bad_config); no team asks for it here.
+    for team in config["ml-platform:teams"]:
+        team.get("access", {}).pop("pipelines", None)
     run = run_program("dev", config)
     assert not run.of_type("ml-platform:kubeflow:PipelineStoreAccess")
+    assert not run.of_type("ml-platform:tenancy:PipelinesAccess")
     assert _patches(run) == []
     assert not [r for r in run.of_type(ASSOCIATION) if r.inputs["namespace"] == "kubeflow"]
 
