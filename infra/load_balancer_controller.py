@@ -282,10 +282,7 @@ def controller_values(
         "serviceMutatorWebhookConfig": {"failurePolicy": "Ignore"},
         "serviceMonitor": {"enabled": service_monitor},
     }
-    if placement.node_selector:
-        values["nodeSelector"] = dict(placement.node_selector)
-    if placement.tolerations:
-        values["tolerations"] = list(placement.tolerations)
+    values.update(placement.pod_fields())
     return values
 
 

@@ -42,10 +42,7 @@ def chart_values(*, kubelet_insecure_tls: bool, placement: Placement) -> dict[st
     values: dict[str, Any] = {}
     if kubelet_insecure_tls:
         values["args"] = [KUBELET_INSECURE_TLS]
-    if placement.node_selector:
-        values["nodeSelector"] = dict(placement.node_selector)
-    if placement.tolerations:
-        values["tolerations"] = list(placement.tolerations)
+    values.update(placement.pod_fields())
     return values
 
 

@@ -36,7 +36,7 @@ import pulumi_kubernetes as k8s
 
 from infra import labels, names
 from infra.settings import TeamSettings
-from infra.team_access import ENGINEER, group
+from infra.team_access import ENGINEER, bind_role_to_group, group
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 POLICY = "pipelines-egress"
@@ -148,23 +148,15 @@ class PipelinesAccess(pulumi.ComponentResource):
                 )
             if not team.access.pipelines:
                 continue
-            k8s.rbac.v1.RoleBinding(
+            bind_role_to_group(
                 f"{name}-{team.name}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=f"{ROLE}-{team.name}",
                     namespace=names.KUBEFLOW,
                     labels=labels.common("tenancy"),
                 ),
-                role_ref=k8s.rbac.v1.RoleRefArgs(
-                    api_group="rbac.authorization.k8s.io", kind="Role", name=ROLE
-                ),
-                subjects=[
-                    k8s.rbac.v1.SubjectArgs(
-                        kind="Group",
-                        name=group(team.name, ENGINEER),
-                        api_group="rbac.authorization.k8s.io",
-                    )
-                ],
+                role_name=ROLE,
+                group_name=group(team.name, ENGINEER),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
             )
         self.register_outputs({})

@@ -8,7 +8,7 @@ by hand, so the two cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from infra import gpu_sharing, instances, labels
 from infra.settings import GpuPoolSettings, Settings
@@ -69,6 +69,16 @@ class Placement:
 
     node_selector: dict[str, str]
     tolerations: list[dict[str, str]]
+
+    def pod_fields(self) -> dict[str, Any]:
+        """`nodeSelector` and `tolerations` as a pod spec (and the charts' values) spell them,
+        each only when set."""
+        fields: dict[str, Any] = {}
+        if self.node_selector:
+            fields["nodeSelector"] = dict(self.node_selector)
+        if self.tolerations:
+            fields["tolerations"] = list(self.tolerations)
+        return fields
 
 
 def system_pool_labels() -> dict[str, str]:

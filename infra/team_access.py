@@ -64,6 +64,30 @@ def viewer_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
     return [_rule("kubeflow.org", JOBS, READ), _rule("", OBSERVE, READ)]
 
 
+def bind_role_to_group(
+    resource_name: str,
+    *,
+    metadata: k8s.meta.v1.ObjectMetaArgs,
+    role_name: str,
+    group_name: str,
+    opts: pulumi.ResourceOptions,
+) -> k8s.rbac.v1.RoleBinding:
+    """A RoleBinding of the Role `role_name` (in the binding's namespace) to one group."""
+    return k8s.rbac.v1.RoleBinding(
+        resource_name,
+        metadata=metadata,
+        role_ref=k8s.rbac.v1.RoleRefArgs(
+            api_group="rbac.authorization.k8s.io", kind="Role", name=role_name
+        ),
+        subjects=[
+            k8s.rbac.v1.SubjectArgs(
+                kind="Group", name=group_name, api_group="rbac.authorization.k8s.io"
+            )
+        ],
+        opts=opts,
+    )
+
+
 class TeamAccess(pulumi.ComponentResource):
     """The team's `ml-engineer` and `viewer` Roles and their group bindings."""
 
@@ -89,19 +113,11 @@ class TeamAccess(pulumi.ComponentResource):
                 rules=rules,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
             )
-            k8s.rbac.v1.RoleBinding(
+            bind_role_to_group(
                 f"{name}-{role_name}",
                 metadata=metadata,
-                role_ref=k8s.rbac.v1.RoleRefArgs(
-                    api_group="rbac.authorization.k8s.io", kind="Role", name=role_name
-                ),
-                subjects=[
-                    k8s.rbac.v1.SubjectArgs(
-                        kind="Group",
-                        name=group(team.name, role_name),
-                        api_group="rbac.authorization.k8s.io",
-                    )
-                ],
+                role_name=role_name,
+                group_name=group(team.name, role_name),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
             )
         self.register_outputs({})

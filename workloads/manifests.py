@@ -79,10 +79,7 @@ def _pod_spec(
         "containers": containers,
         "volumes": volumes,
     }
-    if where.node_selector:
-        spec["nodeSelector"] = dict(where.node_selector)
-    if where.tolerations:
-        spec["tolerations"] = list(where.tolerations)
+    spec.update(where.pod_fields())
     if scheduler:
         spec["schedulerName"] = scheduler
     return spec

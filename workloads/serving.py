@@ -119,10 +119,7 @@ def _pod(
             *volumes,
         ],
     }
-    if where.node_selector:
-        spec["nodeSelector"] = dict(where.node_selector)
-    if where.tolerations:
-        spec["tolerations"] = list(where.tolerations)
+    spec.update(where.pod_fields())
     return spec
 
 
