@@ -100,12 +100,18 @@ class ClusterAddons(pulumi.ComponentResource):
     def add_metrics_server(self, after: list[pulumi.Resource]) -> aws.eks.Addon:
         """The resource metrics API for HorizontalPodAutoscalers; EKS runs none by default.
 
-        A Deployment, so it waits for the system pool.  It is given no configuration: the
-        add-on's configuration schema (`aws eks describe-addon-configuration`) could not be read
-        here, so no nodeSelector or tolerations are set.  It needs none to stay on the system
-        nodes: the chart the add-on packages (metrics-server 0.8.1, chart 3.13.x) tolerates
-        nothing by default (kubernetes-sigs/metrics-server@metrics-server-helm-chart-3.13.1:
-        charts/metrics-server/values.yaml `tolerations: []`), and every other pool is tainted.
+        A Deployment, so it waits for the system pool.  The add-on is AWS's own build of
+        metrics-server, not the kubernetes-sigs chart with its defaults: the EKS user guide
+        (metrics-server page, "Considerations") says it is "pre-configured to use port 10251"
+        (the chart's default is 10250), so the control plane must reach the nodes on 10251;
+        our node groups' launch templates name no security group, so the nodes carry the
+        cluster security group, which admits all traffic from the control plane.  AWS publishes
+        neither its default tolerations nor its configuration schema (`aws eks
+        describe-addon-configuration` could not be run here), so nothing is configured: with
+        no toleration for the GPU pools' taint it lands on the system nodes, which is what the
+        upstream chart does (kubernetes-sigs/metrics-server@metrics-server-helm-chart-3.13.1:
+        charts/metrics-server/values.yaml `tolerations: []`); that AWS's build keeps that
+        default is not verified.
         """
         return self._addon(metrics_server.ADDON, depends_on=after)
 

@@ -86,7 +86,8 @@ def grafana_sidecar_values() -> dict[str, Any]:
     default `rbac.namespaced: false` makes it a ClusterRole: Grafana could read every Secret in
     the cluster.  With `rbac.namespaced` the chart writes no ClusterRole or ClusterRoleBinding
     (unless `rbac.extraClusterRoleRules`), and with `rbac.useExistingRole` no Role either: it only
-    binds the named Role, which this program writes, in its own namespace (rolebinding.yaml).
+    binds the named Role, which this program writes, in its own namespace and those of
+    `rbac.namespaces` (rolebinding.yaml).
     The sidecars (kiwigrid/k8s-sidecar@2.10.1:src/sidecar.py, resources.py) watch what `RESOURCE`
     names (`both` by default: Secrets too) in the namespaces of `NAMESPACE` (kube-prometheus-stack
     sets `ALL`: a cluster-wide list); both are narrowed to ConfigMaps of the namespaces that hold
@@ -94,7 +95,14 @@ def grafana_sidecar_values() -> dict[str, Any]:
     """
     searched = {"resource": "configmap", "searchNamespace": GRAFANA_SIDECAR_NAMESPACES}
     return {
-        "rbac": {"namespaced": True, "useExistingRole": GRAFANA_SIDECAR_ROLE},
+        "rbac": {
+            "namespaced": True,
+            "useExistingRole": GRAFANA_SIDECAR_ROLE,
+            # Where the chart binds that Role: these namespaces and Grafana's own
+            # (@grafana-12.11.1:charts/grafana/templates/rolebinding.yaml:2); it does not follow
+            # `searchNamespace`, so every other searched namespace is named here.
+            "namespaces": [n for n in GRAFANA_SIDECAR_NAMESPACES if n != names.MONITORING],
+        },
         "sidecar": {
             # Dashboards are ConfigMaps labelled grafana_dashboard (infra/dashboards.py).
             "dashboards": {"enabled": True, "label": "grafana_dashboard", **searched},
@@ -190,7 +198,8 @@ class Monitoring(pulumi.ComponentResource):
             string_data={"admin-user": "admin", "admin-password": password.result},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
         )
-        # The chart binds Grafana's ServiceAccount to this Role in each searched namespace.
+        # The chart binds Grafana's ServiceAccount to this Role in `rbac.namespaces` and its own
+        # namespace, which grafana_sidecar_values make every searched namespace.
         sidecar_roles = [
             k8s.rbac.v1.Role(
                 f"{name}-grafana-sidecar-{namespace_name}",

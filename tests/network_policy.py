@@ -16,11 +16,16 @@ add).  A connection is judged in one of two modes:
   ClusterIP:servicePort, and a ClusterIP is in an egress rule's allow list only when the
   controller adds it: the peer's podSelector must match the Service's own selector, the Service
   must not be headless, and each policy port is mapped to a Service port.  Ingress is judged on
-  the server's veth, after DNAT, as upstream.
+  the server's veth, after DNAT, as upstream.  The controller resolves a named ingress port once,
+  against every pod the policy selects, and merges the numbers (endpoints.go:140-170,
+  getIngressRulesPorts :328-353); that is not modelled, so a named ingress port is refused in
+  this mode.
 
 In both, a hostNetwork pod is never isolated, and traffic from the node a pod runs on (its
-kubelet, hostNetwork pods there) always reaches it.  Return traffic of an allowed connection is
-not modelled (both implementations track connections).
+kubelet, hostNetwork pods there) always reaches it: the Kubernetes documentation says so, and
+on EKS the node agent allows the node's IP both ways for every pod
+(tests/upstream/eks-network-policy-agent.yaml).  Return traffic of an allowed connection is not
+modelled (both implementations track connections).
 """
 
 from __future__ import annotations
@@ -470,9 +475,19 @@ class Cluster:
                 return True
         return False
 
-    def _ingress(self, src: Pod, dst: Pod, number: int, protocol: str) -> Verdict:
-        """Ingress into dst on number/protocol (after DNAT; the same in both modes)."""
+    def _ingress(self, src: Pod, dst: Pod, number: int, protocol: str, mode: Mode) -> Verdict:
+        """Ingress into dst on number/protocol (after DNAT; the same in both modes, but for
+        named ports, which mode `eks` refuses: see the module's docstring)."""
         policies = self._selecting(dst, "Ingress")
+        if mode == "eks":
+            for policy in policies:
+                for rule in policy["spec"].get("ingress") or []:
+                    if any(isinstance(p.get("port"), str) for p in rule.get("ports") or []):
+                        raise NotImplementedError(
+                            f"{policy['metadata']['namespace']}/{policy['metadata']['name']}: "
+                            "a named ingress port, which the EKS controller resolves across "
+                            "every pod the policy selects; this evaluator does not model that"
+                        )
         if not policies:
             return Verdict(True, f"{dst.ref} is not isolated for ingress")
         if src.host_network and src.node == dst.node:
@@ -494,7 +509,7 @@ class Cluster:
         out = self._egress(src, _Target(dst.ip, number, protocol, dst), mode)
         if not out:
             return out
-        into = self._ingress(src, dst, number, protocol)
+        into = self._ingress(src, dst, number, protocol, mode)
         return Verdict(into.allowed, f"{out.reason}; {into.reason}")
 
     def connect(
@@ -528,7 +543,7 @@ class Cluster:
                 if not out:
                     verdicts.append((pod, Verdict(False, f"{out.reason} (before DNAT)")))
                     continue
-                into = self._ingress(src, pod, target, protocol)
+                into = self._ingress(src, pod, target, protocol, mode)
                 verdicts.append((pod, Verdict(into.allowed, f"{out.reason}; {into.reason}")))
             else:
                 verdicts.append((pod, self._to_pod(src, pod, target, protocol, mode)))

@@ -125,14 +125,22 @@ def _tfjob_pods(job: Mapping[str, Any], origin: str) -> tuple[list[Pod], list[Se
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     pods: list[Pod] = []
     services: list[Service] = []
-    for replica_type, replica in job["spec"]["tfReplicaSpecs"].items():
+    replicas = job["spec"]["tfReplicaSpecs"]
+    master = spec["master_role"]
+    masters = {t.lower() for t in replicas} & set(master["with_chief_or_master"])
+    for replica_type, replica in replicas.items():
         kind = replica_type.lower()
         for index in range(int(replica.get("replicas", 1))):
             values = {"job": name, "type": kind, "index": str(index)}
             labels = _fill(spec["pod_labels"], **values)
+            is_master = kind in masters if masters else values == {
+                "job": name, "type": master["otherwise"]["type"],
+                "index": str(master["otherwise"]["index"]),
+            }  # fmt: skip
+            pod_labels = {**labels, **(spec["master_role_label"] if is_master else {})}
             pod_name = spec["pod_name"].format(**values)
             pods.append(
-                pod_from_template(namespace, pod_name, replica["template"], origin, **labels)
+                pod_from_template(namespace, pod_name, replica["template"], origin, **pod_labels)
             )
             services.append(
                 Service(

@@ -279,9 +279,10 @@ def test_eks_addon_runs_on_the_system_nodes(aws_run: ProgramRun) -> None:
     groups = {g.inputs["labels"]["ml-platform.io/pool"]: g for g in aws_run.of_type(NODE_GROUP)}
     # Its Deployment needs a node: it waits for the system pool, as CoreDNS does.
     assert groups["system"].urn in addon.dependencies
-    # The add-on is given no configuration (its schema could not be read; see infra/addons.py),
-    # so its pod keeps the chart's empty tolerations, and every pool but the system pool is
-    # tainted: the system nodes are the only ones it can land on.
+    # The add-on is given no configuration (its schema could not be read; see infra/addons.py).
+    # Every pool but the system pool is tainted, so a pod that tolerates nothing, as the
+    # upstream chart's does (AWS's build is assumed to keep that default), lands on the system
+    # nodes only.
     assert addon.inputs.get("configurationValues") is None
     assert CHART["default_tolerations"] == []
     for pool, group in groups.items():

@@ -60,6 +60,9 @@ def test_training_workers_reach_each_other(stack: str, mode: Mode) -> None:
     for team in network.teams:
         workers = network.workers[team]
         assert len(workers) >= 2, team
+        # The operator marks one replica as the job's master (its Chief, else worker 0).
+        roles = [w.labels.get("training.kubeflow.org/job-role") for w in workers]
+        assert roles.count("master") == 1, roles
         for a, b in itertools.permutations(workers, 2):
             assert cluster.connect(a, b, TFJOB_PORT, mode=mode), (a.ref, b.ref)
             # TF_CONFIG names the replicas' headless Services.

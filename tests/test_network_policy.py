@@ -141,15 +141,12 @@ def test_policies_add_up(mode: Mode) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_ports_numbers_ranges_names_and_protocols(mode: Mode) -> None:
+def test_ports_numbers_ranges_and_protocols(mode: Mode) -> None:
     def only(ports: list[dict[str, Any]]) -> Cluster:
         rule = {"from": [{"namespaceSelector": {}}], "ports": ports}
         return _cluster(_policy("b", "in", {"podSelector": {}, "ingress": [rule]}))
 
     client = CLIENT
-    named = only([{"protocol": "TCP", "port": "http"}])
-    assert named.connect(client, named.pod("b/db"), 8080, mode=mode)
-    assert not named.connect(client, named.pod("b/db"), 8081, mode=mode)
     ranged = only([{"protocol": "TCP", "port": 8000, "endPort": 8100}])
     assert ranged.connect(client, ranged.pod("b/db"), 8080, mode=mode)
     assert not ranged.connect(client, ranged.pod("b/db"), 8101, mode=mode)
@@ -179,6 +176,12 @@ def test_both_ends_must_allow(mode: Mode) -> None:
     assert not verdict
     assert "egress allowed by a/out rule 0" in verdict.reason
     assert "no ingress rule of deny" in verdict.reason
+
+
+def test_the_eks_node_agent_lets_the_node_in_and_out_of_every_pod() -> None:
+    """The fact behind the node rule in mode `eks` (the next test checks the rule itself)."""
+    agent = facts("eks-network-policy-agent", pinned="v1.4.0")
+    assert set(agent["node_ip_allowed_in"]) == {"ingress", "egress"}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -340,3 +343,20 @@ def test_the_eks_mode_covers_what_the_controller_does() -> None:
     }
     cluster = _through(rule)
     assert not cluster.connect(cluster.pod("a/client"), "93.184.216.34", 8080, mode="eks")
+
+
+def test_a_named_ingress_port_is_judged_per_pod_upstream_and_refused_in_eks_mode() -> None:
+    """Upstream resolves a named port against each destination pod; the EKS controller merges
+    the numbers of every pod the policy selects, which the evaluator does not model."""
+    named = {
+        "podSelector": {},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"ports": [{"protocol": "TCP", "port": "http"}]}],
+    }
+    cluster = _cluster(_policy("b", "named", named))
+    db = cluster.pod("b/db")
+    client = cluster.pod("a/client")
+    assert cluster.connect(client, db, 8080, mode="upstream")
+    assert not cluster.connect(client, db, 9090, mode="upstream")
+    with pytest.raises(NotImplementedError, match="b/named: a named ingress port"):
+        cluster.connect(client, db, 8080, mode="eks")
