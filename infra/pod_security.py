@@ -11,12 +11,15 @@ from typing import Any
 import pulumi_kubernetes as k8s
 
 
-def restricted_pod(uid: int) -> dict[str, Any]:
-    """Non-root as `uid`/`uid`, with the runtime's default seccomp profile."""
+def restricted_pod(uid: int, gid: int | None = None) -> dict[str, Any]:
+    """Non-root as `uid` and group `gid` (default: `uid`), with the runtime's default seccomp
+    profile.  `restricted` checks runAsNonRoot and runAsUser only, never the group
+    (kubernetes/pod-security-admission@v0.35.6:policy/check_runAsNonRoot.go, check_runAsUser.go),
+    so group 0 is allowed where an image needs it."""
     return {
         "runAsNonRoot": True,
         "runAsUser": uid,
-        "runAsGroup": uid,
+        "runAsGroup": uid if gid is None else gid,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 

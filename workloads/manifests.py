@@ -19,6 +19,12 @@ from infra.workload_identity import service_account_name
 DATA_DIR = "/data"
 MODELS_DIR = "/models"
 HOME_DIR = "/home/jovyan"
+# The Kubeflow notebook images run as jovyan (uid 1000) with primary group 0: "the primary GID of
+# 'jovyan' MUST be 0" (kubeflow/kubeflow@v1.10.0:components/example-notebook-servers/base/
+# Dockerfile), and their s6-overlay /init exits 100 for a non-root process outside group 0, as /run
+# is root's and only group-writable (just-containers/s6-overlay@v3.2.0.2:layout/rootfs-overlay/
+# package/admin/s6-overlay-@VERSION@/libexec/preinit).  Group 0 grants no privilege by itself.
+NOTEBOOK_GROUP = 0
 TF_PORT = ("tfjob-port", 2222)  # the name and port the operator's TF_CONFIG points at
 PYTORCH_PORT = ("pytorchjob-port", 23456)
 # Kubeflow's profile namespaces inject Istio sidecars, which keep job pods from ever completing.
@@ -66,14 +72,20 @@ def _pod_spec(
     priority: str,
     service_account: str,
     scheduler: str | None = None,
+    group: int | None = None,
 ) -> dict[str, Any]:
+    """`group`: the primary group, when the image needs another than the file owner's."""
     where = placement(settings, pool)
+    owner = settings.storage.file_owner
     spec: dict[str, Any] = {
         "serviceAccountName": service_account,
         "priorityClassName": priority,
         "securityContext": {
-            **restricted_pod(settings.storage.file_owner),
-            "fsGroup": settings.storage.file_owner,
+            **restricted_pod(owner, group),
+            # The owner's gid joins every container's groups even where the volume's ownership
+            # is not changed (NFS: "NFS volumes do not support ownership management", k8s.io/api
+            # core/v1 NFSVolumeSource); EFS access points act as the owner whatever the groups.
+            "fsGroup": owner,
         },
         "automountServiceAccountToken": False,
         "containers": containers,
@@ -274,6 +286,9 @@ def notebook(settings: Settings, team: str, server: NotebookServerSettings) -> d
         ],
         priority=BATCH,
         service_account=service_account_name("Notebook", server.name),
+        # The workspace is written as the file owner's uid (the images' jovyan by default), in
+        # the group the images' start-up requires.
+        group=NOTEBOOK_GROUP,
     )
     return {
         "apiVersion": "kubeflow.org/v1",

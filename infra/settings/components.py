@@ -104,7 +104,8 @@ class StorageSettings(SettingsModel):
     file_owner: Annotated[int, Field(ge=1)] = Field(
         default=1000,
         description="POSIX uid and gid that own the shared files (non-root workloads run as it; "
-        "1000 is the notebook images' jovyan).",
+        "notebooks as its uid with group 0, which the Kubeflow images need; 1000 is their "
+        "jovyan).",
     )
     staging: StagingSettings = Field(
         default_factory=StagingSettings, description="Dataset staging Job."
