@@ -200,9 +200,17 @@ NOTEBOOK_CONTROLLER = KustomizeSource(
     "components/notebook-controller/config/overlays/standalone",
     "v1.10.0",
 )
-NOTEBOOK_IMAGE_CPU = "ghcr.io/kubeflow/kubeflow/notebook-servers/jupyter-tensorflow-full:v1.10.0"
+# Notebook images of kubeflow/notebooks v1.11.0 (where the images moved after Kubeflow 1.10; its
+# spawner_ui_config.yaml lists these two), with TensorFlow 2.21.0: a SavedModel loads in the same
+# or a later TensorFlow minor only (tensorflow/docs site/en/guide/versions.md), so the notebooks'
+# TensorFlow must not be older than the training's 2.20.  Kubeflow 1.10's images carry 2.17.1.
+# The CUDA image needs a driver for CUDA >= 12.5, as TF Serving's -gpu image does.
+NOTEBOOK_IMAGES_REF = "v1.11.0"
+NOTEBOOK_IMAGE_CPU = (
+    f"ghcr.io/kubeflow/kubeflow/notebook-servers/jupyter-tensorflow-full:{NOTEBOOK_IMAGES_REF}"
+)
 NOTEBOOK_IMAGE_GPU = (
-    "ghcr.io/kubeflow/kubeflow/notebook-servers/jupyter-tensorflow-cuda-full:v1.10.0"
+    f"ghcr.io/kubeflow/kubeflow/notebook-servers/jupyter-tensorflow-cuda-full:{NOTEBOOK_IMAGES_REF}"
 )
 # Kubeflow Pipelines standalone (kubeflow/website's latest-version: 2.17.0), cluster-scoped
 # resources first, then the platform-agnostic environment (SeaweedFS object store) in `kubeflow`.

@@ -4,11 +4,16 @@ The images start through s6-overlay's `/init`, which stops a non-root process wh
 0 (tests/upstream/s6-overlay-preinit.yaml), and expect user 1000 with primary group 0, their home
 at /home/jovyan and Jupyter on 8888 (tests/upstream/kubeflow-notebook-image.yaml).  Each rendered
 Notebook, and a GPU one, is checked against those facts and against what Pod Security
-`restricted` admits (tests/upstream/pod-security-restricted.yaml).
+`restricted` admits (tests/upstream/pod-security-restricted.yaml).  The default images' TensorFlow
+must be able to load the SavedModels training exports
+(tests/upstream/tensorflow-savedmodel-compatibility.yaml).
 """
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +26,9 @@ from tests.platform_network import notebook_controller
 from tests.upstream_facts import facts
 from workloads import manifests
 
+ROOT = Path(__file__).resolve().parents[1]
+# TensorFlow's compatibility guide is not versioned with releases: the commit it was read at.
+TF_DOCS = "7c3650212740204359d4ceae481abc79345541be"
 STACKS_WITH_NOTEBOOKS = [
     stack for stack in STACKS if any(team.notebooks for team in stack_settings(stack).teams)
 ]
@@ -40,14 +48,15 @@ def _identity(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
     return {**(pod.get("securityContext") or {}), **(container.get("securityContext") or {})}
 
 
-def _preinit_exit(uid: int, gid: int, image: Any) -> int:
-    """What s6-overlay's preinit exits with for a process of `uid`/`gid` in the image."""
+def _preinit_exit(uid: int, gid: int, image: Any, env: set[str] | None = None) -> int:
+    """What s6-overlay's preinit exits with for a process of `uid`/`gid` in the image, whose
+    container sets `env` besides the image's own."""
     s6 = facts("s6-overlay-preinit", pinned=image["s6_overlay"])
     run = image["run_dir"]
+    mode = int(run["mode"], 8)
     if uid in (0, run["uid"]):
         return 0
     rule = s6["non_root_with_foreign_run"]
-    mode = int(run["mode"], 8)
     bits = int(rule["run_group_bits"], 8)
     if (
         gid == rule["process_gid"]
@@ -56,6 +65,10 @@ def _preinit_exit(uid: int, gid: int, image: Any) -> int:
         and bool(mode & 0o002) == rule["run_world_writable"]
     ):
         return 0
+    # The model does not follow the opt-ins further; neither the images nor the pods use them.
+    opt_ins = s6["opt_ins"]
+    assert not mode & int(opt_ins["run_mode_bits"], 8), "a sticky /run: not modelled"
+    assert opt_ins["env"] not in {*image["s6_env"], *(env or set())}, "opt-in: not modelled"
     return int(s6["exit_code"])
 
 
@@ -87,8 +100,9 @@ def test_notebooks_start_past_the_images_init(notebook_pods: list[tuple[str, Any
         [container] = pod["containers"]
         image = _image(container["image"])
         identity = _identity(pod, container)
+        env = {e["name"] for e in container.get("env", [])}
         assert identity["runAsGroup"] == image["user"]["gid"], where
-        assert _preinit_exit(identity["runAsUser"], identity["runAsGroup"], image) == 0, where
+        assert _preinit_exit(identity["runAsUser"], identity["runAsGroup"], image, env) == 0, where
 
 
 def test_the_preinit_model_stops_a_non_root_user_outside_group_0() -> None:
@@ -156,3 +170,45 @@ def test_notebooks_home_port_and_prefix_are_the_images(
         # /run and /tmp are written at start: the root file system stays writable for them.
         writable_root = container["securityContext"]["readOnlyRootFilesystem"] is False
         assert writable_root or set(image["writes"]) <= set(mounts), where
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    major, minor, patch = (int(part) for part in text.split(".")[:3])
+    return major, minor, patch
+
+
+def _training_tensorflow() -> set[tuple[int, int, int]]:
+    """Every TensorFlow that exports the platform's models: the lock's (the trainer as tested)
+    and the training image's (the trainer as run)."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    locked = {p["version"] for p in lock["package"] if p["name"] == "tensorflow"}
+    dockerfile = (ROOT / "training" / "Dockerfile").read_text()
+    image = set(
+        re.findall(r"tensorflow(?:/tensorflow:|(?:\[[\w-]+\])?==)(\d+\.\d+\.\d+)", dockerfile)
+    )
+    assert locked, "uv.lock pins no tensorflow"
+    assert image, "training/Dockerfile names no TensorFlow version"
+    return {_version(v) for v in locked | image}
+
+
+def _loads(consumer: tuple[int, int, int], producer: tuple[int, int, int]) -> bool:
+    """Whether TensorFlow `consumer` is promised to load a SavedModel `producer` wrote."""
+    rule = facts("tensorflow-savedmodel-compatibility", pinned=TF_DOCS)
+    assert rule["loads_in_same_major"]
+    assert rule["forward_compatible_within"] == "patch"
+    return consumer[0] == producer[0] and consumer[:2] >= producer[:2]
+
+
+def test_the_compatibility_rule() -> None:
+    assert _loads((2, 21, 0), (2, 20, 0))
+    assert _loads((2, 20, 0), (2, 20, 1))  # patch releases are forward compatible
+    assert not _loads((2, 17, 1), (2, 20, 0))
+    assert not _loads((3, 0, 0), (2, 20, 0))
+
+
+@pytest.mark.parametrize("image", [versions.NOTEBOOK_IMAGE_CPU, versions.NOTEBOOK_IMAGE_GPU])
+def test_default_notebook_images_load_the_models_training_exports(image: str) -> None:
+    name = image.rsplit("/", 1)[1].split(":", maxsplit=1)[0]
+    notebook = _version(_image(image)["tensorflow"][name])
+    for producer in _training_tensorflow():
+        assert _loads(notebook, producer), (image, notebook, producer)

@@ -20,10 +20,11 @@ DATA_DIR = "/data"
 MODELS_DIR = "/models"
 HOME_DIR = "/home/jovyan"
 # The Kubeflow notebook images run as jovyan (uid 1000) with primary group 0: "the primary GID of
-# 'jovyan' MUST be 0" (kubeflow/kubeflow@v1.10.0:components/example-notebook-servers/base/
+# 'jovyan' MUST be 0" (kubeflow/notebooks@v1.11.0:components/example-notebook-servers/base/
 # Dockerfile), and their s6-overlay /init exits 100 for a non-root process outside group 0, as /run
-# is root's and only group-writable (just-containers/s6-overlay@v3.2.0.2:layout/rootfs-overlay/
-# package/admin/s6-overlay-@VERSION@/libexec/preinit).  Group 0 grants no privilege by itself.
+# is root's and only group-writable (just-containers/s6-overlay@v3.2.3.0:layout/rootfs-overlay/
+# package/admin/s6-overlay-@VERSION@/libexec/preinit; v3.2.0.2 in Kubeflow 1.10's images alike).
+# Group 0 grants no privilege by itself.
 NOTEBOOK_GROUP = 0
 TF_PORT = ("tfjob-port", 2222)  # the name and port the operator's TF_CONFIG points at
 PYTORCH_PORT = ("pytorchjob-port", 23456)

@@ -159,7 +159,8 @@ class NotebookServerSettings(SettingsModel):
     image: PinnedImage | None = Field(
         default=None,
         description="A Kubeflow notebook-server image (default: the pinned TensorFlow one, the "
-        "CUDA variant when GPUs are asked for).",
+        "CUDA variant when GPUs are asked for). Its TensorFlow must not be older than the "
+        "training's (2.20) to load the SavedModels training exports.",
     )
     gpus: Annotated[int, Field(ge=0, le=8)] = Field(default=0, description="Whole GPUs.")
     pool: str = Field(default="system", description="Node pool (a GPU pool when gpus > 0).")
