@@ -21,6 +21,7 @@ import pytest
 from harness.program import stack_settings
 from harness.render import kubernetes_objects
 from infra import team_network, versions
+from infra.settings import NotebookServerSettings
 from tests.conftest import STACKS, stack_run
 from tests.platform_network import notebook_controller
 from tests.upstream_facts import facts
@@ -212,3 +213,9 @@ def test_default_notebook_images_load_the_models_training_exports(image: str) ->
     notebook = _version(_image(image)["tensorflow"][name])
     for producer in _training_tensorflow():
         assert _loads(notebook, producer), (image, notebook, producer)
+
+
+def test_the_image_setting_names_the_tensorflow_a_notebook_needs() -> None:
+    description = NotebookServerSettings.model_fields["image"].description or ""
+    for major, minor, _ in _training_tensorflow():
+        assert f"({major}.{minor})" in description

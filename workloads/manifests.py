@@ -83,9 +83,10 @@ def _pod_spec(
         "priorityClassName": priority,
         "securityContext": {
             **restricted_pod(owner, group),
-            # The owner's gid joins every container's groups even where the volume's ownership
-            # is not changed (NFS: "NFS volumes do not support ownership management", k8s.io/api
-            # core/v1 NFSVolumeSource); EFS access points act as the owner whatever the groups.
+            # "A special supplemental group that applies to all containers in a pod" (k8s.io/api
+            # core/v1 PodSecurityContext.fsGroup): the owner's gid joins the processes' groups
+            # even where the volume's ownership is not changed ("NFS volumes do not support
+            # ownership management", NFSVolumeSource); EFS access points act as the owner.
             "fsGroup": owner,
         },
         "automountServiceAccountToken": False,
