@@ -19,12 +19,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import yaml
 
 from harness.program import stack_config
 from harness.render import kubernetes_objects
 from infra import versions
 from tests.conftest import stack_run
 from tests.servers import Running
+from tests.test_alerts import _expected, _promtool, _rule_file, needs_promtool, series
 from tests.test_serving import _objects, _one
 from tests.upstream_facts import facts
 
@@ -91,6 +93,15 @@ def test_await_ready_has_pulumi_up_wait_for_the_servers() -> None:
         assert AWAIT["skip_await_annotation"] not in annotations, name
 
 
+def _model_version(client: httpx.Client) -> float:
+    [line] = [
+        line
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("inference_model_version ")
+    ]
+    return float(line.split()[-1])
+
+
 def _get(client: httpx.Client, probe: dict[str, Any]) -> httpx.Response:
     assert probe["httpGet"]["port"] == "http", probe
     return client.get(probe["httpGet"]["path"])
@@ -120,6 +131,8 @@ def test_inference_api_stays_up_without_a_version_and_becomes_ready_with_the_fir
         assert str(base) in reason
         predict = api.client.post("/v1/models/mnist:predict", json=instance)
         assert predict.status_code == 503
+        # What InferenceModelNotLoaded watches (see the alert test below).
+        assert _model_version(api.client) == 0
 
         # Published the way the trainer does: written aside, then renamed into place.
         staging = tmp_path / f".tmp-{first.name}"
@@ -134,6 +147,7 @@ def test_inference_api_stays_up_without_a_version_and_becomes_ready_with_the_fir
         predict = api.client.post("/v1/models/mnist:predict", json=instance)
         assert predict.status_code == 200, predict.text
         assert predict.headers["x-model-version"] == first.name
+        assert _model_version(api.client) == int(first.name)
 
 
 def test_readiness_names_versions_that_failed_to_load(tmp_path: Path) -> None:
@@ -145,3 +159,35 @@ def test_readiness_names_versions_that_failed_to_load(tmp_path: Path) -> None:
         assert ready.status_code == 503
         assert "version(s) 1 under" in ready.json()["error"]
         assert api.client.get("/healthz").status_code == 200
+
+
+@needs_promtool
+def test_model_not_loaded_fires_while_a_server_waits_and_clears_with_the_first_version(
+    tmp_path: Path,
+) -> None:
+    """Waiting unready is silent to Kubernetes (no restarts): the alert is what says so."""
+    labels = {"namespace": "serving", "service": "inference-mnist"}
+    tests = {
+        "rule_files": [str(_rule_file(tmp_path))],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                # 30 minutes without a version, then version 1 for 30 minutes.
+                "input_series": [series("inference_model_version", labels, "0x30 1x30")],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "InferenceModelNotLoaded", "exp_alerts": []},
+                    {
+                        "eval_time": "20m",
+                        "alertname": "InferenceModelNotLoaded",
+                        "exp_alerts": [_expected("InferenceModelNotLoaded", labels)],
+                    },
+                    {"eval_time": "45m", "alertname": "InferenceModelNotLoaded", "exp_alerts": []},
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "tests.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = _promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
