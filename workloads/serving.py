@@ -235,12 +235,13 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
     health_probe = {"grpc": {"port": GRPC_PORT, "service": HEALTH_SERVICE}}
     # Before its model's first version exists TF Serving opens neither port and waits for one
     # without limit, polling the base path every second (a missing one is logged, not fatal);
-    # a first version that fails to load makes it exit (@2.20.0:
+    # a first version that fails to load makes it exit (tensorflow/serving@2.20.0:
     # tensorflow_serving/core/load_servables_fast.cc L87, core/servable_state_monitor.cc
     # L65-79, L260-265, sources/storage_path/file_system_storage_path_source.cc L255-262,
-    # L413-418, model_servers/main.cc L342-346).  The startup probe only holds liveness back
-    # until the server listens, so its window is long enough for a first training: the server
-    # waits unready, and turns Ready by itself when the trainer exports version 1.
+    # L413-418, model_servers/server.h L70, model_servers/main.cc L342-346).  The startup
+    # probe only holds liveness back until the server listens, so its window is long enough for
+    # a first training: the server waits unready, and turns Ready by itself when the trainer
+    # exports version 1.
     startup_period = 10
     container = {
         "name": "tfserving",
@@ -252,7 +253,7 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
             {"name": "http", "containerPort": HTTP_PORT},
         ],
         # Waiting for a first version, or loading a model, can take long; liveness only starts
-        # once the model is in service, and neither gets the pod restarted.
+        # once the model is in service, and neither gets the pod restarted within a week.
         "startupProbe": {
             **health_probe,
             "periodSeconds": startup_period,
