@@ -161,10 +161,25 @@ class Service:
             }
         )
 
+    def waiting(self) -> str:
+        """Why no version is in service: none exported yet, or every one rejected."""
+        name, base = self.config.model_name, self.store.base_path
+        rejected = self.store.rejected
+        if rejected:
+            listed = ", ".join(str(v) for v in rejected)
+            return (
+                f"no version of {name!r} is loaded: version(s) {listed} under {base} failed to "
+                "load (see the server log); waiting for a newer one"
+            )
+        return (
+            f"no version of {name!r} is loaded yet: waiting for the first one under {base} "
+            f"(looked for every {self.config.poll_seconds:g} s)"
+        )
+
     async def ready(self) -> Response:
         current = self.store.current
         if current is None:
-            return error("no model version loaded yet", 503)
+            return error(self.waiting(), 503)
         return JSONResponse({"status": "ready", "model_version": str(current.version)})
 
 

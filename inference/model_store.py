@@ -83,6 +83,11 @@ class ModelStore:
     def current(self) -> LoadedModel | None:
         return self._current
 
+    @property
+    def rejected(self) -> list[int]:
+        """The versions that failed to load, oldest first."""
+        return sorted(self._rejected)
+
     def versions(self) -> list[int]:
         if not self.base_path.is_dir():
             return []

@@ -126,7 +126,8 @@ SERVING = [
         "critical",
         "The inference API {{ $labels.service }} has no model version loaded",
         "No version under the model's base path loads: check the training job's export and the "
-        "server log for rejected versions.",
+        "server log for rejected versions (/readyz says which). On a new stack it fires until "
+        "the training job exports the first version; the servers wait for it, unready.",
     ),
 ]
 

@@ -29,6 +29,12 @@ API_PORT = 8080
 MODEL_PORTS = (GRPC_PORT, HTTP_PORT, API_PORT)
 CONFIG_DIR = "/config"
 METRICS_PATH = "/monitoring/prometheus/metrics"
+# How long TF Serving may wait for its model's first version before the kubelet restarts it.
+FIRST_VERSION_WAIT_S = 7 * 24 * 3600
+# Tells the Kubernetes provider not to wait for a Deployment's pods to become Ready
+# (pulumi/pulumi-kubernetes@94977969, read for 4.34.2: provider/pkg/metadata/overrides.go
+# L39-42, L100-119; provider/pkg/await/await.go L1096-1103).
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 
 
 def tfserving_name(model: ServedModelSettings) -> str:
@@ -124,13 +130,24 @@ def _pod(
 
 
 def _deployment(
-    meta: dict[str, Any], selector: dict[str, str], pod: dict[str, Any]
+    meta: dict[str, Any],
+    selector: dict[str, str],
+    pod: dict[str, Any],
+    model: ServedModelSettings,
 ) -> dict[str, Any]:
+    metadata = dict(meta)
+    if not model.await_ready:
+        # The provider's await for a Deployment ends only when every pod is Ready, within 10
+        # minutes (pulumi/pulumi-kubernetes@94977969: provider/pkg/await/deployment.go
+        # L418-440, await.go L306-309), and a server is Ready only once a version is loaded.  On
+        # a new stack the first version comes from a training job the same `pulumi up` starts,
+        # so waiting would fail the update; the pods wait for the version unready instead.
+        metadata["annotations"] = {**meta.get("annotations", {}), **SKIP_AWAIT}
     # No `replicas`: the HorizontalPodAutoscaler owns the count.
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": meta,
+        "metadata": metadata,
         "spec": {
             "selector": {"matchLabels": selector},
             "strategy": {
@@ -216,6 +233,16 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
     # later: a model that goes away afterwards shows in TfServingErrorRate, not in readiness.
     # A gRPC probe's port is a number.
     health_probe = {"grpc": {"port": GRPC_PORT, "service": HEALTH_SERVICE}}
+    # Before its model's first version exists TF Serving opens neither port and waits for one
+    # without limit, polling the base path every second (a missing one is logged, not fatal);
+    # a first version that fails to load makes it exit (tensorflow/serving@2.20.0:
+    # tensorflow_serving/core/load_servables_fast.cc L87, core/servable_state_monitor.cc
+    # L65-79, L260-265, sources/storage_path/file_system_storage_path_source.cc L255-262,
+    # L413-418, model_servers/server.h L70, model_servers/main.cc L342-346).  The startup
+    # probe only holds liveness back until the server listens, so its window is long enough for
+    # a first training: the server waits unready, and turns Ready by itself when the trainer
+    # exports version 1.
+    startup_period = 10
     container = {
         "name": "tfserving",
         "image": image,
@@ -225,9 +252,13 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
             {"name": "grpc", "containerPort": GRPC_PORT},
             {"name": "http", "containerPort": HTTP_PORT},
         ],
-        # Loading a model can take minutes; liveness only starts once it is in service, and a
-        # slow load never gets the pod restarted.
-        "startupProbe": {**health_probe, "periodSeconds": 5, "failureThreshold": 60},
+        # Waiting for a first version, or loading a model, can take long; liveness only starts
+        # once the model is in service, and neither gets the pod restarted within a week.
+        "startupProbe": {
+            **health_probe,
+            "periodSeconds": startup_period,
+            "failureThreshold": FIRST_VERSION_WAIT_S // startup_period,
+        },
         "readinessProbe": {**health_probe, "periodSeconds": 10},
         # Liveness only asks that the gRPC port accepts connections: a server too busy to answer
         # a health call in time is taken out of the Service by readiness, not restarted.
@@ -265,7 +296,7 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
     ]
     objects = [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": server_configs(model)},
-        _deployment(meta, selector, pod),
+        _deployment(meta, selector, pod, model),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -381,8 +412,11 @@ def inference_objects(
         ],
         "env": [{"name": "HOME", "value": "/tmp"}],
         "ports": [{"name": "http", "containerPort": API_PORT}],
+        # The server listens once a version present at start has loaded, or at once when there
+        # is none (inference/app.py): startup asks only that it answers, so a server waiting for
+        # its first version is never restarted; readiness keeps traffic away until one loads.
         "startupProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
+            "httpGet": {"path": "/healthz", "port": "http"},
             "periodSeconds": 5,
             "failureThreshold": 60,
         },
@@ -409,7 +443,11 @@ def inference_objects(
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "appProtocol": "http"}],
         },
     }
-    return [_deployment(meta, selector, pod), service, *_availability(meta, selector, api.replicas)]
+    return [
+        _deployment(meta, selector, pod, model),
+        service,
+        *_availability(meta, selector, api.replicas),
+    ]
 
 
 def scrape_objects(model: ServedModelSettings) -> list[dict[str, Any]]:

@@ -95,6 +95,12 @@ class ServedModelSettings(SettingsModel):
     inference_api: InferenceApiSettings = Field(
         default_factory=InferenceApiSettings, description="The inference API beside TF Serving."
     )
+    await_ready: bool = Field(
+        default=False,
+        description="Have `pulumi up` wait until the model's servers are Ready (a version loaded) "
+        "and fail after 10 minutes otherwise. Off: a new stack has no version until its training "
+        "job exports one, and the servers wait for it unready; turn on once a version exists.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ServedModelSettings:
