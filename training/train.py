@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from training.data_wait import DEFAULT_WAIT_SECONDS, DataNotReady, wait_for_data
 from training.prepare_data import DataError, validate
 
 SHUFFLE_BUFFER = 60_000
@@ -363,6 +364,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a number of seconds, 0 or more")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the MNIST classifier and export it.")
     parser.add_argument("--data", type=Path, required=True, help="staged mnist.npz")
@@ -373,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-dir", type=Path, default=None)
     parser.add_argument("--metrics-file", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--data-wait-seconds",
+        type=_seconds,
+        default=DEFAULT_WAIT_SECONDS,
+        help="how long to wait for --data to be staged (0: not at all)",
+    )
     args = parser.parse_args(argv)
     run = Run(
         epochs=args.epochs,
@@ -383,8 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     try:
+        wait_for_data(args.data, args.data_wait_seconds)
         train(args.data, args.export_dir, run)
-    except TrainingError as error:
+    except (TrainingError, DataNotReady) as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
     return 0
