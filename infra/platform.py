@@ -45,7 +45,7 @@ from infra.team_network import NamespaceNetworkPolicies, baseline_specs, policy_
 from infra.team_quota import TeamQuota
 from infra.volumes import SharedVolumes, VolumeKey
 from infra.workload_identity import TEAM_ACCOUNT, WorkloadIdentity
-from workloads.custom_resources import TeamWorkload
+from workloads.custom_resources import ONE_SHOT_KINDS, TeamWorkload
 from workloads.plan import (
     ensure_schedulable,
     ensure_within_quota,
@@ -219,7 +219,7 @@ def build_platform(settings: Settings) -> Platform:
     build_gpu_scheduling(
         settings, namespaces, on_cluster, ready, monitoring.release if monitoring else None
     )
-    volumes = build_storage(settings, namespaces, on_cluster, aws_layer)
+    volumes, staged = build_storage(settings, namespaces, on_cluster, aws_layer)
     installs = KubeflowInstalls(
         f"{name}-kubeflow",
         settings=settings.kubeflow,
@@ -266,7 +266,13 @@ def build_platform(settings: Settings) -> Platform:
             workload,
             installer=installs.installer_of(workload.kind),
             # Pod Identity injects credentials when a pod is created: the association first.
-            needs=[*team_claims, *identity.ready],
+            # A training job also waits for the staged data: the provider's create of the
+            # staging Job returns only once it completed (tests/test_one_shot_jobs.py).
+            needs=[
+                *team_claims,
+                *identity.ready,
+                *(staged if workload.kind in ONE_SHOT_KINDS else []),
+            ],
             opts=on_cluster,
         )
     inference_image = (
@@ -361,8 +367,12 @@ def build_storage(
     namespaces: PlatformNamespaces,
     on_cluster: pulumi.ResourceOptions,
     aws_layer: AwsLayer | None,
-) -> SharedVolumes:
-    """The shared volumes' claims in each namespace that mounts them, and dataset staging."""
+) -> tuple[SharedVolumes, list[pulumi.Resource]]:
+    """The shared volumes' claims in each namespace that mounts them, and dataset staging.
+
+    Returns the volumes and what stages the data (the staging Job, if any), for the training
+    jobs to wait for.
+    """
     storage = settings.storage
     teams = [team.name for team in settings.teams]
     staging = storage.staging.enabled
@@ -383,16 +393,17 @@ def build_storage(
         efs=aws_layer.file_system if aws_layer else None,
         opts=on_cluster,
     )
-    if staging:
-        DatasetStaging(
-            f"{settings.cluster.name}-staging",
-            storage=storage,
-            claim=volumes.claims[("datasets", names.PLATFORM)],
-            placement=placement(settings, SYSTEM_POOL),
-            after=aws_layer.ready if aws_layer else [],
-            opts=on_cluster,
-        )
-    return volumes
+    if not staging:
+        return volumes, []
+    stager = DatasetStaging(
+        f"{settings.cluster.name}-staging",
+        storage=storage,
+        claim=volumes.claims[("datasets", names.PLATFORM)],
+        placement=placement(settings, SYSTEM_POOL),
+        after=aws_layer.ready if aws_layer else [],
+        opts=on_cluster,
+    )
+    return volumes, [stager.job]
 
 
 def build_gpu_scheduling(

@@ -18,12 +18,16 @@ from harness.render import kubernetes_objects
 from harness.schema import definitions
 from infra import versions
 from tests.conftest import STACKS, stack_run
+from tests.dependencies import waits_for
 from tests.upstream_facts import facts
 from workloads.custom_resources import ONE_SHOT_KINDS
 
 TRAINER = facts("trainer-job-lifetime", pinned=versions.TRAINING_OPERATOR.ref)
 PROVIDER = facts(
     "pulumi-kubernetes-lifecycle", pinned=importlib.metadata.version("pulumi-kubernetes")
+)
+JOB_AWAIT = facts(
+    "pulumi-kubernetes-job-await", pinned=importlib.metadata.version("pulumi-kubernetes")
 )
 
 
@@ -92,3 +96,35 @@ def test_the_staging_job_is_replaced_only_by_a_new_template(stack: str) -> None:
         assert resource.inputs["metadata"]["name"], resource.name
         assert "generateName" not in resource.inputs["metadata"], resource.name
         assert resource.replace_on_changes == (), resource.name
+
+
+def test_training_jobs_are_created_only_after_the_data_is_staged() -> None:
+    """Every training job depends on the staging Job, whose create ends only when it completed.
+
+    The provider's create of a Job waits for its `Complete` condition (and fails on a failed
+    Job), unless an annotation overrides that await; so a dependant is created only once the
+    data is there, and a worker never starts before it and burns its `backoffLimit`.
+    """
+    assert JOB_AWAIT["job_has_built_in_await"]
+    assert "condition Complete=True" in JOB_AWAIT["job_ready_when"]
+    checked = 0
+    for stack in STACKS:
+        run = stack_run(stack)
+        staging = [
+            job
+            for job in run.of_type("kubernetes:batch/v1:Job")
+            if job.inputs["metadata"]["name"] == "stage-mnist"
+        ]
+        if not staging:
+            continue
+        [job] = staging
+        annotations = job.inputs["metadata"].get("annotations", {})
+        assert not set(annotations) & set(JOB_AWAIT["await_override_annotations"]), annotations
+        assert int(annotations[JOB_AWAIT["timeout_annotation"]]) > 0
+        for resource in run.resources:
+            if resource.type.startswith("kubernetes:kubeflow.org/") and (
+                resource.inputs.get("kind") in ONE_SHOT_KINDS
+            ):
+                assert job.urn in waits_for(run, resource), f"{stack}: {resource.name}"
+                checked += 1
+    assert checked, "no stack declares a training job beside the staging Job"

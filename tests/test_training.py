@@ -130,7 +130,16 @@ def test_missing_data_file_says_how_to_stage_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert (
-        trainer.main(["--data", str(tmp_path / "none.npz"), "--export-dir", str(tmp_path / "e")])
+        trainer.main(
+            [
+                "--data",
+                str(tmp_path / "none.npz"),
+                "--export-dir",
+                str(tmp_path / "e"),
+                "--data-wait-seconds",
+                "0",
+            ]
+        )
         == 2
     )
     assert "stage it with `python -m training.prepare_data" in capsys.readouterr().err

@@ -7,7 +7,10 @@
 - When `TF_CONFIG` (injected by the training operator) names several workers it trains with
   MultiWorkerMirroredStrategy; Keras 3's `fit` crashes under that strategy (keras-team/keras#20585),
   so the loop is a custom one that works for one device and for many.
-- Checkpoints every epoch and resumes from the newest checkpoint, so a restarted worker continues.
+- Checkpoints every epoch and resumes from the newest checkpoint, so a restarted worker continues;
+  a run that already finished exports nothing again, and a changed run (choices, data, code)
+  starts fresh rather than resume another's checkpoints (`training/run_state.py`).
+- Waits up to `--data-wait-seconds` for the data set to be staged (`training/data_wait.py`).
 - The chief exports a SavedModel to `<export-dir>/<version>/` through a temporary directory on the
   same file system and a rename, so TF Serving never sees half a version; other workers write
   nothing there.  Signature `serving_default`: input `image`, float32 (None, 28, 28) scaled to
@@ -34,7 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from training.data_wait import DEFAULT_WAIT_SECONDS, DataNotReady, wait_for_data
 from training.prepare_data import DataError, validate
+from training.run_state import begin_run, identify_run, record_export
 
 SHUFFLE_BUFFER = 60_000
 
@@ -193,7 +198,8 @@ def train(
     environ: dict[str, str] | None = None,
     log: Any = print,
 ) -> Metrics | None:
-    """Train and export; return the chief's metrics (None on other workers)."""
+    """Train and export; return the chief's metrics (None on other workers, or when the same
+    run already finished and exported its version: see training/run_state.py)."""
     run = run or Run()
     cluster = cluster_from_env(environ)
     arrays = load_dataset(data)
@@ -204,16 +210,25 @@ def train(
     keras.utils.set_random_seed(run.seed)
     gpus = bool(tf.config.list_physical_devices("GPU"))
     mixed = gpus if run.mixed_precision is None else run.mixed_precision
+    jit = gpus if run.xla is None else run.xla
+    # A re-run of a finished run exports nothing; a changed run does not resume an old one.
+    identity = identify_run(
+        {**asdict(run), "mixed_precision": mixed, "xla": jit, "workers": cluster.num_workers},
+        data,
+        {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+    )
+    start = begin_run(run.checkpoint_dir, identity, export_dir, chief=cluster.is_chief, log=log)
+    if start.finished is not None:
+        return None
     with _precision(keras, "mixed_float16" if mixed else None):
         strategy = (
             tf.distribute.MultiWorkerMirroredStrategy()
             if cluster.num_workers > 1
             else tf.distribute.get_strategy()
         )
-        jit = gpus if run.xla is None else run.xla
         session = _Session(tf, keras, strategy, run, mixed=mixed, jit=jit)
         started = time.perf_counter()
-        first_epoch = session.fit(arrays[0], arrays[1], cluster, log)
+        first_epoch = session.fit(arrays[0], arrays[1], cluster, log, resume=start.resume)
         train_seconds = time.perf_counter() - started
         accuracy, loss = session.evaluate(arrays[2], arrays[3])
         digest = weights_digest(session.model)
@@ -224,6 +239,7 @@ def train(
             with tempfile.TemporaryDirectory() as scratch:
                 export_atomically(session.model, Path(scratch), version)
             return None
+        record_export(run.checkpoint_dir, identity, version)
         log(f"exported {export_atomically(session.model, export_dir, version)}")
     trained = run.epochs - first_epoch
     metrics = Metrics(
@@ -314,8 +330,10 @@ class _Session:
 
         return steps
 
-    def fit(self, images: np.ndarray, labels: np.ndarray, cluster: Cluster, log: Any) -> int:
-        """Train to `run.epochs` from the newest checkpoint; return the epoch it resumed at."""
+    def fit(
+        self, images: np.ndarray, labels: np.ndarray, cluster: Cluster, log: Any, *, resume: bool
+    ) -> int:
+        """Train to `run.epochs`, from the newest checkpoint if `resume`; return the first epoch."""
         tf, checkpoint_dir = self.tf, self.run.checkpoint_dir
         steps_per_epoch = tf.constant(math.ceil(len(images) / self.global_batch))
         train_steps = self._train_steps()
@@ -326,7 +344,11 @@ class _Session:
                 else None
             )
             # Every worker resumes from the chief's checkpoints (the shared directory).
-            latest = tf.train.latest_checkpoint(str(checkpoint_dir)) if checkpoint_dir else None
+            latest = (
+                tf.train.latest_checkpoint(str(checkpoint_dir))
+                if checkpoint_dir and resume
+                else None
+            )
             if latest:
                 self.checkpoint.restore(latest)
                 log(f"resumed from {latest} after {int(self.epochs_done.numpy())} epoch(s)")
@@ -363,6 +385,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a number of seconds, 0 or more")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the MNIST classifier and export it.")
     parser.add_argument("--data", type=Path, required=True, help="staged mnist.npz")
@@ -373,6 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-dir", type=Path, default=None)
     parser.add_argument("--metrics-file", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--data-wait-seconds",
+        type=_seconds,
+        default=DEFAULT_WAIT_SECONDS,
+        help="how long to wait for --data to be staged (0: not at all)",
+    )
     args = parser.parse_args(argv)
     run = Run(
         epochs=args.epochs,
@@ -383,8 +418,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     try:
+        wait_for_data(args.data, args.data_wait_seconds)
         train(args.data, args.export_dir, run)
-    except TrainingError as error:
+    except (TrainingError, DataNotReady) as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
     return 0
