@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra import gpu_sharing, labels, names, versions
+from infra.image_mirror import mirrored
 from infra.monitoring import PROMETHEUS_PODS, service_monitor
 from infra.pod_security import restricted_container, restricted_pod
 from infra.priorities import SERVING
@@ -218,7 +219,7 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
     health_probe = {"grpc": {"port": GRPC_PORT, "service": HEALTH_SERVICE}}
     container = {
         "name": "tfserving",
-        "image": image,
+        "image": mirrored(settings, image),
         "command": ["tensorflow_model_server"],
         "args": args,
         "ports": [
@@ -363,7 +364,7 @@ def inference_objects(
     selector = {"app.kubernetes.io/name": name}
     container = {
         "name": "inference",
-        "image": image,
+        "image": mirrored(settings, image),
         "command": [
             "python",
             "-m",
