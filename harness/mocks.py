@@ -335,6 +335,10 @@ RESOURCE_HANDLERS: dict[str, ResourceHandler] = {
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": _simple("s3lc"),
     "aws:s3/bucketPolicy:BucketPolicy": _simple("s3policy"),
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": _simple("ecrpolicy"),
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": lambda args, state: (
+        str(state["ecrRepositoryPrefix"]),
+        {**state, "registryId": ACCOUNT_ID},
+    ),
     "docker-build:index:Image": _docker_image,
     "random:index/randomPassword:RandomPassword": lambda args, state: (
         args.name,

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import gpu_sharing, images, labels, names
+from infra import gpu_sharing, images, labels, names, versions
 from infra.addons import ClusterAddons, addon_versions
 from infra.artifact_store import (
     ArtifactStore,
@@ -24,6 +24,7 @@ from infra.efs import SharedFileSystem
 from infra.existing_cluster import ExistingCluster
 from infra.gpu_operator import GpuOperator
 from infra.iam import ServiceRole, managed_policy
+from infra.image_mirror import mirrored
 from infra.images import BuiltImage
 from infra.kubeflow import KubeflowInstalls
 from infra.load_balancer_controller import LoadBalancerController, needs_controller
@@ -37,6 +38,7 @@ from infra.operator_metrics import TrainingOperatorMetrics
 from infra.pipeline_store import S3PipelineStore
 from infra.pipelines_access import PipelinesAccess
 from infra.priorities import PriorityClasses
+from infra.pull_through_cache import DockerHubCache
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import AwsSettings, Settings
 from infra.staging import DatasetStaging
@@ -72,6 +74,8 @@ class AwsLayer:
     artifacts: ArtifactStore | None = None
     training_image: pulumi.Output[str] | None = None
     inference_image: pulumi.Output[str] | None = None
+    # The ECR cache the nodes pull Docker Hub images through (`aws.pullThroughCache`).
+    docker_hub_cache: DockerHubCache | None = None
 
 
 @dataclass(frozen=True)
@@ -267,11 +271,13 @@ def build_platform(settings: Settings) -> Platform:
             installer=installs.installer_of(workload.kind),
             # Pod Identity injects credentials when a pod is created: the association first.
             # A training job also waits for the staged data: the provider's create of the
-            # staging Job returns only once it completed (tests/test_one_shot_jobs.py).
+            # staging Job returns only once it completed (tests/test_one_shot_jobs.py).  Images
+            # from the Docker Hub cache need its rule.
             needs=[
                 *team_claims,
                 *identity.ready,
                 *(staged if workload.kind in ONE_SHOT_KINDS else []),
+                *([aws_layer.docker_hub_cache] if aws_layer and aws_layer.docker_hub_cache else []),
             ],
             opts=on_cluster,
         )
@@ -401,6 +407,7 @@ def build_storage(
         claim=volumes.claims[("datasets", names.PLATFORM)],
         placement=placement(settings, SYSTEM_POOL),
         after=aws_layer.ready if aws_layer else [],
+        image=mirrored(settings, versions.TENSORFLOW_IMAGE),
         opts=on_cluster,
     )
     return volumes, [stager.job]
@@ -493,6 +500,16 @@ def build_aws_layer(settings: Settings, aws_settings: AwsSettings) -> AwsLayer:
     coredns = addons.add_coredns(after=[system_pool])
     layer.metrics_server = addons.add_metrics_server(after=[system_pool])
     layer.ready = [system_pool, coredns, addons.add_ebs_csi(after=[system_pool])]
+    if aws_settings.pull_through_cache:
+        # Pods that pull Docker Hub images through the cache start after its rule exists.
+        layer.docker_hub_cache = DockerHubCache(
+            f"{name}-docker-hub-cache",
+            settings=aws_settings.pull_through_cache,
+            region=aws_settings.region,
+            node_role=node_role.role,
+            opts=on_aws,
+        )
+        layer.ready.append(layer.docker_hub_cache)
     if settings.storage_mode == "efs":
         layer.file_system = SharedFileSystem(
             f"{name}-efs",

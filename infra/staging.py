@@ -36,9 +36,11 @@ class DatasetStaging(pulumi.ComponentResource):
         claim: k8s.core.v1.PersistentVolumeClaim,
         placement: Placement,
         after: list[pulumi.Resource],
+        image: str = versions.TENSORFLOW_IMAGE,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`after`: what the Job waits for besides its claim (the nodes it runs on)."""
+        """`after`: what the Job waits for besides its claim (the nodes it runs on); `image`:
+        TensorFlow's CPU image as the nodes pull it (through the stack's Docker Hub mirror)."""
         super().__init__("ml-platform:storage:DatasetStaging", name, None, opts)
         meta_labels = {**labels.common("storage"), "app.kubernetes.io/name": APP}
         script = k8s.core.v1.ConfigMap(
@@ -74,7 +76,7 @@ class DatasetStaging(pulumi.ComponentResource):
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="prepare-data",
-                                image=versions.TENSORFLOW_IMAGE,
+                                image=image,
                                 command=[
                                     "python3",
                                     f"{SCRIPT_DIR}/prepare_data.py",

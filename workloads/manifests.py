@@ -10,6 +10,7 @@ from typing import Any
 
 from infra import gpu_sharing, labels, versions
 from infra.binpack_scheduler import SCHEDULER_NAME
+from infra.image_mirror import mirrored
 from infra.pod_security import restricted_container, restricted_pod
 from infra.priorities import BATCH, TRAINING
 from infra.scheduling import SYSTEM_POOL, placement
@@ -140,7 +141,7 @@ def _replica(
     ]
     container = {
         "name": container_name,
-        "image": job.image or image,
+        "image": mirrored(settings, job.image or image),
         "command": command,
         "ports": [{"name": port[0], "containerPort": port[1]}],
         "resources": _resources(settings, pool, gpus, job.cpu, job.memory),
@@ -269,7 +270,7 @@ def notebook(settings: Settings, team: str, server: NotebookServerSettings) -> d
     pool = server.pool if server.gpus else SYSTEM_POOL
     container = {
         "name": server.name,  # the controller finds the server container by the notebook's name
-        "image": server.image or default_image,
+        "image": mirrored(settings, server.image or default_image),
         "resources": _resources(settings, pool, server.gpus, server.cpu, server.memory),
         # Jupyter writes under its home and /tmp; the root file system cannot be read-only.
         "securityContext": restricted_container(read_only_root=False),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra import gpu_sharing, labels, names, versions
+from infra.image_mirror import mirrored
 from infra.monitoring import PROMETHEUS_PODS, service_monitor
 from infra.pod_security import restricted_container, restricted_pod
 from infra.priorities import SERVING
@@ -245,7 +246,7 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
     startup_period = 10
     container = {
         "name": "tfserving",
-        "image": image,
+        "image": mirrored(settings, image),
         "command": ["tensorflow_model_server"],
         "args": args,
         "ports": [
@@ -394,7 +395,7 @@ def inference_objects(
     selector = {"app.kubernetes.io/name": name}
     container = {
         "name": "inference",
-        "image": image,
+        "image": mirrored(settings, image),
         "command": [
             "python",
             "-m",

@@ -21,6 +21,10 @@ def _reject_non_string_version(value: Any) -> Any:
     return value
 
 
+# A registry host (with a port, optionally) and a path below it, as image references write them.
+_MIRROR = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+
+
 class MetricsServerSettings(SettingsModel):
     """Where the HorizontalPodAutoscalers' resource metrics come from (infra/metrics_server.py)."""
 
@@ -70,6 +74,14 @@ class ClusterSettings(SettingsModel):
         default_factory=MetricsServerSettings,
         description="The metrics server behind the CPU autoscalers of served models.",
     )
+    docker_hub_mirror: str | None = Field(
+        default=None,
+        description="A registry that mirrors Docker Hub (a Harbor proxy-cache project, a "
+        "`registry:2` in proxy mode, ...), as `host[:port][/path]`: the Docker Hub images the "
+        "program renders are pulled as `<mirror>/<repository>:<tag>` (official images under "
+        "`<mirror>/library/`), images of other registries unchanged. The nodes must be able to "
+        "pull from it. AWS stacks can have `aws.pullThroughCache` create an ECR cache instead.",
+    )
 
     @model_validator(mode="after")
     def _check_mode(self) -> ClusterSettings:
@@ -107,7 +119,22 @@ class ClusterSettings(SettingsModel):
                 "`kubectl config get-contexts` lists them",
             )
         self._check_metrics_server()
+        self._check_mirror()
         return self
+
+    def _check_mirror(self) -> None:
+        mirror = self.docker_hub_mirror
+        if mirror is None:
+            return
+        host = mirror.split("/", 1)[0]
+        if not _MIRROR.match(mirror) or not ("." in host or ":" in host or host == "localhost"):
+            raise ConfigProblem(
+                ("dockerHubMirror",),
+                f"{mirror!r} is not a registry host with an optional path, such as "
+                "`harbor.example.com/dockerhub` or `registry.local:5000`: lower-case, no scheme, "
+                "no tag, and a host with a '.' or a port (a bare word would be read as a Docker "
+                "Hub namespace)",
+            )
 
     @property
     def installs_metrics_server(self) -> bool:
@@ -254,6 +281,86 @@ class AddonVersions(SettingsModel):
     )
 
 
+# The Secrets Manager secret of an ECR pull-through cache rule (boto/botocore ECR API model, shape
+# CredentialArn: `^arn:aws(-\w+)*:secretsmanager:[a-zA-Z0-9-:]+:secret:ecr\-pullthroughcache\/...`,
+# 50-612 characters; tests/upstream/ecr-pull-through-cache.yaml), with its region and account
+# captured: the secret must be in the rule's account and region (Amazon ECR user guide, "Creating a
+# pull through cache rule in Amazon ECR", prerequisites).
+PULL_THROUGH_CACHE_SECRET_PREFIX = "ecr-pullthroughcache/"
+_CACHE_CREDENTIAL = re.compile(
+    r"^arn:(?P<partition>aws(-\w+)*):secretsmanager:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):secret:"
+    r"ecr\-pullthroughcache\/[a-zA-Z0-9\/_+=.@-]+$"
+)
+# ECR's repository prefix of a rule (shape PullThroughCacheRuleRepositoryPrefix, 2-30
+# characters); `ROOT`, which the API also accepts, would put Docker Hub at the registry's root.
+_CACHE_PREFIX = re.compile(
+    r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$"
+)
+
+
+class PullThroughCacheSettings(SettingsModel):
+    """An ECR pull-through cache of Docker Hub, so nodes stop pulling anonymously from it."""
+
+    credential_arn: str = Field(
+        description="ARN of the Secrets Manager secret holding the Docker Hub credentials ECR "
+        "pulls with (ECR's Docker Hub upstream requires them): a secret named "
+        f"`{PULL_THROUGH_CACHE_SECRET_PREFIX}...`, in this stack's account and region, whose "
+        'value is `{"username": ..., "accessToken": ...}`. Only the ARN goes in the stack '
+        "file, never the credential.",
+    )
+    repository_prefix: str = Field(
+        default="docker-hub",
+        description="The ECR repository prefix the cached images live under: "
+        "`<account>.dkr.ecr.<region>.amazonaws.com/<prefix>/<repository>:<tag>` (official "
+        "images under `<prefix>/library/`).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PullThroughCacheSettings:
+        arn = self.credential_arn
+        if not _CACHE_CREDENTIAL.match(arn) or not 50 <= len(arn) <= 612:
+            raise ConfigProblem(
+                ("credentialArn",),
+                f"{arn!r} is not the ARN of a pull-through cache secret: ECR accepts only "
+                "Secrets Manager secrets named "
+                f"`{PULL_THROUGH_CACHE_SECRET_PREFIX}<name>`, e.g. arn:aws:secretsmanager:"
+                "us-east-1:123456789012:secret:ecr-pullthroughcache/docker-hub-AbCdEf; create "
+                "one with keys `username` and `accessToken` and give its ARN",
+            )
+        prefix = self.repository_prefix
+        if not 2 <= len(prefix) <= 30 or not _CACHE_PREFIX.match(prefix):
+            raise ConfigProblem(
+                ("repositoryPrefix",),
+                f"{prefix!r} is not an ECR repository prefix: 2 to 30 lower-case letters and "
+                "digits, with '.', '_', '__' or dashes between them and '/' between parts, e.g. "
+                "`docker-hub`",
+            )
+        return self
+
+    def _arn_part(self, part: str) -> str:
+        match = _CACHE_CREDENTIAL.match(self.credential_arn)
+        assert match is not None  # validated above
+        return match[part]
+
+    @property
+    def account(self) -> str:
+        return self._arn_part("account")
+
+    @property
+    def secret_region(self) -> str:
+        return self._arn_part("region")
+
+    @property
+    def partition(self) -> str:
+        return self._arn_part("partition")
+
+    def base(self, region: str) -> str:
+        """The cache's repositories in the registry: `<account>.dkr.ecr.<region>.<suffix>/
+        <prefix>` (the secret's account is the rule's, and so the registry's)."""
+        suffix = "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
+        return f"{self.account}.dkr.ecr.{region}.{suffix}/{self.repository_prefix}"
+
+
 class AwsSettings(SettingsModel):
     region: str = Field(description="AWS region, e.g. `us-east-1`.")
     availability_zones: list[str] = Field(
@@ -292,6 +399,14 @@ class AwsSettings(SettingsModel):
     tags: dict[str, str] = Field(
         default_factory=dict, description="Extra tags on every AWS resource."
     )
+    pull_through_cache: PullThroughCacheSettings | None = Field(
+        default=None,
+        description="Pull the Docker Hub images the program renders (TF Serving, TensorFlow, and "
+        "teams' images from Docker Hub) through an ECR pull-through cache this stack creates, "
+        "with the credentials of the given secret, instead of anonymously from Docker Hub "
+        "through the NAT address (which Docker Hub rate-limits). References pinned by digest "
+        "stay on Docker Hub: the cache does not fetch an image it lacks by digest.",
+    )
 
     @model_validator(mode="after")
     def _check_zones(self) -> AwsSettings:
@@ -326,6 +441,13 @@ class AwsSettings(SettingsModel):
             raise ConfigProblem(
                 ("existingVpc", "privateSubnetIds"),
                 f"give one private subnet per availability zone ({len(zones)}), in the same order",
+            )
+        cache = self.pull_through_cache
+        if cache and cache.secret_region != self.region:
+            raise ConfigProblem(
+                ("pullThroughCache", "credentialArn"),
+                f"the secret is in {cache.secret_region}, but ECR needs it in the region of the "
+                f"cache rule, this stack's ({self.region}); create the secret in {self.region}",
             )
         if self.log_retention_days not in _CLOUDWATCH_RETENTION_DAYS:
             raise ConfigProblem(

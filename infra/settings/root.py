@@ -94,9 +94,11 @@ class Settings(SettingsModel):
                 )
         else:
             if self.aws is not None:
+                cache = self.aws.pull_through_cache
                 raise ConfigProblem(
-                    ("aws",),
-                    "mode `existing` creates no AWS resource; remove the `aws` section",
+                    ("aws", "pullThroughCache") if cache else ("aws",),
+                    "mode `existing` creates no AWS resource; remove the `aws` section"
+                    + ("; for a Docker Hub mirror use `cluster.dockerHubMirror`" if cache else ""),
                 )
             if self.storage.mode in (None, "efs"):
                 raise ConfigProblem(
@@ -104,6 +106,7 @@ class Settings(SettingsModel):
                     "an existing cluster has no EFS created by this program; set `nfs` (with "
                     "`nfs: {server, path}`) or `storageClass` (with `storageClassName`)",
                 )
+        self._check_docker_hub_source()
         logging = self.logging
         if logging.enabled and logging.destination == "cloudwatch" and self.cluster.mode != "eks":
             raise ConfigProblem(
@@ -143,6 +146,15 @@ class Settings(SettingsModel):
             self._check_workloads(index, team)
         self._check_serving()
         return self
+
+    def _check_docker_hub_source(self) -> None:
+        """Docker Hub images are pulled through one mirror at most."""
+        if self.aws and self.aws.pull_through_cache and self.cluster.docker_hub_mirror:
+            raise ConfigProblem(
+                ("cluster", "dockerHubMirror"),
+                "Docker Hub images come from one place: `aws.pullThroughCache` already sends them "
+                "through this stack's ECR cache; remove one of the two",
+            )
 
     def _check_block_storage(self) -> None:
         """AWS stacks create the class of block volumes; an existing cluster must name its own."""
