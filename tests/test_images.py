@@ -21,7 +21,10 @@ from tests.upstream_facts import facts
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = {
-    "training": ("training.train", ["train.py", "prepare_data.py", "evaluate.py", "promote.py"]),
+    "training": (
+        "training.train",
+        ["train.py", "prepare_data.py", "evaluate.py", "promote.py", "devices.py"],
+    ),
     "inference": (
         "inference.server",
         ["server.py", "app.py", "batcher.py", "metrics.py", "model_store.py", "payloads.py"],
@@ -202,7 +205,8 @@ def test_training_image_carries_the_cuda_tensorflow_was_built_with() -> None:
 
     # The facts are the wheel the lock installs: its build info and its `and-cuda` extra.
     spec = importlib.util.find_spec("tensorflow")
-    assert spec is not None and spec.submodule_search_locations
+    assert spec is not None
+    assert spec.submodule_search_locations
     package = Path(next(iter(spec.submodule_search_locations)))
     build_info = (package / "python" / "platform" / "build_info.py").read_text()
     assert f"('cuda_version', '{built['cuda_version']}')" in build_info
@@ -210,7 +214,8 @@ def test_training_image_carries_the_cuda_tensorflow_was_built_with() -> None:
     extra = {
         req.name: str(req.specifier)
         for req in map(Requirement, importlib.metadata.requires("tensorflow") or [])
-        if req.marker is not None and req.marker.evaluate({"extra": "and-cuda"})
+        if req.marker is not None
+        and req.marker.evaluate({"extra": "and-cuda"})
         and not req.marker.evaluate({"extra": ""})
     }
     assert extra == built["and_cuda"]

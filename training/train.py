@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from training import devices
 from training.prepare_data import DataError, validate
 
 SHUFFLE_BUFFER = 60_000
@@ -202,7 +203,10 @@ def train(
     import tensorflow as tf  # noqa: PLC0415 - heavy import, after the cheap input checks
 
     keras.utils.set_random_seed(run.seed)
-    gpus = bool(tf.config.list_physical_devices("GPU"))
+    try:
+        gpus = devices.use_gpus(len(tf.config.list_physical_devices("GPU")), environ)
+    except devices.DeviceError as error:
+        raise TrainingError(str(error)) from None
     mixed = gpus if run.mixed_precision is None else run.mixed_precision
     with _precision(keras, "mixed_float16" if mixed else None):
         strategy = (
