@@ -11,7 +11,7 @@ UV := $(VENV)/bin/uv
 RUN := $(UV) run --frozen
 STACK ?= local
 
-.PHONY: help setup lint format test render render-all scan preview docs bench inference-requirements clean
+.PHONY: help setup lint format test render render-all scan preview docs bench inference-requirements training-requirements clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -92,6 +92,12 @@ bench: setup ## Performance figures as ratios against baselines, measured in one
 inference-requirements: setup ## Regenerate inference/requirements.txt (hashed pins) from uv.lock
 	$(UV) export --only-group inference --no-emit-project --format requirements-txt --no-header \
 		--frozen --quiet -o inference/requirements.txt
+
+# The training image's packages: TensorFlow, Keras, NumPy and the CUDA wheels (the training-cuda
+# group, which `make setup` does not install here).
+training-requirements: setup ## Regenerate training/requirements.txt (hashed pins) from uv.lock
+	$(UV) export --only-group training --only-group training-cuda --no-emit-project \
+		--format requirements-txt --no-header --frozen --quiet -o training/requirements.txt
 
 docs: setup ## Regenerate docs/configuration.md from the settings models
 	$(RUN) python -m infra.config_reference > docs/configuration.md

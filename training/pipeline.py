@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from kfp import compiler, dsl, kubernetes
 
+from training import devices
+
 if TYPE_CHECKING:
     from infra.settings import Settings
 
@@ -107,6 +109,7 @@ def build_pipeline(
         staged = on_volumes(prepare_data(source=source)).set_display_name("prepare-data")
         trained = on_volumes(train(epochs=epochs)).after(staged)
         trained.set_accelerator_type(gpu_resource).set_accelerator_limit(1)
+        trained.set_env_variable(devices.EXPECTED_GPUS, "1")  # a GPU, or the step fails
         trained.set_cpu_request("2").set_memory_request("8Gi").set_memory_limit("8Gi")
         for key, value in node_selector.items():
             kubernetes.add_node_selector(trained, label_key=key, label_value=value)

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from training import devices
 from training.data_wait import DEFAULT_WAIT_SECONDS, DataNotReady, wait_for_data
 from training.prepare_data import DataError, validate
 from training.run_state import begin_run, identify_run, record_export
@@ -208,7 +209,10 @@ def train(
     import tensorflow as tf  # noqa: PLC0415 - heavy import, after the cheap input checks
 
     keras.utils.set_random_seed(run.seed)
-    gpus = bool(tf.config.list_physical_devices("GPU"))
+    try:
+        gpus = devices.use_gpus(len(tf.config.list_physical_devices("GPU")), environ)
+    except devices.DeviceError as error:
+        raise TrainingError(str(error)) from None
     mixed = gpus if run.mixed_precision is None else run.mixed_precision
     jit = gpus if run.xla is None else run.xla
     # A re-run of a finished run exports nothing; a changed run does not resume an old one.

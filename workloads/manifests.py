@@ -31,6 +31,9 @@ TF_PORT = ("tfjob-port", 2222)  # the name and port the operator's TF_CONFIG poi
 PYTORCH_PORT = ("pytorchjob-port", 23456)
 # Kubeflow's profile namespaces inject Istio sidecars, which keep job pods from ever completing.
 NO_SIDECAR = {"sidecar.istio.io/inject": "false"}
+# Set to the GPU count in training containers that request GPUs, and only there: the trainer then
+# fails instead of training on the CPU when TensorFlow finds no GPU (training/devices.py).
+EXPECTED_GPUS_ENV = "EXPECTED_GPUS"
 
 
 def export_dir(team: str, job: str) -> str:
@@ -146,7 +149,10 @@ def _replica(
         "ports": [{"name": port[0], "containerPort": port[1]}],
         "resources": _resources(settings, pool, gpus, job.cpu, job.memory),
         "securityContext": restricted_container(),
-        "env": [{"name": "HOME", "value": "/tmp"}],
+        "env": [
+            {"name": "HOME", "value": "/tmp"},
+            *([{"name": EXPECTED_GPUS_ENV, "value": str(gpus)}] if gpus else []),
+        ],
         "volumeMounts": [
             {"name": "datasets", "mountPath": DATA_DIR, "readOnly": True},
             {"name": "models", "mountPath": MODELS_DIR},
