@@ -12,7 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = {
-    "training": ("training.train", ["train.py", "prepare_data.py", "evaluate.py", "promote.py"]),
+    "training": (
+        "training.train",
+        ["train.py", "roles.py", "prepare_data.py", "evaluate.py", "promote.py"],
+    ),
     "inference": (
         "inference.server",
         ["server.py", "app.py", "batcher.py", "metrics.py", "model_store.py", "payloads.py"],
