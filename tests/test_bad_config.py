@@ -243,6 +243,19 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:teams[0].trainingJobs[0].binPacking",
         "needs `gpu.binPackingScheduler: true`",
     ),
+    # The built-in trainer runs MultiWorkerMirroredStrategy: no PS task, no evaluator role.
+    "parameter servers for the built-in trainer": (
+        "dev",
+        _job(parameterServers=2),
+        "ml-platform:teams[0].trainingJobs[0].parameterServers",
+        "the built-in trainer uses MultiWorkerMirroredStrategy, which has no parameter servers",
+    ),
+    "evaluator for the built-in trainer": (
+        "dev",
+        _job(evaluator=True),
+        "ml-platform:teams[0].trainingJobs[0].evaluator",
+        "the built-in trainer has no evaluator role",
+    ),
     "pytorch job without a command": (
         "dev",
         _job(framework="pytorch"),

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = {
     "training": (
         "training.train",
-        ["train.py", "prepare_data.py", "evaluate.py", "promote.py", "devices.py"],
+        ["train.py", "roles.py", "prepare_data.py", "evaluate.py", "promote.py", "devices.py"],
     ),
     "inference": (
         "inference.server",

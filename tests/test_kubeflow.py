@@ -23,7 +23,7 @@ from harness.render import kubernetes_objects
 from harness.schema import validation_errors
 from infra import kubeflow, names, versions
 from infra.kubeflow import retain_shared_objects
-from infra.settings import SettingsError
+from infra.settings import SettingsError, TrainingJobSettings
 from tests.conftest import STACKS, stack_run
 from tests.directory_children import as_registered
 from tests.upstream_facts import facts
@@ -328,13 +328,28 @@ def test_the_round_trip_catches_a_misspelt_field() -> None:
 
 
 def _full_tfjob() -> dict[str, Any]:
+    """Every replica type; PS and Evaluator need a command of the job's own."""
     settings = stack_settings("dev")
-    job = (
-        settings.teams[0]
-        .training_jobs[0]
-        .model_copy(update={"chief": True, "parameter_servers": 2, "evaluator": True})
+    declared = settings.teams[0].training_jobs[0].model_dump(by_alias=True)
+    declared.update(
+        chief=True, parameterServers=2, evaluator=True, command=["python", "-m", "ps_trainer"]
     )
+    job = TrainingJobSettings.model_validate(declared)
     return manifests.tfjob(settings, "research", job, "registry.example.com/ml/training:1")
+
+
+def test_the_built_in_trainer_refuses_ps_and_evaluator_replicas() -> None:
+    """It runs MultiWorkerMirroredStrategy (training/roles.py); a job's own command may use them."""
+    declared = stack_settings("dev").teams[0].training_jobs[0].model_dump(by_alias=True)
+    declared.pop("command")
+    # The key each refusal names is checked through the program (tests/test_bad_config.py).
+    for key, value, reason in (
+        ("parameterServers", 1, "has no parameter servers"),
+        ("evaluator", True, "has no evaluator role"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            TrainingJobSettings.model_validate({**declared, key: value})
+    assert TrainingJobSettings.model_validate({**declared, "chief": True}).chief
 
 
 def test_tfjob_policies_and_replicas() -> None:

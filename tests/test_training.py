@@ -1,14 +1,16 @@
-"""training.train on real MNIST and on made-up data: accuracy, export, resume, two workers."""
+"""training.train on real MNIST and on made-up data: accuracy, export, resume, replica roles."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.distribute import multi_worker_util
 
+from infra import versions
 from tests.synthetic import synthetic_mnist
+from tests.upstream_facts import facts
 from training import train as trainer
 from training.sample_data import mnist_npz
 
@@ -265,44 +270,162 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def test_two_workers_on_loopback_train_identical_weights(tmp_path: Path) -> None:
-    """Two processes with TF_CONFIG, as the training operator starts them, on 127.0.0.1."""
-    data = synthetic_mnist(tmp_path / "data.npz", train_size=4000, test_size=400)
+# --- replica roles ---------------------------------------------------------------------------
+
+TF_CONFIG = facts("kubeflow-trainer-tf-config", pinned=versions.TRAINING_OPERATOR.ref)
+MULTI_WORKER = facts("tensorflow-multi-worker", pinned=f"v{tf.__version__}")
+
+
+def operator_tf_config(
+    replicas: dict[str, int], task: tuple[str, int], address: Callable[[str, int], str]
+) -> dict[str, Any]:
+    """The TF_CONFIG the training operator gives replica `task` of a TFJob with `replicas`."""
+    return {
+        "cluster": {
+            kind.lower(): [address(kind.lower(), i) for i in range(count)]
+            for kind, count in replicas.items()
+        },
+        "task": {"type": task[0].lower(), "index": task[1]},
+        "environment": "cloud",
+    }
+
+
+def test_operator_tf_config_is_what_the_operator_generates() -> None:
+    example = TF_CONFIG["example"]
+    job, namespace, port = example["job"], example["namespace"], example["port"]
+    generated = operator_tf_config(
+        example["replicas"],
+        (example["task"]["type"], example["task"]["index"]),
+        lambda kind, i: f"{job}-{kind}-{i}.{namespace}.svc:{port}",
+    )
+    assert generated == example["tf_config"]
+
+
+def _cluster(kinds: list[str]) -> dict[str, list[str]]:
+    return {
+        kind: [f"{kind}-{i}:2222" for i in range(2 if kind == "worker" else 1)] for kind in kinds
+    }
+
+
+@pytest.mark.parametrize("case", MULTI_WORKER["is_chief"], ids=str)
+def test_the_chief_is_the_one_tensorflow_names(case: dict[str, Any]) -> None:
+    """With a Chief replica, worker 0 is not the chief: only one task writes where others read."""
+    cluster = _cluster(case["cluster"])
+    task_type, index = case["task"]
+    config = {"cluster": cluster, "task": {"type": task_type, "index": index}}
+    role = trainer.cluster_from_env({"TF_CONFIG": json.dumps(config)})
+    assert role.is_chief == case["chief"]
+    # The installed TensorFlow (the release the image runs) agrees.
+    assert multi_worker_util.is_chief(cluster, task_type, index) == case["chief"]
+    collective = sum(len(cluster.get(kind, [])) for kind in MULTI_WORKER["collective"])
+    assert role.num_workers == collective == multi_worker_util.worker_count(cluster, task_type)
+
+
+@pytest.mark.parametrize("task_type", ["ps", "evaluator"])
+def test_ps_and_evaluator_tasks_are_refused_before_training(
+    tmp_path: Path,
+    task_type: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = synthetic_mnist(tmp_path / "data.npz", train_size=64, test_size=16)
+    config = operator_tf_config(
+        {"Worker": 2, "PS": 1, "Evaluator": 1}, (task_type, 0), lambda kind, i: f"{kind}-{i}:2222"
+    )
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
     export = tmp_path / "export"
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    processes = []
-    for index in range(2):
-        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        processes.append(
-            _run(
-                [
-                    "--data",
-                    str(data),
-                    "--export-dir",
-                    str(export),
-                    "--epochs",
-                    "2",
-                    "--batch-size",
-                    "64",
-                    "--checkpoint-dir",
-                    str(tmp_path / "ckpt"),
-                    "--metrics-file",
-                    str(tmp_path / "m.json"),
-                ],
-                {"TF_CONFIG": json.dumps(config)},
-                tmp_path / f"worker-{index}.log",
-            )
+    args = ["--data", str(data), "--export-dir", str(export), "--epochs", "1"]
+    assert trainer.main([*args, "--checkpoint-dir", str(tmp_path / "ckpt")]) == 2
+    error = capsys.readouterr().err
+    assert f"task {task_type}/0" in error
+    assert "remove `parameterServers` and `evaluator`" in error
+    assert not export.exists()
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_tensorflow_cannot_place_a_ps_task_in_the_collective() -> None:
+    """Why a PS is refused: MultiWorkerMirroredStrategy has no place for it."""
+    cluster = _cluster(["worker", "ps"])
+    [kind] = MULTI_WORKER["no_collective_id"]
+    with pytest.raises(ValueError, match=re.escape(MULTI_WORKER["no_collective_id_error"])):
+        multi_worker_util.id_in_cluster(cluster, kind, 0)
+    evaluator = _cluster(["worker", "evaluator"])
+    assert (
+        multi_worker_util.worker_count(evaluator, "evaluator")
+        == (MULTI_WORKER["evaluator_worker_count"])
+    )
+
+
+def _mnist_sample(path: Path, train_size: int, test_size: int) -> Path:
+    """The first images of the real MNIST, in the staged layout."""
+    with np.load(mnist_npz()) as data:
+        np.savez(
+            path,
+            x_train=data["x_train"][:train_size],
+            y_train=data["y_train"][:train_size],
+            x_test=data["x_test"][:test_size],
+            y_test=data["y_test"][:test_size],
         )
-    for index, process in enumerate(processes):
-        assert process.wait(timeout=300) == 0, (tmp_path / f"worker-{index}.log").read_text()
-    digests = []
-    for index in range(2):
-        log = (tmp_path / f"worker-{index}.log").read_text()
-        digests.append(log.split("weights ", 1)[1].split()[0])
-    assert digests[0] == digests[1]
-    assert len(list(export.iterdir())) == 1  # only the chief exported
-    assert json.loads((tmp_path / "m.json").read_text())["num_workers"] == 2
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir() if p.name.endswith(".index")) == [
+    return path
+
+
+# The replica layouts the settings accept for the built-in trainer.
+LAYOUTS = {
+    "two-workers": ({"Worker": 2}, ("worker", 0)),
+    "chief-and-worker": ({"Chief": 1, "Worker": 1}, ("chief", 0)),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_replicas_on_loopback_train_identical_weights_and_one_writes(
+    tmp_path: Path, layout: str
+) -> None:
+    """The processes a TFJob starts, with the operator's TF_CONFIG, on 127.0.0.1.
+
+    Every task trains the same weights; only TensorFlow's chief writes the checkpoints that
+    restarts resume from, the exported version and the metrics.
+    """
+    replicas, chief = LAYOUTS[layout]
+    data = _mnist_sample(tmp_path / "data.npz", train_size=2048, test_size=256)
+    export, checkpoints = tmp_path / "export", tmp_path / "ckpt"
+    tasks = [(kind.lower(), i) for kind, count in replicas.items() for i in range(count)]
+    ports = dict(zip(tasks, _free_ports(len(tasks)), strict=True))
+    processes = {}
+    for task in tasks:
+        config = operator_tf_config(replicas, task, lambda kind, i: f"127.0.0.1:{ports[kind, i]}")
+        processes[task] = _run(
+            [
+                "--data",
+                str(data),
+                "--export-dir",
+                str(export),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "64",
+                "--checkpoint-dir",
+                str(checkpoints),
+                "--metrics-file",
+                str(tmp_path / "m.json"),
+            ],
+            {"TF_CONFIG": json.dumps(config)},
+            tmp_path / f"{task[0]}-{task[1]}.log",
+        )
+    logs = {}
+    for (kind, index), process in processes.items():
+        log = tmp_path / f"{kind}-{index}.log"
+        assert process.wait(timeout=300) == 0, log.read_text()
+        logs[kind, index] = log.read_text()
+    digests = {log.split("weights ", 1)[1].split()[0] for log in logs.values()}
+    assert len(digests) == 1
+    exporters = [task for task, log in logs.items() if "exported " in log]
+    writers = [
+        task for task, log in logs.items() if f"writes checkpoints to {checkpoints}\n" in log
+    ]
+    assert exporters == writers == [chief]
+    assert len(list(export.iterdir())) == 1
+    assert json.loads((tmp_path / "m.json").read_text())["num_workers"] == len(tasks)
+    assert sorted(p.name for p in checkpoints.iterdir() if p.name.endswith(".index")) == [
         "ckpt-1.index",
         "ckpt-2.index",
     ]

@@ -6,15 +6,17 @@
 - Reads the npz that `training.prepare_data` stages (never downloads), validated the same way.
 - When `TF_CONFIG` (injected by the training operator) names several workers it trains with
   MultiWorkerMirroredStrategy; Keras 3's `fit` crashes under that strategy (keras-team/keras#20585),
-  so the loop is a custom one that works for one device and for many.
+  so the loop is a custom one that works for one device and for many.  Chief and Worker tasks
+  train; PS and Evaluator tasks are refused before anything loads (`training.roles`).
 - Checkpoints every epoch and resumes from the newest checkpoint, so a restarted worker continues;
   a run that already finished exports nothing again, and a changed run (choices, data, code)
   starts fresh rather than resume another's checkpoints (`training/run_state.py`).
 - Waits up to `--data-wait-seconds` for the data set to be staged (`training/data_wait.py`).
-- The chief exports a SavedModel to `<export-dir>/<version>/` through a temporary directory on the
-  same file system and a rename, so TF Serving never sees half a version; other workers write
-  nothing there.  Signature `serving_default`: input `image`, float32 (None, 28, 28) scaled to
-  [0, 1]; output `output_0`, the 10 class probabilities.
+- The chief (the Chief task when the job has one, else worker 0) writes the checkpoints and
+  exports a SavedModel to `<export-dir>/<version>/` through a temporary directory on the same file
+  system and a rename, so TF Serving never sees half a version; other workers write nothing there.
+  Signature `serving_default`: input `image`, float32 (None, 28, 28) scaled to [0, 1]; output
+  `output_0`, the 10 class probabilities.
 - Mixed precision and XLA when a GPU is present.
 """
 
@@ -40,23 +42,10 @@ import numpy as np
 from training import devices
 from training.data_wait import DEFAULT_WAIT_SECONDS, DataNotReady, wait_for_data
 from training.prepare_data import DataError, validate
+from training.roles import Cluster, RoleError, from_tf_config
 from training.run_state import begin_run, identify_run, record_export
 
 SHUFFLE_BUFFER = 60_000
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """This process's place in the training cluster, from TF_CONFIG."""
-
-    task_type: str
-    task_index: int
-    num_workers: int
-
-    @property
-    def is_chief(self) -> bool:
-        # MultiWorkerMirroredStrategy without a Chief replica: worker 0 leads.
-        return self.task_type == "chief" or (self.task_type == "worker" and self.task_index == 0)
 
 
 @dataclass(frozen=True)
@@ -75,20 +64,13 @@ class TrainingError(RuntimeError):
 
 
 def cluster_from_env(environ: dict[str, str] | None = None) -> Cluster:
-    raw = (environ if environ is not None else dict(os.environ)).get("TF_CONFIG", "")
-    if not raw:
-        return Cluster("worker", 0, 1)
+    """This process's role from TF_CONFIG; a task type the trainer cannot play is refused here."""
     try:
-        config = json.loads(raw)
-        cluster = config["cluster"]
-        task = config["task"]
-        workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
-        return Cluster(str(task["type"]), int(task["index"]), max(workers, 1))
-    except (ValueError, KeyError, TypeError) as error:
-        raise TrainingError(
-            f"TF_CONFIG is not valid ({error!r}); expected "
-            '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
-        ) from None
+        return from_tf_config(
+            (environ if environ is not None else dict(os.environ)).get("TF_CONFIG", "")
+        )
+    except RoleError as error:
+        raise TrainingError(str(error)) from None
 
 
 def load_dataset(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -170,7 +152,7 @@ def _worker_dir(final: Path | None, cluster: Cluster) -> Iterator[Path | None]:
         final.mkdir(parents=True, exist_ok=True)
         yield final
     else:
-        scratch = Path(tempfile.mkdtemp(prefix=f"worker-{cluster.task_index}-"))
+        scratch = Path(tempfile.mkdtemp(prefix=f"{cluster.task_type}-{cluster.task_index}-"))
         try:
             yield scratch
         finally:
@@ -347,6 +329,8 @@ class _Session:
                 if write_dir is not None
                 else None
             )
+            if write_dir is not None:
+                log(f"{cluster.name} writes checkpoints to {write_dir}")
             # Every worker resumes from the chief's checkpoints (the shared directory).
             latest = (
                 tf.train.latest_checkpoint(str(checkpoint_dir))

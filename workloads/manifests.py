@@ -217,7 +217,12 @@ def tfjob(
 
     specs = {"Worker": replica(job.workers, job.gpus_per_worker)}
     if job.chief:
+        # Task 0 of MultiWorkerMirroredStrategy's collective: it trains like a worker
+        # (tensorflow/tensorflow@v2.20.0:tensorflow/python/distribute/multi_worker_util.py,
+        # worker_count), so it gets a worker's GPUs.
         specs["Chief"] = replica(1, job.gpus_per_worker)
+    # PS and Evaluator replicas exist only for a job's own `command` (settings refuse them for
+    # the built-in trainer, which has no such roles; training/roles.py).
     if job.parameter_servers:
         specs["PS"] = replica(job.parameter_servers, 0)  # a PS holds variables, never a GPU
     if job.evaluator:

@@ -71,7 +71,9 @@ class TrainingJobSettings(SettingsModel):
         default="tensorflow", description="`tensorflow` (TFJob) or `pytorch` (PyTorchJob)."
     )
     workers: Annotated[int, Field(ge=1, le=64)] = Field(
-        default=2, description="Worker replicas (TF: MultiWorkerMirroredStrategy; worker 0 leads)."
+        default=2,
+        description="Worker replicas (TF: MultiWorkerMirroredStrategy; worker 0 leads unless "
+        "there is a Chief).",
     )
     gpus_per_worker: Annotated[int, Field(ge=0, le=8)] = Field(
         default=1, description="Whole GPUs per worker (0 for a CPU job)."
@@ -86,12 +88,20 @@ class TrainingJobSettings(SettingsModel):
         default=256, description="Per-replica batch size."
     )
     chief: bool = Field(
-        default=False, description="tensorflow: add a Chief replica (coordinates; no GPU needed)."
+        default=False,
+        description="tensorflow: add a Chief replica, which trains like a worker (with its GPUs) "
+        "and, instead of worker 0, writes the checkpoints, the export and the metrics.",
     )
     parameter_servers: Annotated[int, Field(ge=0, le=16)] = Field(
-        default=0, description="tensorflow: PS replicas (never given a GPU)."
+        default=0,
+        description="tensorflow, with your own `command` only: PS replicas (never given a GPU). "
+        "The built-in trainer (MultiWorkerMirroredStrategy) has no parameter servers.",
     )
-    evaluator: bool = Field(default=False, description="tensorflow: add an Evaluator replica.")
+    evaluator: bool = Field(
+        default=False,
+        description="tensorflow, with your own `command` only: add an Evaluator replica. The "
+        "built-in trainer evaluates on the chief.",
+    )
     nproc_per_node: str = Field(
         default="auto", description="pytorch: processes per node (auto, gpu, cpu or a number)."
     )
@@ -143,6 +153,8 @@ class TrainingJobSettings(SettingsModel):
             ):
                 if value:
                     raise ConfigProblem((key,), "only applies to tensorflow jobs; remove it")
+        if self.framework == "tensorflow" and not self.command:
+            self._check_builtin_trainer_roles()
         if self.framework == "pytorch" and (self.image is None or not self.command):
             raise ConfigProblem(
                 ("command",), "a pytorch job needs its own `image` and `command` to run"
@@ -152,6 +164,27 @@ class TrainingJobSettings(SettingsModel):
                 ("nprocPerNode",), "use auto, gpu, cpu or a whole number of processes"
             )
         return self
+
+    def _check_builtin_trainer_roles(self) -> None:
+        """Replicas `python -m training.train` cannot play (training/roles.py says why).
+
+        The operator starts every replica type with the same command and lists it in TF_CONFIG
+        (kubeflow/trainer@v1.9.4:pkg/controller.v1/tensorflow/tensorflow.go, genClusterSpec).
+        """
+        if self.parameter_servers:
+            raise ConfigProblem(
+                ("parameterServers",),
+                "the built-in trainer uses MultiWorkerMirroredStrategy, which has no parameter "
+                "servers (a PS task cannot join its collective and would crash); remove it, or "
+                "give the job a `command` of your own that runs ParameterServerStrategy",
+            )
+        if self.evaluator:
+            raise ConfigProblem(
+                ("evaluator",),
+                "the built-in trainer has no evaluator role (the chief evaluates the final model "
+                "on the test set and writes the metrics file); remove it, or give the job a "
+                "`command` of your own",
+            )
 
 
 class NotebookServerSettings(SettingsModel):
