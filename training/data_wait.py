@@ -14,12 +14,11 @@ with no checksum file, is ready as it is.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from training.prepare_data import checksum_path
+from training.prepare_data import checksum_path, file_sha256
 
 POLL_SECONDS = 2.0
 DEFAULT_WAIT_SECONDS = 300
@@ -27,14 +26,6 @@ DEFAULT_WAIT_SECONDS = 300
 
 class DataNotReady(RuntimeError):
     """The data set did not appear in time; the message names the path and what to do."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def not_ready(path: Path) -> str | None:
@@ -46,7 +37,7 @@ def not_ready(path: Path) -> str | None:
         recorded = marker.read_text().split()[:1]
     except FileNotFoundError:
         return None
-    if recorded != [_sha256(path)]:
+    if recorded != [file_sha256(path)]:
         return f"{path} does not match the checksum in {marker}"
     return None
 

@@ -47,6 +47,15 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """`sha256_of` a file's contents, read a block at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def validate(data: bytes, where: str) -> Summary:
     """Check that `data` is an MNIST npz as Keras ships it; raise DataError saying what is wrong."""
     try:

@@ -31,18 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from training.prepare_data import file_sha256
+
 RECORD = "run.json"
 # Run choices that say where the run writes, not what it computes.
 LOCATIONS = frozenset({"checkpoint_dir", "metrics_file"})
 CODE = Path(__file__).resolve().parent
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def code_sha256() -> str:
