@@ -9,6 +9,7 @@ import pytest
 
 from harness.program import run_program, stack_config, stack_settings
 from harness.render import kubernetes_objects
+from harness.schema import definitions
 from infra import versions
 from infra.monitoring import PROMETHEUS_PODS
 from tests.conftest import stack_run
@@ -96,7 +97,10 @@ def test_disruption_budget_and_autoscaler(stack: str) -> None:
         ("tfserving-mnist", model.replicas),
         ("inference-mnist", model.inference_api.replicas),
     ):
-        assert _one(objects, "PodDisruptionBudget", name)["spec"]["minAvailable"] == 1
+        budget = _one(objects, "PodDisruptionBudget", name)["spec"]
+        assert budget["minAvailable"] == 1
+        # Unready servers (no model version yet) never hold up a node drain.
+        assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
         hpa = _one(objects, "HorizontalPodAutoscaler", name)["spec"]
         assert (hpa["minReplicas"], hpa["maxReplicas"]) == (replicas.min, replicas.max)
         assert hpa["scaleTargetRef"] == {
@@ -256,3 +260,22 @@ def test_the_counted_paths_include_the_model_status_api() -> None:
     assert counted.fullmatch("/v1/models/mnist")
     assert counted.fullmatch("/V1/models/mnist/versions/3")
     assert not counted.fullmatch("/monitoring/prometheus/metrics")
+
+
+def test_unready_pods_are_evicted_regardless_of_the_budget_under_always_allow() -> None:
+    """What AlwaysAllow means, and that the default would keep unready servers (API reference)."""
+    spec = definitions(versions.DEFAULT_KUBERNETES_VERSION)[
+        "io.k8s.api.policy.v1.PodDisruptionBudgetSpec"
+    ]
+    text = spec["properties"]["unhealthyPodEvictionPolicy"]["description"]
+    assert "which corresponds to the IfHealthyBudget policy" in text
+    assert (
+        'IfHealthyBudget policy means that running pods (status.phase="Running"), but not yet '
+        "healthy can be evicted only if the guarded application is not disrupted"
+    ) in text
+    assert (
+        'AlwaysAllow policy means that all running pods (status.phase="Running"), but not yet '
+        "healthy are considered disrupted and can be evicted regardless of whether the criteria "
+        "in a PDB is met"
+    ) in text
+    assert "Healthy pods will be subject to the PDB for eviction." in text

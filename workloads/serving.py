@@ -169,7 +169,17 @@ def _availability(
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
             "metadata": meta,
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
+            "spec": {
+                "minAvailable": 1,
+                "selector": {"matchLabels": selector},
+                # A server waiting for its first model version is Running but not Ready.  Under
+                # the default (IfHealthyBudget) such a pod may be evicted only while the budget
+                # holds, which it never does before a version loads, so it would block every
+                # node drain (cluster-autoscaler scale-down, node-group upgrades).  AlwaysAllow
+                # lets unready pods go; Ready ones stay under the budget (API reference,
+                # PodDisruptionBudgetSpec.unhealthyPodEvictionPolicy, stable since 1.31).
+                "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            },
         },
         {
             "apiVersion": "autoscaling/v2",
