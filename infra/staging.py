@@ -25,6 +25,12 @@ DATA_DIR = "/data"
 SCRIPT_DIR = "/opt/ml-platform"
 
 
+# How long staging may take, a cold node's image pull and the download included.
+DEADLINE_SECONDS = 1800
+# The apply's wait: the deadline plus time for the Job controller to mark the Job failed.
+AWAIT_SECONDS = DEADLINE_SECONDS + 300
+
+
 class DatasetStaging(pulumi.ComponentResource):
     job: k8s.batch.v1.Job
 
@@ -58,14 +64,17 @@ class DatasetStaging(pulumi.ComponentResource):
                 name=APP,
                 namespace=names.PLATFORM,
                 labels=meta_labels,
-                # Downloading takes a while on a cold node; give the apply room to wait.
-                annotations={"pulumi.com/timeoutSeconds": "1200"},
+                # The apply waits for the Job to complete and fails at once when it fails,
+                # DeadlineExceeded included (tests/upstream/pulumi-kubernetes-job-await.yaml), so
+                # it waits past the Job's own deadline: the Job's verdict, never the await's
+                # timeout, ends it, and training jobs (which wait for it) start on real data.
+                annotations={"pulumi.com/timeoutSeconds": str(AWAIT_SECONDS)},
             ),
             spec=k8s.batch.v1.JobSpecArgs(
                 backoff_limit=3,
                 # No ttlSecondsAfterFinished: a Job the TTL controller deletes is recreated (and
                 # rerun) by the next refresh and `up`; finished, it holds nothing but its record.
-                active_deadline_seconds=1800,
+                active_deadline_seconds=DEADLINE_SECONDS,
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=meta_labels),
                     spec=k8s.core.v1.PodSpecArgs(

@@ -120,7 +120,11 @@ def test_training_jobs_are_created_only_after_the_data_is_staged() -> None:
         [job] = staging
         annotations = job.inputs["metadata"].get("annotations", {})
         assert not set(annotations) & set(JOB_AWAIT["await_override_annotations"]), annotations
-        assert int(annotations[JOB_AWAIT["timeout_annotation"]]) > 0
+        # The await outlasts the Job's deadline, so the Job's own verdict decides, never an
+        # await timeout while the Job may still complete.
+        deadline = int(job.inputs["spec"]["activeDeadlineSeconds"])
+        assert "DeadlineExceeded" in JOB_AWAIT["job_fails_on"]
+        assert int(annotations[JOB_AWAIT["timeout_annotation"]]) > deadline
         for resource in run.resources:
             if resource.type.startswith("kubernetes:kubeflow.org/") and (
                 resource.inputs.get("kind") in ONE_SHOT_KINDS
