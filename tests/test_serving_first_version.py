@@ -60,6 +60,11 @@ def test_tf_serving_waits_for_its_first_version_without_restarts(stack: str) -> 
     container = _container(_objects(stack), "tfserving-mnist")
     startup = container["startupProbe"]
     assert _window(startup) >= WEEK_S, f"restarted after {_window(startup)} s without a version"
+    # A broken first version ends the process itself, after the manager's retries, well inside
+    # that window: the kubelet restarts it rather than killing it mid-retry.
+    assert TF_SERVING["failed_first_load"] == "the server exits"
+    retrying = TF_SERVING["load_retries"] * TF_SERVING["load_retry_interval_seconds"]
+    assert _window(startup) > retrying
     # Liveness connects to the port too: only the startup probe keeps it from running early.
     assert "tcpSocket" in container["livenessProbe"] or "grpc" in container["livenessProbe"]
     # Nothing routes to a server without a version: readiness asks for the loaded model.

@@ -246,7 +246,8 @@ def tfserving_objects(settings: Settings, model: ServedModelSettings) -> list[di
     health_probe = {"grpc": {"port": GRPC_PORT, "service": HEALTH_SERVICE}}
     # Before its model's first version exists TF Serving opens neither port and waits for one
     # without limit, polling the base path every second (a missing one is logged, not fatal);
-    # a first version that fails to load makes it exit (tensorflow/serving@2.20.0:
+    # a first version that fails to load makes it exit after 5 retries a minute apart
+    # (tensorflow/serving@2.20.0: model_servers/server.h L68-69,
     # tensorflow_serving/core/load_servables_fast.cc L87, core/servable_state_monitor.cc
     # L65-79, L260-265, sources/storage_path/file_system_storage_path_source.cc L255-262,
     # L413-418, model_servers/server.h L70, model_servers/main.cc L342-346).  The startup
