@@ -32,13 +32,20 @@ class Alert:
         }
 
 
+# dcgm-exporter (4.6.0-4.8.3, as GPU Operator v26.7.0 ships it) names the node `hostname`
+# (NVIDIA/dcgm-exporter@d5e5f51:internal/pkg/rendermetrics/render_metrics.go L47; `Hostname`
+# before #655).  Its pod/namespace/container labels exist only on GPUs a pod holds through
+# nvidia.com/gpu or MIG; time-sliced shares and free GPUs carry none (infra/gpu_operator.py).
 GPU = [
     Alert(
         "GpuIdleWhileAllocated",
+        # Pods holding a whole GPU or a MIG slice.  Time-sliced pools (prod's serving) are out of
+        # scope: the exporter cannot say which of a shared GPU's pods is idle, and a serving
+        # pool's GPUs idle at low traffic by design (its minimum replicas).
         'avg_over_time(DCGM_FI_DEV_GPU_UTIL{pod!=""}[30m]) < 5',
         "15m",
         "warning",
-        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} is held by {{ $labels.namespace }}/"
+        "GPU {{ $labels.gpu }} on {{ $labels.hostname }} is held by {{ $labels.namespace }}/"
         "{{ $labels.pod }} but has been under 5% busy for 30 minutes",
         "A pod holds a GPU it does not use (an idle notebook, a stuck job): the node cannot scale "
         "down. Check the pod; notebooks are culled after kubeflow.notebooks.cullIdleMinutes.",
@@ -48,7 +55,7 @@ GPU = [
         "DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) > 0.95",
         "10m",
         "warning",
-        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} has used over 95% of its memory for 10m",
+        "GPU {{ $labels.gpu }} on {{ $labels.hostname }} has used over 95% of its memory for 10m",
         "Out-of-memory errors follow. On time-sliced pools check each server's "
         "--per_process_gpu_memory_fraction; otherwise lower the batch size.",
     ),
@@ -57,7 +64,7 @@ GPU = [
         "DCGM_FI_DEV_GPU_TEMP > 85",
         "5m",
         "critical",
-        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} is at {{ $value }} C",
+        "GPU {{ $labels.gpu }} on {{ $labels.hostname }} is at {{ $value }} C",
         "The GPU throttles and may fail. Drain the node (kubectl drain) and replace the instance.",
     ),
     Alert(
@@ -65,7 +72,7 @@ GPU = [
         "max_over_time(DCGM_FI_DEV_XID_ERRORS[5m]) > 0",
         "0m",
         "critical",
-        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reported XID error {{ $value }}",
+        "GPU {{ $labels.gpu }} on {{ $labels.hostname }} reported XID error {{ $value }}",
         "Look the XID up in NVIDIA's XID catalogue; most mean a driver or hardware fault: cordon "
         "and replace the node.",
     ),
