@@ -7,9 +7,11 @@ severity, a summary and a runbook line, and is checked by `promtool` in the test
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from infra import gpu_sharing
 from infra.training_job_metrics import KIND_LABEL, NAME_LABEL, NAMESPACE_LABEL, SERIES
 
 
@@ -31,6 +33,22 @@ class Alert:
             "annotations": {"summary": self.summary, "runbook": self.runbook},
         }
 
+
+def _ksm_resource(name: str) -> str:
+    """A resource name as kube-state-metrics' `resource` label spells it: every character outside
+    [a-zA-Z0-9_] becomes "_" (kubernetes/kube-state-metrics@v2.20.0:internal/store/utils.go
+    L38,148-150, applied in internal/store/pod.go L258-286)."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+# Every resource a GPU pool advertises: whole GPUs, time-sliced shares, MIG slices.
+GPU_REQUESTS = "|".join(
+    [
+        _ksm_resource(gpu_sharing.GPU),
+        _ksm_resource(gpu_sharing.SHARED_GPU),
+        f"{_ksm_resource(gpu_sharing.MIG_PREFIX)}.*",
+    ]
+)
 
 # dcgm-exporter (4.6.0-4.8.3, as GPU Operator v26.7.0 ships it) names the node `hostname`
 # (NVIDIA/dcgm-exporter@d5e5f51:internal/pkg/rendermetrics/render_metrics.go L47; `Hostname`
@@ -78,7 +96,8 @@ GPU = [
     ),
     Alert(
         "GpuPodsPending",
-        'sum by (namespace, pod) (kube_pod_container_resource_requests{resource="nvidia_com_gpu"}'
+        "sum by (namespace, pod) (kube_pod_container_resource_requests"
+        f'{{resource=~"{GPU_REQUESTS}"}}'
         ' * on (namespace, pod) group_left () (kube_pod_status_phase{phase="Pending"} == 1)) > 0',
         "15m",
         "warning",

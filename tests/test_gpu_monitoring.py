@@ -24,6 +24,7 @@ DCGM = facts("dcgm-exporter", pinned=GPU_OPERATOR["dcgm_exporter_version"])
 SERVICE_MONITOR = facts(
     "prometheus-operator-servicemonitor", pinned=versions.PROMETHEUS_OPERATOR_VERSION
 )
+KSM = facts("kube-state-metrics-pod-resources", pinned=versions.KUBE_STATE_METRICS_VERSION)
 
 # The labels Prometheus gives the exporter's target (names from prometheus-operator, values
 # made up): the exporter's own pod in gpu-system.
@@ -151,6 +152,57 @@ def test_gpu_idle_fires_only_for_gpus_a_pod_holds(tmp_path: Path) -> None:
                     "alertname": "GpuIdleWhileAllocated",
                     "exp_alerts": [_expected("GpuIdleWhileAllocated", NOTEBOOK)],
                 },
+            ],
+        },
+    )
+
+
+def _ksm(namespace: str, pod: str, resource: str) -> list[dict[str, str]]:
+    """kube-state-metrics' series for a Pending pod requesting one `resource`."""
+    sanitised = re.sub(KSM["resource_invalid_chars"], KSM["resource_replacement"], resource)
+    target = {"job": "kube-state-metrics", "instance": "10.0.3.17:8080"}
+    request = {
+        "namespace": namespace,
+        "pod": pod,
+        "uid": f"uid-{pod}",
+        "container": "main",
+        "node": "",
+        "resource": sanitised,
+        "unit": "integer",
+    }
+    assert set(request) == set(KSM["requests_labels"])
+    phase = {"namespace": namespace, "pod": pod, "uid": f"uid-{pod}"}
+    return [
+        series("kube_pod_container_resource_requests", {**target, **request}, "1x30"),
+        series("kube_pod_status_phase", {**target, **phase, "phase": "Pending"}, "1x30"),
+        series("kube_pod_status_phase", {**target, **phase, "phase": "Running"}, "0x30"),
+    ]
+
+
+@needs_promtool
+def test_gpu_pods_pending_sees_every_gpu_resource(tmp_path: Path) -> None:
+    waiting = {
+        gpu_sharing.GPU: ("research", "trainer-worker-0"),
+        gpu_sharing.SHARED_GPU: ("serving", "tfserving-mnist-7c4b"),
+        f"{gpu_sharing.MIG_PREFIX}1g.10gb": ("vision", "notebook-1"),
+    }
+    assert all(gpu_sharing.is_gpu_resource(r) for r in waiting)
+    inputs = [s for r, (ns, pod) in waiting.items() for s in _ksm(ns, pod, r)]
+    # A pod waiting for CPU only is not a GPU alert.
+    inputs += _ksm("research", "cpu-only", "cpu")
+    _run(
+        tmp_path,
+        {
+            "input_series": inputs,
+            "alert_rule_test": [
+                {
+                    "eval_time": "20m",
+                    "alertname": "GpuPodsPending",
+                    "exp_alerts": [
+                        _expected("GpuPodsPending", {"namespace": ns, "pod": pod})
+                        for ns, pod in waiting.values()
+                    ],
+                }
             ],
         },
     )
