@@ -87,12 +87,21 @@ GPU = [
     ),
     Alert(
         "GpuXidErrors",
-        "max_over_time(DCGM_FI_DEV_XID_ERRORS[5m]) > 0",
+        # DCGM_FI_DEV_XID_ERRORS holds the last XID and keeps it until the driver resets
+        # (etc/dcp-metrics-included.csv; NVIDIA/dcgm-exporter#500), and the exporter copies the
+        # value into err_code (internal/pkg/collector/gpu_collector.go L323-331): a new XID is a
+        # new series.  So the alert is "this GPU shows an XID it did not show 10 minutes ago",
+        # per node and GPU only: the gauge outlives the pod that held the GPU, and the next
+        # holder, another team, did not cause it.
+        "max by (hostname, gpu, err_code, err_msg) (DCGM_FI_DEV_XID_ERRORS) > 0"
+        " unless max by (hostname, gpu, err_code, err_msg) (DCGM_FI_DEV_XID_ERRORS offset 10m)",
         "0m",
         "critical",
-        "GPU {{ $labels.gpu }} on {{ $labels.hostname }} reported XID error {{ $value }}",
+        "GPU {{ $labels.gpu }} on {{ $labels.hostname }} reported XID {{ $labels.err_code }} "
+        "({{ $labels.err_msg }})",
         "Look the XID up in NVIDIA's XID catalogue; most mean a driver or hardware fault: cordon "
-        "and replace the node.",
+        "and replace the node. The alert lasts 10 minutes per new XID; the same XID again is not "
+        "seen until the driver resets (the exporter keeps the last one).",
     ),
     Alert(
         "GpuPodsPending",

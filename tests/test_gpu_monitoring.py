@@ -126,6 +126,13 @@ def test_gpu_alert_summaries_name_the_node(name: str) -> None:
     assert "on node-a " in _expand(_alert(name).summary, NOTEBOOK)
 
 
+def test_xid_summary_names_the_node_and_the_xid() -> None:
+    labels = {"hostname": "node-a", "gpu": "0", "err_code": "79", "err_msg": "fallen off bus"}
+    summary = _expand(_alert("GpuXidErrors").summary, labels)
+    assert "on node-a " in summary
+    assert "XID 79 " in summary
+
+
 def test_unallocated_and_shared_gpus_carry_no_pod() -> None:
     """What the exporter does not map keeps no holder, not the exporter's own pod."""
     assert NOTEBOOK["pod"] == "notebook-0"
@@ -203,6 +210,47 @@ def test_gpu_pods_pending_sees_every_gpu_resource(tmp_path: Path) -> None:
                         for ns, pod in waiting.values()
                     ],
                 }
+            ],
+        },
+    )
+
+
+@needs_promtool
+def test_xid_alert_fires_once_per_new_xid_and_never_for_the_next_holder(tmp_path: Path) -> None:
+    """The exporter labels the field's value as err_code: a new XID is a new series, and the
+    value stays until the driver resets (dcgm-exporter fixture)."""
+
+    def xid(labels: dict[str, str], code: int) -> dict[str, str]:
+        value_labels = {"err_code": str(code), "err_msg": "Unknown Error" if code else "No Error"}
+        assert list(value_labels) == DCGM["xid_value_labels"]
+        return {**labels, **value_labels}
+
+    trainer = gpu("node-a", 0, (gpu_sharing.GPU, "research", "trainer-0", "tensorflow"))
+    next_team = gpu("node-a", 0, (gpu_sharing.GPU, "vision", "trainer-1", "tensorflow"))
+    other = gpu("node-b", 0)
+    metric = "DCGM_FI_DEV_XID_ERRORS"
+    fired = {"hostname": "node-a", "gpu": "0", "err_code": "79", "err_msg": "Unknown Error"}
+    _run(
+        tmp_path,
+        {
+            # XID 79 at minute 20 while research holds the GPU; vision gets it at minute 60 and
+            # the gauge still says 79; another node never has one.
+            "input_series": [
+                series(metric, xid(trainer, 0), "0x19"),
+                series(metric, xid(trainer, 79), "_x19 79x40"),
+                series(metric, xid(next_team, 79), "_x60 79x300"),
+                series(metric, xid(other, 0), "0x360"),
+            ],
+            "alert_rule_test": [
+                {"eval_time": "15m", "alertname": "GpuXidErrors", "exp_alerts": []},
+                {
+                    "eval_time": "22m",
+                    "alertname": "GpuXidErrors",
+                    "exp_alerts": [_expected("GpuXidErrors", fired)],
+                },
+                {"eval_time": "45m", "alertname": "GpuXidErrors", "exp_alerts": []},
+                {"eval_time": "62m", "alertname": "GpuXidErrors", "exp_alerts": []},
+                {"eval_time": "300m", "alertname": "GpuXidErrors", "exp_alerts": []},
             ],
         },
     )
