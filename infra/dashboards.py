@@ -71,7 +71,10 @@ GPU_DASHBOARD = _dashboard(
         (
             "GPU memory used",
             [("sum by (hostname, gpu) (DCGM_FI_DEV_FB_USED)", "{{hostname}} gpu {{gpu}}")],
-            "decmbytes",
+            # DCGM_FI_DEV_FB_USED is in MiB (NVIDIA/dcgm-exporter etc/dcp-metrics-included.csv):
+            # Grafana's mebibytes (grafana/grafana packages/grafana-data/src/valueFormats/
+            # categories.ts), not decmbytes (SI megabytes).
+            "mbytes",
         ),
         ("Power", [("sum by (hostname) (DCGM_FI_DEV_POWER_USAGE)", "{{hostname}}")], "watt"),
         (

@@ -25,6 +25,7 @@ SERVICE_MONITOR = facts(
     "prometheus-operator-servicemonitor", pinned=versions.PROMETHEUS_OPERATOR_VERSION
 )
 KSM = facts("kube-state-metrics-pod-resources", pinned=versions.KUBE_STATE_METRICS_VERSION)
+GRAFANA = facts("grafana-units", pinned=versions.KUBE_PROMETHEUS_STACK_GRAFANA_CHART)
 
 # The labels Prometheus gives the exporter's target (names from prometheus-operator, values
 # made up): the exporter's own pod in gpu-system.
@@ -330,3 +331,8 @@ def test_gpu_panels_group_by_labels_the_exporter_emits() -> None:
             assert grouped <= emitted, (panel["title"], grouped - emitted)
             legend = set(re.findall(r"\{\{(\w+)\}\}", target["legendFormat"]))
             assert legend <= emitted, (panel["title"], legend - emitted)
+
+
+def test_gpu_memory_panel_unit_is_mebibytes() -> None:
+    assert DCGM["fields"]["DCGM_FI_DEV_FB_USED"]["unit"] == "MiB"
+    assert _panel("GPU memory used")["fieldConfig"]["defaults"]["unit"] == GRAFANA["units"]["MiB"]
