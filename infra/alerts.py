@@ -7,9 +7,11 @@ severity, a summary and a runbook line, and is checked by `promtool` in the test
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from infra import gpu_sharing
 from infra.training_job_metrics import KIND_LABEL, NAME_LABEL, NAMESPACE_LABEL, SERIES
 
 
@@ -32,13 +34,36 @@ class Alert:
         }
 
 
+def _ksm_resource(name: str) -> str:
+    """A resource name as kube-state-metrics' `resource` label spells it: every character outside
+    [a-zA-Z0-9_] becomes "_" (kubernetes/kube-state-metrics@v2.20.0:internal/store/utils.go
+    L38,148-150, applied in internal/store/pod.go L258-286)."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+# Every resource a GPU pool advertises: whole GPUs, time-sliced shares, MIG slices.
+GPU_REQUESTS = "|".join(
+    [
+        _ksm_resource(gpu_sharing.GPU),
+        _ksm_resource(gpu_sharing.SHARED_GPU),
+        f"{_ksm_resource(gpu_sharing.MIG_PREFIX)}.*",
+    ]
+)
+
+# dcgm-exporter (4.6.0-4.8.3, as GPU Operator v26.7.0 ships it) names the node `hostname`
+# (NVIDIA/dcgm-exporter@d5e5f51:internal/pkg/rendermetrics/render_metrics.go L47; `Hostname`
+# before #655).  Its pod/namespace/container labels exist only on GPUs a pod holds through
+# nvidia.com/gpu or MIG; time-sliced shares and free GPUs carry none (infra/gpu_operator.py).
 GPU = [
     Alert(
         "GpuIdleWhileAllocated",
+        # Pods holding a whole GPU or a MIG slice.  Time-sliced pools (prod's serving) are out of
+        # scope: the exporter cannot say which of a shared GPU's pods is idle, and a serving
+        # pool's GPUs idle at low traffic by design (its minimum replicas).
         'avg_over_time(DCGM_FI_DEV_GPU_UTIL{pod!=""}[30m]) < 5',
         "15m",
         "warning",
-        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} is held by {{ $labels.namespace }}/"
+        "GPU {{ $labels.gpu }} on {{ $labels.hostname }} is held by {{ $labels.namespace }}/"
         "{{ $labels.pod }} but has been under 5% busy for 30 minutes",
         "A pod holds a GPU it does not use (an idle notebook, a stuck job): the node cannot scale "
         "down. Check the pod; notebooks are culled after kubeflow.notebooks.cullIdleMinutes.",
@@ -48,7 +73,7 @@ GPU = [
         "DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) > 0.95",
         "10m",
         "warning",
-        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} has used over 95% of its memory for 10m",
+        "GPU {{ $labels.gpu }} on {{ $labels.hostname }} has used over 95% of its memory for 10m",
         "Out-of-memory errors follow. On time-sliced pools check each server's "
         "--per_process_gpu_memory_fraction; otherwise lower the batch size.",
     ),
@@ -57,21 +82,31 @@ GPU = [
         "DCGM_FI_DEV_GPU_TEMP > 85",
         "5m",
         "critical",
-        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} is at {{ $value }} C",
+        "GPU {{ $labels.gpu }} on {{ $labels.hostname }} is at {{ $value }} C",
         "The GPU throttles and may fail. Drain the node (kubectl drain) and replace the instance.",
     ),
     Alert(
         "GpuXidErrors",
-        "max_over_time(DCGM_FI_DEV_XID_ERRORS[5m]) > 0",
+        # DCGM_FI_DEV_XID_ERRORS holds the last XID and keeps it until the driver resets
+        # (etc/dcp-metrics-included.csv; NVIDIA/dcgm-exporter#500), and the exporter copies the
+        # value into err_code (internal/pkg/collector/gpu_collector.go L323-331): a new XID is a
+        # new series.  So the alert is "this GPU shows an XID it did not show 10 minutes ago",
+        # per node and GPU only: the gauge outlives the pod that held the GPU, and the next
+        # holder, another team, did not cause it.
+        "max by (hostname, gpu, err_code, err_msg) (DCGM_FI_DEV_XID_ERRORS) > 0"
+        " unless max by (hostname, gpu, err_code, err_msg) (DCGM_FI_DEV_XID_ERRORS offset 10m)",
         "0m",
         "critical",
-        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reported XID error {{ $value }}",
+        "GPU {{ $labels.gpu }} on {{ $labels.hostname }} reported XID {{ $labels.err_code }} "
+        "({{ $labels.err_msg }})",
         "Look the XID up in NVIDIA's XID catalogue; most mean a driver or hardware fault: cordon "
-        "and replace the node.",
+        "and replace the node. The alert lasts 10 minutes per new XID; the same XID again is not "
+        "seen until the driver resets (the exporter keeps the last one).",
     ),
     Alert(
         "GpuPodsPending",
-        'sum by (namespace, pod) (kube_pod_container_resource_requests{resource="nvidia_com_gpu"}'
+        "sum by (namespace, pod) (kube_pod_container_resource_requests"
+        f'{{resource=~"{GPU_REQUESTS}"}}'
         ' * on (namespace, pod) group_left () (kube_pod_status_phase{phase="Pending"} == 1)) > 0',
         "15m",
         "warning",

@@ -58,23 +58,28 @@ GPU_DASHBOARD = _dashboard(
     [
         (
             "GPU utilisation by pod",
-            [("avg by (namespace, pod) (DCGM_FI_DEV_GPU_UTIL)", "{{namespace}}/{{pod}}")],
+            # Only GPUs a pod holds carry pod labels (infra/gpu_operator.py); the rest would be
+            # one unnamed line.
+            [('avg by (namespace, pod) (DCGM_FI_DEV_GPU_UTIL{pod!=""})', "{{namespace}}/{{pod}}")],
             "percent",
         ),
         (
             "GPU utilisation by node",
-            [("avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL)", "{{Hostname}}")],
+            [("avg by (hostname) (DCGM_FI_DEV_GPU_UTIL)", "{{hostname}}")],
             "percent",
         ),
         (
             "GPU memory used",
-            [("sum by (Hostname, gpu) (DCGM_FI_DEV_FB_USED)", "{{Hostname}} gpu {{gpu}}")],
-            "decmbytes",
+            [("sum by (hostname, gpu) (DCGM_FI_DEV_FB_USED)", "{{hostname}} gpu {{gpu}}")],
+            # DCGM_FI_DEV_FB_USED is in MiB (NVIDIA/dcgm-exporter etc/dcp-metrics-included.csv):
+            # Grafana's mebibytes (grafana/grafana packages/grafana-data/src/valueFormats/
+            # categories.ts), not decmbytes (SI megabytes).
+            "mbytes",
         ),
-        ("Power", [("sum by (Hostname) (DCGM_FI_DEV_POWER_USAGE)", "{{Hostname}}")], "watt"),
+        ("Power", [("sum by (hostname) (DCGM_FI_DEV_POWER_USAGE)", "{{hostname}}")], "watt"),
         (
             "Temperature",
-            [("max by (Hostname, gpu) (DCGM_FI_DEV_GPU_TEMP)", "{{Hostname}} gpu {{gpu}}")],
+            [("max by (hostname, gpu) (DCGM_FI_DEV_GPU_TEMP)", "{{hostname}} gpu {{gpu}}")],
             "celsius",
         ),
         (

@@ -44,15 +44,29 @@ def operator_values(settings: Settings) -> dict[str, Any]:
         "migManager": {"enabled": uses_mig, "config": {"default": "all-disabled"}},
         # Per-GPU metrics (utilisation, memory, temperature, XID errors), attributed to the pods
         # using each GPU, scraped through the exporter's ServiceMonitor.
+        #
+        # No NVIDIA_RESOURCE_NAMES: the exporter then links only nvidia.com/gpu and MIG devices
+        # to pods (NVIDIA/dcgm-exporter@d5e5f51:internal/pkg/transformation/kubernetes.go
+        # L74-76), so a time-sliced GPU (nvidia.com/gpu.shared) carries no pod.  Deliberately:
+        # listed there, a shared GPU's series would name whichever of its pods the kubelet lists
+        # last (the "<uuid>::<n>" branch of toDeviceToPod), a holder that is not the truth.
         "dcgmExporter": {
             "enabled": settings.monitoring.enabled,
             "serviceMonitor": {
                 "enabled": settings.monitoring.enabled,
                 "interval": "15s",
                 # The exporter labels each GPU's series with the pod holding it (namespace, pod,
-                # container); without honorLabels the exporter's own pod would overwrite them and
-                # GpuIdleWhileAllocated and the per-pod panels would see only the exporter.
+                # container), and only when a pod holds it (kubernetes.go L424-429).
+                # honorLabels keeps those labels (without it they become exported_*), and
+                # Prometheus fills in every target label a series lacks; so the target's own
+                # namespace/pod/container (the exporter's pod in gpu-system) are dropped, or
+                # every GPU nobody holds would look held by the exporter
+                # (prometheus-operator/prometheus-operator@v0.93.0:pkg/prometheus/promcfg.go
+                # L2100-2212: these relabelings run after the target labels are set; the GPU
+                # Operator copies them onto the ServiceMonitor,
+                # NVIDIA/gpu-operator@v26.7.0:controllers/object_controls.go L5002-5014).
                 "honorLabels": True,
+                "relabelings": [{"action": "labeldrop", "regex": "namespace|pod|container"}],
             },
         },
         # Operands run only where NFD finds an NVIDIA PCI device; they must tolerate the taint

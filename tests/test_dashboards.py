@@ -42,6 +42,7 @@ PROMQL_WORDS = {
     "sum", "avg", "max", "min", "count", "rate", "increase", "by", "on", "group_left",
     "histogram_quantile", "avg_over_time", "max_over_time", "le", "e6",
 }  # fmt: skip
+PROMQL_WORDS |= {"unless", "offset"}  # GpuXidErrors: a new XID is one absent 10 minutes ago
 
 
 def _inference_metrics() -> set[str]:
