@@ -165,13 +165,23 @@ STORAGE = [
 LOGGING = [
     Alert(
         "LogsDropped",
-        # Fluent Bit's own metrics: a chunk whose retries ran out is gone.
-        "sum by (namespace, pod, name) (increase(fluentbit_output_retries_failed_total[10m])) > 0",
+        # Fluent Bit's own counters, per output.  Records are dropped four ways: retries run out,
+        # a flush fails for good, an output without retries fails, and the oldest chunks are
+        # evicted when storage.total_limit_size is full (a long outage).  All four add to
+        # dropped_records_total; only the first moves retries_failed_total, which also counts a
+        # chunk whose record count is unknown (fluent/fluent-bit@v4.1.1:src/flb_engine.c
+        # L354-358, L381-395, L467-472; src/flb_input_chunk.c L204-216; both counters start at
+        # 0, src/flb_output.c L1270-1284, so the first drop is seen).
+        "sum by (namespace, pod, name) (increase(fluentbit_output_dropped_records_total[10m])) > 0"
+        " or sum by (namespace, pod, name)"
+        " (increase(fluentbit_output_retries_failed_total[10m])) > 0",
         "0m",
         "warning",
-        "Fluent Bit {{ $labels.pod }} dropped logs: output {{ $labels.name }} kept failing",
+        "Fluent Bit {{ $labels.pod }} dropped logs bound for output {{ $labels.name }}",
         "Read the pod's log for the output's errors (credentials, throttling, an unreachable "
-        "aggregator); logs keep buffering on the node's disk meanwhile.",
+        "aggregator; 'cannot be retried' marks a chunk whose retries ran out). Logs buffer on "
+        "the node's disk while an output fails; once that buffer (storage.total_limit_size) is "
+        "full the oldest chunks are dropped, which Fluent Bit logs only at debug level.",
     ),
 ]
 

@@ -166,11 +166,29 @@ def test_promtool_test_catches_a_wrong_expectation(tmp_path: Path) -> None:
     assert _promtool("test", "rules", str(test_file)).returncode != 0
 
 
+FLUENT_BIT = facts("fluent-bit-output-metrics", pinned=versions.FLUENT_BIT_VERSION)
+
+
+def _fluent_bit_series(
+    labels: dict[str, str], moving: list[str], minutes: int = 40
+) -> list[dict[str, str]]:
+    """Every output counter of one Fluent Bit pod: 0 from the start (the output sets them), and
+    those in `moving` stepping up at minute 20, as one event of that kind makes them."""
+    return [
+        series(metric, labels, f"0x20 3x{minutes - 20}" if key in moving else f"0x{minutes}")
+        for key, metric in FLUENT_BIT["counters"].items()
+    ]
+
+
 @needs_promtool
-def test_logs_dropped_fires_when_a_chunk_runs_out_of_retries(tmp_path: Path) -> None:
-    dropping = {"namespace": "logging", "pod": "fluent-bit-a", "name": "cloudwatch_logs.0"}
-    fine = {"namespace": "logging", "pod": "fluent-bit-b", "name": "cloudwatch_logs.0"}
-    metric = "fluentbit_output_retries_failed_total"
+@pytest.mark.parametrize("drop", sorted(FLUENT_BIT["drops"]))
+def test_logs_dropped_fires_for_every_way_fluent_bit_drops_records(
+    tmp_path: Path, drop: str
+) -> None:
+    target = {"namespace": "logging", "pod": "fluent-bit-a"}
+    dropping = {**target, FLUENT_BIT["label"]: "cloudwatch_logs.0"}
+    retrying = {**target, "pod": "fluent-bit-b", FLUENT_BIT["label"]: "cloudwatch_logs.0"}
+    fine = {**target, "pod": "fluent-bit-c", FLUENT_BIT["label"]: "cloudwatch_logs.0"}
 
     tests = {
         "rule_files": [str(_rule_file(tmp_path))],
@@ -178,10 +196,11 @@ def test_logs_dropped_fires_when_a_chunk_runs_out_of_retries(tmp_path: Path) -> 
         "tests": [
             {
                 "interval": "1m",
-                # One pod's counter steps up at minute 20; the other's never moves.
                 "input_series": [
-                    series(metric, dropping, "0x20 3x20"),
-                    series(metric, fine, "0x40"),
+                    *_fluent_bit_series(dropping, FLUENT_BIT["drops"][drop]),
+                    # A scheduled retry loses nothing.
+                    *_fluent_bit_series(retrying, FLUENT_BIT["not_a_drop"]),
+                    *_fluent_bit_series(fine, []),
                 ],
                 "alert_rule_test": [
                     {"eval_time": "15m", "alertname": "LogsDropped", "exp_alerts": []},
