@@ -81,6 +81,9 @@ GPU = [
     ),
 ]
 
+# The inference API's routes that answer predictions (inference/metrics.py PREDICTION_ROUTES).
+PREDICTIONS = 'route=~"predict|digit"'
+
 SERVING = [
     Alert(
         "TfServingErrorRate",
@@ -103,11 +106,15 @@ SERVING = [
     ),
     Alert(
         "InferenceApiErrorRate",
-        'sum by (namespace, service) (rate(inference_requests_total{status=~"5.."}[5m]))'
-        " / sum by (namespace, service) (rate(inference_requests_total[5m])) > 0.05",
+        # Over predictions only (inference/metrics.py PREDICTION_ROUTES): the probes are not
+        # counted, and a route such as the model-status GET would dilute the rate at low traffic.
+        f"sum by (namespace, service) (rate(inference_requests_total{{{PREDICTIONS},"
+        'status=~"5.."}[5m]))'
+        f" / sum by (namespace, service) (rate(inference_requests_total{{{PREDICTIONS}}}[5m]))"
+        " > 0.05",
         "10m",
         "critical",
-        "The inference API {{ $labels.service }} fails over 5% of requests",
+        "The inference API {{ $labels.service }} fails over 5% of predictions",
         "5xx means the server failed, not the client: check /readyz and the logs.",
     ),
     Alert(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from inference.metrics import PREDICTION_ROUTES
 from infra import alerts, training_job_metrics, versions
 from tests import custom_resource_state
 from tests.upstream_facts import facts
@@ -134,6 +135,72 @@ def test_gpu_idle_and_error_rate_alerts_fire_only_when_they_should(tmp_path: Pat
     result = _promtool("test", "rules", str(test_file))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+# What Prometheus adds to every series it scrapes from an inference API pod through its
+# ServiceMonitor (prometheus-operator's target labels; values made up).
+INFERENCE_TARGET = {
+    "job": "inference-mnist",
+    "namespace": "serving",
+    "service": "inference-mnist",
+    "endpoint": "http",
+    "container": "inference",
+}
+
+
+@needs_promtool
+def test_inference_error_rate_is_over_predictions_only(tmp_path: Path) -> None:
+    """A quiet model failing 20% of its predictions alerts, whatever else the pods count.
+
+    Per minute: 3 predictions (0.05 rps) of which 0.6 fail with 500, spread over two pods, and
+    the readiness probe's /readyz every 10 s on each pod, as servers built before probes went
+    uncounted report it (route="readyz"), plus model-status GETs with client errors.
+    """
+    pods = [
+        {**INFERENCE_TARGET, "pod": f"inference-mnist-6c9f-{p}", "instance": f"10.0.1.{i}:8080"}
+        for i, p in enumerate(("a", "b"), start=10)
+    ]
+    inputs = []
+    for pod in pods:
+        inputs += [
+            series("inference_requests_total", {**pod, "route": "predict", "status": "200"},
+                   "0+1.2x40"),
+            series("inference_requests_total", {**pod, "route": "predict", "status": "500"},
+                   "0+0.3x40"),
+            series("inference_requests_total", {**pod, "route": "readyz", "status": "200"},
+                   "0+6x40"),
+            series("inference_requests_total", {**pod, "route": "status", "status": "404"},
+                   "0+1x40"),
+        ]  # fmt: skip
+    labels = {"namespace": "serving", "service": "inference-mnist"}
+    tests = {
+        "rule_files": [str(_rule_file(tmp_path))],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": inputs,
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "InferenceApiErrorRate", "exp_alerts": []},
+                    {
+                        "eval_time": "30m",
+                        "alertname": "InferenceApiErrorRate",
+                        "exp_alerts": [_expected("InferenceApiErrorRate", labels)],
+                    },
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "tests.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = _promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_inference_error_rate_divides_the_routes_that_predict() -> None:
+    [alert] = [a for a in alerts.SERVING if a.name == "InferenceApiErrorRate"]
+    routes = set(re.findall(r'route=~"([^"]+)"', alert.expr))
+    assert routes == {"|".join(PREDICTION_ROUTES)}, alert.expr
 
 
 @needs_promtool
