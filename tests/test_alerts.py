@@ -14,6 +14,7 @@ import yaml
 
 from inference.metrics import PREDICTION_ROUTES
 from infra import alerts, training_job_metrics, versions
+from infra import labels as platform_labels
 from tests import custom_resource_state
 from tests.upstream_facts import facts
 
@@ -49,8 +50,14 @@ def _expand(template: str, labels: dict[str, str]) -> str:
 
 def _expected(name: str, labels: dict[str, str]) -> dict[str, Any]:
     [alert] = [a for group in alerts.GROUPS.values() for a in group if a.name == name]
+    # The rule's own labels, templated from the series (an empty one is no label).
+    extra = {k: _expand(v, labels) for k, v in alert.labels.items()}
     return {
-        "exp_labels": {**labels, "severity": alert.severity},
+        "exp_labels": {
+            **labels,
+            **{k: v for k, v in extra.items() if v},
+            "severity": alert.severity,
+        },
         "exp_annotations": {"summary": _expand(alert.summary, labels), "runbook": alert.runbook},
     }
 
@@ -201,6 +208,97 @@ def test_inference_error_rate_divides_the_routes_that_predict() -> None:
     [alert] = [a for a in alerts.SERVING if a.name == "InferenceApiErrorRate"]
     routes = set(re.findall(r'route=~"([^"]+)"', alert.expr))
     assert routes == {"|".join(PREDICTION_ROUTES)}, alert.expr
+
+
+OPERATOR_SCRAPE = facts("prometheus-operator-scrape", pinned=versions.PROMETHEUS_OPERATOR_VERSION)
+# The series label a ServiceMonitor's targetLabels makes of the team label on serving's Services.
+TEAM_SERIES_LABEL = re.sub(
+    OPERATOR_SCRAPE["target_labels"]["invalid_label_chars"], "_", platform_labels.TEAM
+)
+
+
+@needs_promtool
+def test_serving_alerts_carry_the_models_team(tmp_path: Path) -> None:
+    """Every serving alert is about one team's model: it says which, for routing by team."""
+    team = {TEAM_SERIES_LABEL: "research"}
+    tfs = {
+        **INFERENCE_TARGET,
+        **team,
+        "job": "tfserving-mnist",
+        "service": "tfserving-mnist",
+        "container": "tfserving",
+        "pod": "tfserving-mnist-7f-a",
+        "instance": "10.0.1.9:8501",
+    }
+    api = {
+        **INFERENCE_TARGET,
+        **team,
+        "pod": "inference-mnist-6c9f-a",
+        "instance": "10.0.1.10:8080",
+    }
+    tfs_latency = {**tfs, "model_name": "mnist", "API": "predict", "entrypoint": "REST"}
+    api_latency = {**api, "route": "predict", "status": "200"}
+    inputs = [
+        series(":tensorflow:serving:request_count", {**tfs, "model_name": "mnist",
+               "status": "OK"}, "0+50x40"),
+        series(":tensorflow:serving:request_count", {**tfs, "model_name": "mnist",
+               "status": "INTERNAL"}, "0+50x40"),
+        # Every request between 100 ms and 1 s (microseconds; seconds for the API).
+        series(":tensorflow:serving:request_latency_bucket", {**tfs_latency, "le": "100000"},
+               "0x40"),
+        series(":tensorflow:serving:request_latency_bucket", {**tfs_latency, "le": "1e+06"},
+               "0+100x40"),
+        series(":tensorflow:serving:request_latency_bucket", {**tfs_latency, "le": "+Inf"},
+               "0+100x40"),
+        series("inference_requests_total", {**api, "route": "predict", "status": "500"},
+               "0+10x40"),
+        series("inference_request_duration_seconds_bucket", {**api_latency, "le": "0.1"},
+               "0x40"),
+        series("inference_request_duration_seconds_bucket", {**api_latency, "le": "1.0"},
+               "0+100x40"),
+        series("inference_request_duration_seconds_bucket", {**api_latency, "le": "+Inf"},
+               "0+100x40"),
+        series("inference_model_version", api, "0x40"),
+    ]  # fmt: skip
+    by_model = {"namespace": "serving", "model_name": "mnist", **team}
+    by_service = {"namespace": "serving", "service": "inference-mnist", **team}
+    expected = {
+        "TfServingErrorRate": by_model,
+        "TfServingSlow": by_model,
+        "InferenceApiErrorRate": by_service,
+        "InferenceApiSlow": by_service,
+        "InferenceModelNotLoaded": api,
+    }
+    tests = {
+        "rule_files": [str(_rule_file(tmp_path))],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": inputs,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "30m",
+                        "alertname": name,
+                        "exp_alerts": [
+                            {
+                                **_expected(name, labels),
+                                "exp_labels": {
+                                    **_expected(name, labels)["exp_labels"],
+                                    "team": "research",
+                                },
+                            }
+                        ],
+                    }
+                    for name, labels in expected.items()
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "tests.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = _promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @needs_promtool

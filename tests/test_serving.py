@@ -283,10 +283,11 @@ def test_unready_pods_are_evicted_regardless_of_the_budget_under_always_allow() 
 
 def test_tf_serving_error_rate_reads_labels_its_request_count_has() -> None:
     """TfServingErrorRate divides request_count by status per model: labels that counter has
-    (plus the target's namespace), and the gRPC health checks the probes send are not in it."""
+    (plus target labels), and the gRPC health checks the probes send are not in it."""
     [alert] = [a for a in alerts.SERVING if a.name == "TfServingErrorRate"]
     assert "grpc_health" not in TF_SERVING["request_count_recorded_by"]
-    allowed = {*TF_SERVING["request_count_labels"], "namespace"}
+    # The target's namespace and the team label its ServiceMonitor copies from the Service.
+    allowed = {*TF_SERVING["request_count_labels"], "namespace", alerts.TEAM_SERIES_LABEL}
     matchers = set(re.findall(r"(\w+)\s*!?=~?\s*\"", alert.expr))
     grouping = {
         label.strip()
