@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from inference.batcher import Batcher, NoModel
-from inference.metrics import Metrics
+from inference.metrics import DIGIT, PREDICT, Metrics
 from inference.model_store import ModelStore, Predict, load_version
 from inference.payloads import BadRequest, parse_image, parse_instances
 
@@ -195,19 +195,20 @@ def create_app(config: Config, loader: Callable[[Path], Predict] = load_version)
     @app.post("/v1/models/{call}")
     async def call(call: str, request: Request) -> Response:
         name, _, method = call.partition(":")
-        if method == "predict":
-            return await service.timed("predict", lambda: service.predict(name, request))
-        if method == "digit":
-            return await service.timed("digit", lambda: service.digit(name, request))
+        if method == PREDICT:
+            return await service.timed(PREDICT, lambda: service.predict(name, request))
+        if method == DIGIT:
+            return await service.timed(DIGIT, lambda: service.digit(name, request))
         return error(f"unknown method {method!r} in {call!r}; use :predict or :digit", 404)
 
     @app.get("/healthz")
     async def healthz() -> Response:
         return JSONResponse({"status": "ok"})
 
+    # The probes are not timed: they are the kubelet's, not traffic (inference/metrics.py).
     @app.get("/readyz")
     async def readyz() -> Response:
-        return await service.timed("readyz", service.ready)
+        return await service.ready()
 
     @app.get("/metrics")
     async def metrics() -> Response:

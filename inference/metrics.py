@@ -8,6 +8,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
+# The routes that answer predictions, whose requests the error-rate alert divides
+# (infra/alerts.py).  The probes (/healthz, /readyz) and /metrics are not counted at all.
+PREDICT = "predict"
+DIGIT = "digit"
+PREDICTION_ROUTES = (PREDICT, DIGIT)
+
 
 class Metrics:
     def __init__(self) -> None:

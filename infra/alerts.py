@@ -8,10 +8,10 @@ severity, a summary and a runbook line, and is checked by `promtool` in the test
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from infra import gpu_sharing
+from infra import gpu_sharing, labels
 from infra.training_job_metrics import KIND_LABEL, NAME_LABEL, NAMESPACE_LABEL, SERIES
 
 
@@ -23,13 +23,15 @@ class Alert:
     severity: Literal["critical", "warning", "info"]
     summary: str
     runbook: str
+    # Labels the alert adds, templated from the series (an empty value sets no label).
+    labels: dict[str, str] = field(default_factory=dict)
 
     def rule(self) -> dict[str, Any]:
         return {
             "alert": self.name,
             "expr": self.expr,
             "for": self.duration,
-            "labels": {"severity": self.severity},
+            "labels": {**self.labels, "severity": self.severity},
             "annotations": {"summary": self.summary, "runbook": self.runbook},
         }
 
@@ -116,43 +118,68 @@ GPU = [
     ),
 ]
 
+# The inference API's routes that answer predictions (inference/metrics.py PREDICTION_ROUTES).
+PREDICTIONS = 'route=~"predict|digit"'
+
+# Serving's Services carry their model's team (workloads/serving.py) and its ServiceMonitors
+# copy that label onto every series as a target label, named with each character outside
+# [a-zA-Z0-9_] made "_" (prometheus-operator/prometheus-operator@v0.93.0:pkg/prometheus/
+# promcfg.go L74-78, L2156-2164; kube-prometheus-stack 88.5.3 ships v0.93.1).
+TEAM_SERIES_LABEL = re.sub(r"[^a-zA-Z0-9_]", "_", labels.TEAM)
+# Every serving alert names the team whose model it is about, for routing by team (they all
+# carry namespace="serving").
+SERVING_TEAM = {"team": f"{{{{ $labels.{TEAM_SERIES_LABEL} }}}}"}
+
+# What the serving rules aggregate by: the model (TF Serving) or the API's Service, and its team.
+BY_MODEL = f"namespace, model_name, {TEAM_SERIES_LABEL}"
+BY_SERVICE = f"namespace, service, {TEAM_SERIES_LABEL}"
+
 SERVING = [
     Alert(
         "TfServingErrorRate",
-        'sum by (namespace, model_name) (rate(:tensorflow:serving:request_count{status!="OK"}[5m]))'
-        " / sum by (namespace, model_name) (rate(:tensorflow:serving:request_count[5m])) > 0.05",
+        f"sum by ({BY_MODEL}) "
+        '(rate(:tensorflow:serving:request_count{status!="OK"}[5m]))'
+        f" / sum by ({BY_MODEL}) (rate(:tensorflow:serving:request_count[5m])) > 0.05",
         "10m",
         "critical",
         "TF Serving answers over 5% of {{ $labels.model_name }} requests with errors",
         "Check the model's newest version (a bad export?) and the server logs.",
+        SERVING_TEAM,
     ),
     Alert(
         "TfServingSlow",
-        "histogram_quantile(0.99, sum by (le, namespace, model_name) "
+        f"histogram_quantile(0.99, sum by (le, {BY_MODEL}) "
         "(rate(:tensorflow:serving:request_latency_bucket[5m]))) > 100000",
         "10m",
         "warning",
         "TF Serving's p99 latency for {{ $labels.model_name }} is over 100 ms",
         "The servers are saturated: check the HPA's replicas against its maximum and the "
         "batching settings.",
+        SERVING_TEAM,
     ),
     Alert(
         "InferenceApiErrorRate",
-        'sum by (namespace, service) (rate(inference_requests_total{status=~"5.."}[5m]))'
-        " / sum by (namespace, service) (rate(inference_requests_total[5m])) > 0.05",
+        # Over predictions only (inference/metrics.py PREDICTION_ROUTES): the probes are not
+        # counted, and a route such as the model-status GET would dilute the rate at low traffic.
+        f"sum by ({BY_SERVICE}) "
+        f'(rate(inference_requests_total{{{PREDICTIONS},status=~"5.."}}[5m]))'
+        f" / sum by ({BY_SERVICE}) (rate(inference_requests_total{{{PREDICTIONS}}}[5m]))"
+        " > 0.05",
         "10m",
         "critical",
-        "The inference API {{ $labels.service }} fails over 5% of requests",
+        "The inference API {{ $labels.service }} fails over 5% of predictions",
         "5xx means the server failed, not the client: check /readyz and the logs.",
+        SERVING_TEAM,
     ),
     Alert(
         "InferenceApiSlow",
-        "histogram_quantile(0.99, sum by (le, namespace, service) "
+        f"histogram_quantile(0.99, sum by (le, {BY_SERVICE}) "
         '(rate(inference_request_duration_seconds_bucket{route="predict"}[5m]))) > 0.1',
         "10m",
         "warning",
         "The inference API {{ $labels.service }} answers predictions in over 100 ms (p99)",
         "Check replicas against the HPA maximum and --max-batch-size / --batch-timeout-ms.",
+        SERVING_TEAM,
     ),
     Alert(
         "InferenceModelNotLoaded",
@@ -163,6 +190,7 @@ SERVING = [
         "No version under the model's base path loads: check the training job's export and the "
         "server log for rejected versions (/readyz says which). On a new stack it fires until "
         "the training job exports the first version; the servers wait for it, unready.",
+        SERVING_TEAM,
     ),
 ]
 
@@ -183,6 +211,8 @@ TRAINING = [
         "backoffLimit (a worker kept failing: read the workers' logs) or ran past "
         "activeDeadlineSeconds. Finished jobs are kept, so the alert lasts until the job is "
         "fixed (a changed declaration replaces and reruns it) or removed from the stack.",
+        # A team's jobs run in its namespace, named after the team (infra/namespaces.py).
+        {"team": f"{{{{ $labels.{NAMESPACE_LABEL} }}}}"},
     ),
 ]
 
@@ -200,13 +230,23 @@ STORAGE = [
 LOGGING = [
     Alert(
         "LogsDropped",
-        # Fluent Bit's own metrics: a chunk whose retries ran out is gone.
-        "sum by (namespace, pod, name) (increase(fluentbit_output_retries_failed_total[10m])) > 0",
+        # Fluent Bit's own counters, per output.  Records are dropped four ways: retries run out,
+        # a flush fails for good, an output without retries fails, and the oldest chunks are
+        # evicted when storage.total_limit_size is full (a long outage).  All four add to
+        # dropped_records_total; only the first moves retries_failed_total, which also counts a
+        # chunk whose record count is unknown (fluent/fluent-bit@v4.1.1:src/flb_engine.c
+        # L354-358, L381-395, L467-472; src/flb_input_chunk.c L204-216; both counters start at
+        # 0, src/flb_output.c L1270-1284, so the first drop is seen).
+        "sum by (namespace, pod, name) (increase(fluentbit_output_dropped_records_total[10m])) > 0"
+        " or sum by (namespace, pod, name)"
+        " (increase(fluentbit_output_retries_failed_total[10m])) > 0",
         "0m",
         "warning",
-        "Fluent Bit {{ $labels.pod }} dropped logs: output {{ $labels.name }} kept failing",
+        "Fluent Bit {{ $labels.pod }} dropped logs bound for output {{ $labels.name }}",
         "Read the pod's log for the output's errors (credentials, throttling, an unreachable "
-        "aggregator); logs keep buffering on the node's disk meanwhile.",
+        "aggregator; 'cannot be retried' marks a chunk whose retries ran out). Logs buffer on "
+        "the node's disk while an output fails; once that buffer (storage.total_limit_size) is "
+        "full the oldest chunks are dropped, which Fluent Bit logs only at debug level.",
     ),
 ]
 

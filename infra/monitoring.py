@@ -245,18 +245,29 @@ class Monitoring(pulumi.ComponentResource):
 
 
 def service_monitor(
-    name: str, namespace: str, selector: dict[str, str], port: str, path: str
+    name: str,
+    namespace: str,
+    selector: dict[str, str],
+    port: str,
+    path: str,
+    *,
+    target_labels: list[str] | None = None,
 ) -> dict[str, Any]:
-    """A ServiceMonitor scraping `path` on the named port of the Services matching `selector`."""
+    """A ServiceMonitor scraping `path` on the named port of the Services matching `selector`;
+    `target_labels` are Service labels copied onto every series (prometheus-operator's
+    `targetLabels`)."""
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector},
+        "namespaceSelector": {"matchNames": [namespace]},
+        "endpoints": [{"port": port, "path": path, "interval": "30s", "scrapeTimeout": "10s"}],
+    }
+    if target_labels:
+        spec["targetLabels"] = target_labels
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
         "metadata": {"name": name, "namespace": namespace, "labels": labels.common("monitoring")},
-        "spec": {
-            "selector": {"matchLabels": selector},
-            "namespaceSelector": {"matchNames": [namespace]},
-            "endpoints": [{"port": port, "path": path, "interval": "30s", "scrapeTimeout": "10s"}],
-        },
+        "spec": spec,
     }
 
 

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from inference.metrics import PREDICTION_ROUTES
 from infra import alerts, training_job_metrics, versions
+from infra import labels as platform_labels
 from tests import custom_resource_state
 from tests.upstream_facts import facts
 
@@ -48,8 +50,14 @@ def _expand(template: str, labels: dict[str, str]) -> str:
 
 def _expected(name: str, labels: dict[str, str]) -> dict[str, Any]:
     [alert] = [a for group in alerts.GROUPS.values() for a in group if a.name == name]
+    # The rule's own labels, templated from the series (an empty one is no label).
+    extra = {k: _expand(v, labels) for k, v in alert.labels.items()}
     return {
-        "exp_labels": {**labels, "severity": alert.severity},
+        "exp_labels": {
+            **labels,
+            **{k: v for k, v in extra.items() if v},
+            "severity": alert.severity,
+        },
         "exp_annotations": {"summary": _expand(alert.summary, labels), "runbook": alert.runbook},
     }
 
@@ -136,6 +144,163 @@ def test_gpu_idle_and_error_rate_alerts_fire_only_when_they_should(tmp_path: Pat
     assert "SUCCESS" in result.stdout
 
 
+# What Prometheus adds to every series it scrapes from an inference API pod through its
+# ServiceMonitor (prometheus-operator's target labels; values made up).
+INFERENCE_TARGET = {
+    "job": "inference-mnist",
+    "namespace": "serving",
+    "service": "inference-mnist",
+    "endpoint": "http",
+    "container": "inference",
+}
+
+
+@needs_promtool
+def test_inference_error_rate_is_over_predictions_only(tmp_path: Path) -> None:
+    """A quiet model failing 20% of its predictions alerts, whatever else the pods count.
+
+    Per minute: 3 predictions (0.05 rps) of which 0.6 fail with 500, spread over two pods, and
+    the readiness probe's /readyz every 10 s on each pod, as servers built before probes went
+    uncounted report it (route="readyz"), plus model-status GETs with client errors.
+    """
+    pods = [
+        {**INFERENCE_TARGET, "pod": f"inference-mnist-6c9f-{p}", "instance": f"10.0.1.{i}:8080"}
+        for i, p in enumerate(("a", "b"), start=10)
+    ]
+    inputs = []
+    for pod in pods:
+        inputs += [
+            series("inference_requests_total", {**pod, "route": "predict", "status": "200"},
+                   "0+1.2x40"),
+            series("inference_requests_total", {**pod, "route": "predict", "status": "500"},
+                   "0+0.3x40"),
+            series("inference_requests_total", {**pod, "route": "readyz", "status": "200"},
+                   "0+6x40"),
+            series("inference_requests_total", {**pod, "route": "status", "status": "404"},
+                   "0+1x40"),
+        ]  # fmt: skip
+    labels = {"namespace": "serving", "service": "inference-mnist"}
+    tests = {
+        "rule_files": [str(_rule_file(tmp_path))],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": inputs,
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "InferenceApiErrorRate", "exp_alerts": []},
+                    {
+                        "eval_time": "30m",
+                        "alertname": "InferenceApiErrorRate",
+                        "exp_alerts": [_expected("InferenceApiErrorRate", labels)],
+                    },
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "tests.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = _promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_inference_error_rate_divides_the_routes_that_predict() -> None:
+    [alert] = [a for a in alerts.SERVING if a.name == "InferenceApiErrorRate"]
+    routes = set(re.findall(r'route=~"([^"]+)"', alert.expr))
+    assert routes == {"|".join(PREDICTION_ROUTES)}, alert.expr
+
+
+OPERATOR_SCRAPE = facts("prometheus-operator-scrape", pinned=versions.PROMETHEUS_OPERATOR_VERSION)
+# The series label a ServiceMonitor's targetLabels makes of the team label on serving's Services.
+TEAM_SERIES_LABEL = re.sub(
+    OPERATOR_SCRAPE["target_labels"]["invalid_label_chars"], "_", platform_labels.TEAM
+)
+
+
+@needs_promtool
+def test_serving_alerts_carry_the_models_team(tmp_path: Path) -> None:
+    """Every serving alert is about one team's model: it says which, for routing by team."""
+    team = {TEAM_SERIES_LABEL: "research"}
+    tfs = {
+        **INFERENCE_TARGET,
+        **team,
+        "job": "tfserving-mnist",
+        "service": "tfserving-mnist",
+        "container": "tfserving",
+        "pod": "tfserving-mnist-7f-a",
+        "instance": "10.0.1.9:8501",
+    }
+    api = {
+        **INFERENCE_TARGET,
+        **team,
+        "pod": "inference-mnist-6c9f-a",
+        "instance": "10.0.1.10:8080",
+    }
+    tfs_latency = {**tfs, "model_name": "mnist", "API": "predict", "entrypoint": "REST"}
+    api_latency = {**api, "route": "predict", "status": "200"}
+    inputs = [
+        series(":tensorflow:serving:request_count", {**tfs, "model_name": "mnist",
+               "status": "OK"}, "0+50x40"),
+        series(":tensorflow:serving:request_count", {**tfs, "model_name": "mnist",
+               "status": "INTERNAL"}, "0+50x40"),
+        # Every request between 100 ms and 1 s (microseconds; seconds for the API).
+        series(":tensorflow:serving:request_latency_bucket", {**tfs_latency, "le": "100000"},
+               "0x40"),
+        series(":tensorflow:serving:request_latency_bucket", {**tfs_latency, "le": "1e+06"},
+               "0+100x40"),
+        series(":tensorflow:serving:request_latency_bucket", {**tfs_latency, "le": "+Inf"},
+               "0+100x40"),
+        series("inference_requests_total", {**api, "route": "predict", "status": "500"},
+               "0+10x40"),
+        series("inference_request_duration_seconds_bucket", {**api_latency, "le": "0.1"},
+               "0x40"),
+        series("inference_request_duration_seconds_bucket", {**api_latency, "le": "1.0"},
+               "0+100x40"),
+        series("inference_request_duration_seconds_bucket", {**api_latency, "le": "+Inf"},
+               "0+100x40"),
+        series("inference_model_version", api, "0x40"),
+    ]  # fmt: skip
+    by_model = {"namespace": "serving", "model_name": "mnist", **team}
+    by_service = {"namespace": "serving", "service": "inference-mnist", **team}
+    expected = {
+        "TfServingErrorRate": by_model,
+        "TfServingSlow": by_model,
+        "InferenceApiErrorRate": by_service,
+        "InferenceApiSlow": by_service,
+        "InferenceModelNotLoaded": api,
+    }
+    tests = {
+        "rule_files": [str(_rule_file(tmp_path))],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": inputs,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "30m",
+                        "alertname": name,
+                        "exp_alerts": [
+                            {
+                                **_expected(name, labels),
+                                "exp_labels": {
+                                    **_expected(name, labels)["exp_labels"],
+                                    "team": "research",
+                                },
+                            }
+                        ],
+                    }
+                    for name, labels in expected.items()
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "tests.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = _promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @needs_promtool
 def test_promtool_test_catches_a_wrong_expectation(tmp_path: Path) -> None:
     """A control: the harness above would notice an alert that does not fire."""
@@ -166,11 +331,29 @@ def test_promtool_test_catches_a_wrong_expectation(tmp_path: Path) -> None:
     assert _promtool("test", "rules", str(test_file)).returncode != 0
 
 
+FLUENT_BIT = facts("fluent-bit-output-metrics", pinned=versions.FLUENT_BIT_VERSION)
+
+
+def _fluent_bit_series(
+    labels: dict[str, str], moving: list[str], minutes: int = 40
+) -> list[dict[str, str]]:
+    """Every output counter of one Fluent Bit pod: 0 from the start (the output sets them), and
+    those in `moving` stepping up at minute 20, as one event of that kind makes them."""
+    return [
+        series(metric, labels, f"0x20 3x{minutes - 20}" if key in moving else f"0x{minutes}")
+        for key, metric in FLUENT_BIT["counters"].items()
+    ]
+
+
 @needs_promtool
-def test_logs_dropped_fires_when_a_chunk_runs_out_of_retries(tmp_path: Path) -> None:
-    dropping = {"namespace": "logging", "pod": "fluent-bit-a", "name": "cloudwatch_logs.0"}
-    fine = {"namespace": "logging", "pod": "fluent-bit-b", "name": "cloudwatch_logs.0"}
-    metric = "fluentbit_output_retries_failed_total"
+@pytest.mark.parametrize("drop", sorted(FLUENT_BIT["drops"]))
+def test_logs_dropped_fires_for_every_way_fluent_bit_drops_records(
+    tmp_path: Path, drop: str
+) -> None:
+    target = {"namespace": "logging", "pod": "fluent-bit-a"}
+    dropping = {**target, FLUENT_BIT["label"]: "cloudwatch_logs.0"}
+    retrying = {**target, "pod": "fluent-bit-b", FLUENT_BIT["label"]: "cloudwatch_logs.0"}
+    fine = {**target, "pod": "fluent-bit-c", FLUENT_BIT["label"]: "cloudwatch_logs.0"}
 
     tests = {
         "rule_files": [str(_rule_file(tmp_path))],
@@ -178,10 +361,11 @@ def test_logs_dropped_fires_when_a_chunk_runs_out_of_retries(tmp_path: Path) -> 
         "tests": [
             {
                 "interval": "1m",
-                # One pod's counter steps up at minute 20; the other's never moves.
                 "input_series": [
-                    series(metric, dropping, "0x20 3x20"),
-                    series(metric, fine, "0x40"),
+                    *_fluent_bit_series(dropping, FLUENT_BIT["drops"][drop]),
+                    # A scheduled retry loses nothing.
+                    *_fluent_bit_series(retrying, FLUENT_BIT["not_a_drop"]),
+                    *_fluent_bit_series(fine, []),
                 ],
                 "alert_rule_test": [
                     {"eval_time": "15m", "alertname": "LogsDropped", "exp_alerts": []},

@@ -9,9 +9,10 @@ import pytest
 
 from harness.render import kubernetes_objects
 from inference.metrics import Metrics
-from infra import alerts, training_job_metrics
+from infra import alerts, training_job_metrics, versions
 from infra.dashboards import DASHBOARDS, SIDECAR_LABEL
 from tests.conftest import STACKS, stack_run
+from tests.upstream_facts import facts
 
 # The DCGM exporter's default counters (NVIDIA/dcgm-exporter etc/default-counters.csv).
 DCGM = {
@@ -36,10 +37,12 @@ TRAINING = {"training_operator_jobs_failed_total"}
 # (infra/training_job_metrics.py; tests/test_monitoring.py derives the name from kube-state-metrics'
 # own naming rule at the pinned version).
 CUSTOM_RESOURCES = {training_job_metrics.SERIES}
-# Fluent Bit's /api/v2/metrics/prometheus (output counters).
-FLUENT_BIT = {"fluentbit_output_retries_failed_total"}
+# Fluent Bit's /api/v2/metrics/prometheus (output counters, tests/upstream).
+FLUENT_BIT = set(
+    facts("fluent-bit-output-metrics", pinned=versions.FLUENT_BIT_VERSION)["counters"].values()
+)
 PROMQL_WORDS = {
-    "sum", "avg", "max", "min", "count", "rate", "increase", "by", "on", "group_left",
+    "sum", "avg", "max", "min", "count", "rate", "increase", "by", "on", "group_left", "or",
     "histogram_quantile", "avg_over_time", "max_over_time", "le", "e6",
 }  # fmt: skip
 PROMQL_WORDS |= {"unless", "offset"}  # GpuXidErrors: a new XID is one absent 10 minutes ago

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import threading
 import time
@@ -17,6 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from inference import server as cli
+from inference.metrics import PREDICT, PREDICTION_ROUTES
 from tests.servers import Running
 
 
@@ -261,3 +263,28 @@ def test_bad_flags_are_refused(
         cli.parse_args(["--model-base-path", "/tmp", "--model-name", "mnist", *flags])
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def _requests_counted(api: Running) -> dict[tuple[str, str], float]:
+    """inference_requests_total by (route, status), as /metrics exposes it."""
+    counted: dict[tuple[str, str], float] = {}
+    for line in api.client.get("/metrics").text.splitlines():
+        if line.startswith("inference_requests_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            counted[(labels["route"], labels["status"])] = float(line.split()[-1])
+    return counted
+
+
+def test_probes_are_not_counted_as_requests(tmp_path: Path) -> None:
+    """The kubelet's probes are not traffic: counted, they would dilute the error rate (and a
+    server waiting for its first version would count its readiness 503s as failed requests)."""
+    with Running(tmp_path / "empty", poll_seconds=60) as running:
+        for _ in range(5):
+            assert running.client.get("/readyz").status_code == 503
+            assert running.client.get("/healthz").status_code == 200
+        predict = running.client.post(
+            "/v1/models/mnist:predict", json={"instances": [np.zeros((28, 28)).tolist()]}
+        )
+        assert predict.status_code == 503
+        assert _requests_counted(running) == {(PREDICT, "503"): 1.0}
+        assert PREDICT in PREDICTION_ROUTES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import yaml
 
 from harness.program import ProgramRun, run_program, stack_config, stack_settings
 from harness.render import kubernetes_objects
-from infra import alerts, training_job_metrics, versions
+from infra import alerts, labels, training_job_metrics, versions
 from tests import custom_resource_state
 from tests.conftest import STACKS, stack_run
 from tests.servers import Running
@@ -99,6 +100,37 @@ def test_service_monitors_match_the_services_they_scrape(stack: str) -> None:
             assert any(
                 "kube-prometheus-stack" in d or "monitoring" in d for d in resource.dependencies
             )
+
+
+OPERATOR_SCRAPE = facts("prometheus-operator-scrape", pinned=versions.PROMETHEUS_OPERATOR_VERSION)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_serving_series_carry_the_models_team(stack: str) -> None:
+    """Serving's ServiceMonitors copy the team label of the Services they scrape onto every
+    series, under the name the serving alerts read it by."""
+    settings = stack_settings(stack)
+    teams = {m.name: m.team for m in settings.serving.models}
+    objects = kubernetes_objects(stack_run(stack))
+    services = {
+        o["metadata"]["name"]: o
+        for o in objects
+        if o["kind"] == "Service" and o["metadata"]["namespace"] == "serving"
+    }
+    monitors = [
+        o
+        for o in objects
+        if o["kind"] == "ServiceMonitor" and o["metadata"]["namespace"] == "serving"
+    ]
+    assert monitors
+    field = OPERATOR_SCRAPE["target_labels"]["service_field"]
+    for monitor in monitors:
+        service = services[monitor["metadata"]["name"]]
+        model = service["metadata"]["labels"][f"{labels.PREFIX}/model"]
+        assert monitor["spec"][field] == [labels.TEAM]
+        assert service["metadata"]["labels"][labels.TEAM] == teams[model]
+    series_label = re.sub(OPERATOR_SCRAPE["target_labels"]["invalid_label_chars"], "_", labels.TEAM)
+    assert series_label == alerts.TEAM_SERIES_LABEL
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

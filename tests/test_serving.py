@@ -10,7 +10,7 @@ import pytest
 from harness.program import run_program, stack_config, stack_settings
 from harness.render import kubernetes_objects
 from harness.schema import definitions
-from infra import versions
+from infra import alerts, versions
 from infra.monitoring import PROMETHEUS_PODS
 from tests.conftest import stack_run
 from tests.upstream_facts import facts
@@ -279,3 +279,20 @@ def test_unready_pods_are_evicted_regardless_of_the_budget_under_always_allow() 
         "in a PDB is met"
     ) in text
     assert "Healthy pods will be subject to the PDB for eviction." in text
+
+
+def test_tf_serving_error_rate_reads_labels_its_request_count_has() -> None:
+    """TfServingErrorRate divides request_count by status per model: labels that counter has
+    (plus target labels), and the gRPC health checks the probes send are not in it."""
+    [alert] = [a for a in alerts.SERVING if a.name == "TfServingErrorRate"]
+    assert "grpc_health" not in TF_SERVING["request_count_recorded_by"]
+    # The target's namespace and the team label its ServiceMonitor copies from the Service.
+    allowed = {*TF_SERVING["request_count_labels"], "namespace", alerts.TEAM_SERIES_LABEL}
+    matchers = set(re.findall(r"(\w+)\s*!?=~?\s*\"", alert.expr))
+    grouping = {
+        label.strip()
+        for labels in re.findall(r"\bby \(([^)]*)\)", alert.expr)
+        for label in labels.split(",")
+    }
+    assert matchers | grouping <= allowed, alert.expr
+    assert ":tensorflow:serving:request_count" in alert.expr

@@ -11,6 +11,7 @@ Deployment probes it, and then given a version.
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ import yaml
 
 from harness.program import stack_config
 from harness.render import kubernetes_objects
+from harness.schema import definitions
 from infra import versions
 from tests.conftest import stack_run
 from tests.servers import Running
@@ -32,6 +34,12 @@ from tests.upstream_facts import facts
 
 SERVING_STACKS = ["dev", "prod"]
 TF_SERVING = facts("tf-serving-first-version", pinned=versions.TF_SERVING_VERSION)
+STACK_CHART = facts(
+    "kube-prometheus-stack-chart",
+    pinned=f"kube-prometheus-stack-{versions.KUBE_PROMETHEUS_STACK_CHART.version}",
+)
+OPERATOR_SCRAPE = facts("prometheus-operator-scrape", pinned=versions.PROMETHEUS_OPERATOR_VERSION)
+KUBERNETES_SD = facts("prometheus-kubernetes-sd", pinned=STACK_CHART["prometheus_version"])
 AWAIT = facts("pulumi-kubernetes-await", pinned=importlib.metadata.version("pulumi-kubernetes"))
 DEPLOYMENTS = ("tfserving-mnist", "inference-mnist")
 # The least time a server may wait for its first version without being restarted.
@@ -196,3 +204,35 @@ def test_model_not_loaded_fires_while_a_server_waits_and_clears_with_the_first_v
     test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
     result = _promtool("test", "rules", str(test_file))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("stack", SERVING_STACKS)
+def test_a_server_waiting_unready_is_still_scraped(stack: str) -> None:
+    """InferenceModelNotLoaded reads the waiting server's own gauge, so Prometheus must scrape a
+    pod that is Running but not Ready: Kubernetes lists it under notReadyAddresses (or as a
+    not-ready endpoint of the slice), Prometheus makes a target of it all the same, and nothing
+    in the generated relabelling, or in our ServiceMonitor, drops it for being unready."""
+    api = definitions(versions.DEFAULT_KUBERNETES_VERSION)
+    not_ready = api["io.k8s.api.core.v1.EndpointSubset"]["properties"]["notReadyAddresses"]
+    assert "have recently failed a readiness check" in not_ready["description"]
+    assert KUBERNETES_SD["endpoints"]["not_ready_addresses_are_targets"] is True
+    assert KUBERNETES_SD["endpointslice"]["not_ready_endpoints_are_targets"] is True
+    ready_labels = {KUBERNETES_SD[role]["ready_label"] for role in ("endpoints", "endpointslice")}
+    assert not ready_labels & set(OPERATOR_SCRAPE["relabel_source_labels"])
+    # The one state-based drop is the pod's phase; a waiting server's is Running: its startup
+    # and liveness probes ask /healthz, which answers without a version (tested above).
+    phase = OPERATOR_SCRAPE["phase_drop"]
+    assert not re.fullmatch(phase["regex"], "Running")
+    container = _container(_objects(stack), "inference-mnist")
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+    [monitor] = [
+        o
+        for o in _objects(stack)
+        if o["kind"] == "ServiceMonitor" and o["metadata"]["name"] == "inference-mnist"
+    ]
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint.get(phase["field"], True) is True
+        for relabeling in endpoint.get("relabelings", []):
+            assert not ready_labels & set(relabeling.get("sourceLabels", [])), relabeling

@@ -84,6 +84,9 @@ def _meta(name: str, component: str, model: ServedModelSettings) -> dict[str, An
             "app.kubernetes.io/name": name,
             "app.kubernetes.io/component": component,
             f"{labels.PREFIX}/model": model.name,
+            # The team whose model it is: the ServiceMonitors copy it onto every series, so
+            # the serving alerts can name the team (infra/alerts.py).
+            labels.TEAM: model.team,
         },
     }
 
@@ -471,6 +474,7 @@ def scrape_objects(model: ServedModelSettings) -> list[dict[str, Any]]:
             {"app.kubernetes.io/name": tfserving_name(model)},
             "http",
             METRICS_PATH,
+            target_labels=[labels.TEAM],
         )
     ]
     if model.inference_api.enabled:
@@ -481,6 +485,7 @@ def scrape_objects(model: ServedModelSettings) -> list[dict[str, Any]]:
                 {"app.kubernetes.io/name": inference_name(model)},
                 "http",
                 "/metrics",
+                target_labels=[labels.TEAM],
             )
         )
     return monitors
