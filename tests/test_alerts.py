@@ -80,9 +80,11 @@ def test_every_alert_has_severity_summary_and_runbook() -> None:
 
 @needs_promtool
 def test_gpu_idle_and_error_rate_alerts_fire_only_when_they_should(tmp_path: Path) -> None:
-    idle = {"gpu": "0", "Hostname": "node-a", "namespace": "research", "pod": "notebook-0"}
-    busy = {"gpu": "1", "Hostname": "node-a", "namespace": "research", "pod": "trainer-0"}
-    unallocated = {"gpu": "2", "Hostname": "node-b", "namespace": "", "pod": ""}
+    # The labels dcgm-exporter emits (tests/test_gpu_monitoring.py): `hostname`, and no pod or
+    # namespace on a GPU no pod holds.
+    idle = {"gpu": "0", "hostname": "node-a", "namespace": "research", "pod": "notebook-0"}
+    busy = {"gpu": "1", "hostname": "node-a", "namespace": "research", "pod": "trainer-0"}
+    unallocated = {"gpu": "2", "hostname": "node-b"}
     failing = {"namespace": "serving", "service": "inference-mnist"}
     healthy = {"namespace": "serving", "service": "inference-other"}
 
