@@ -2,69 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from inference.metrics import PREDICTION_ROUTES
 from infra import alerts, training_job_metrics, versions
 from infra import labels as platform_labels
 from tests import custom_resource_state
+from tests.promtool import expected, needs_promtool, rule_file, run, run_rule_tests, series
 from tests.upstream_facts import facts
-
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None and not os.environ.get("CI"),
-    reason="promtool is not installed here (Debian: apt-get install prometheus); CI installs it",
-)
-
-
-def _rule_file(tmp_path: Path) -> Path:
-    path = tmp_path / "rules.yml"
-    path.write_text(yaml.safe_dump({"groups": alerts.rule_groups()}, sort_keys=False))
-    return path
-
-
-def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL is not None, "CI must install promtool (.ci/run installs Debian's prometheus)"
-    return subprocess.run(
-        [PROMTOOL, *args], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def series(metric: str, labels: dict[str, str], values: str) -> dict[str, str]:
-    """One promtool input series: `metric{labels}` with its expanding values."""
-    rendered = ", ".join(f'{k}="{v}"' for k, v in labels.items())
-    return {"series": f"{metric}{{{rendered}}}", "values": values}
-
-
-def _expand(template: str, labels: dict[str, str]) -> str:
-    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m[1], ""), template)
-
-
-def _expected(name: str, labels: dict[str, str]) -> dict[str, Any]:
-    [alert] = [a for group in alerts.GROUPS.values() for a in group if a.name == name]
-    # The rule's own labels, templated from the series (an empty one is no label).
-    extra = {k: _expand(v, labels) for k, v in alert.labels.items()}
-    return {
-        "exp_labels": {
-            **labels,
-            **{k: v for k, v in extra.items() if v},
-            "severity": alert.severity,
-        },
-        "exp_annotations": {"summary": _expand(alert.summary, labels), "runbook": alert.runbook},
-    }
 
 
 @needs_promtool
 def test_every_rule_group_passes_promtool_check(tmp_path: Path) -> None:
-    result = _promtool("check", "rules", str(_rule_file(tmp_path)))
+    result = run("check", "rules", str(rule_file(tmp_path)))
     assert result.returncode == 0, result.stdout + result.stderr
     total = sum(len(group) for group in alerts.GROUPS.values())
     assert f"SUCCESS: {total} rules found" in result.stdout
@@ -89,7 +43,7 @@ def test_gpu_idle_and_error_rate_alerts_fire_only_when_they_should(tmp_path: Pat
     healthy = {"namespace": "serving", "service": "inference-other"}
 
     tests = {
-        "rule_files": [str(_rule_file(tmp_path))],
+        "rule_files": [str(rule_file(tmp_path))],
         "evaluation_interval": "1m",
         "tests": [
             {
@@ -127,21 +81,19 @@ def test_gpu_idle_and_error_rate_alerts_fire_only_when_they_should(tmp_path: Pat
                     {
                         "eval_time": "50m",
                         "alertname": "GpuIdleWhileAllocated",
-                        "exp_alerts": [_expected("GpuIdleWhileAllocated", idle)],
+                        "exp_alerts": [expected("GpuIdleWhileAllocated", idle)],
                     },
                     # 9% errors fires; 0.1% does not.
                     {
                         "eval_time": "30m",
                         "alertname": "InferenceApiErrorRate",
-                        "exp_alerts": [_expected("InferenceApiErrorRate", failing)],
+                        "exp_alerts": [expected("InferenceApiErrorRate", failing)],
                     },
                 ],
             }
         ],
     }
-    test_file = tmp_path / "tests.yml"
-    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
-    result = _promtool("test", "rules", str(test_file))
+    result = run_rule_tests(tmp_path, tests)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
@@ -183,7 +135,7 @@ def test_inference_error_rate_is_over_predictions_only(tmp_path: Path) -> None:
         ]  # fmt: skip
     labels = {"namespace": "serving", "service": "inference-mnist"}
     tests = {
-        "rule_files": [str(_rule_file(tmp_path))],
+        "rule_files": [str(rule_file(tmp_path))],
         "evaluation_interval": "1m",
         "tests": [
             {
@@ -194,15 +146,13 @@ def test_inference_error_rate_is_over_predictions_only(tmp_path: Path) -> None:
                     {
                         "eval_time": "30m",
                         "alertname": "InferenceApiErrorRate",
-                        "exp_alerts": [_expected("InferenceApiErrorRate", labels)],
+                        "exp_alerts": [expected("InferenceApiErrorRate", labels)],
                     },
                 ],
             }
         ],
     }
-    test_file = tmp_path / "tests.yml"
-    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
-    result = _promtool("test", "rules", str(test_file))
+    result = run_rule_tests(tmp_path, tests)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -264,7 +214,7 @@ def test_serving_alerts_carry_the_models_team(tmp_path: Path) -> None:
     ]  # fmt: skip
     by_model = {"namespace": "serving", "model_name": "mnist", **team}
     by_service = {"namespace": "serving", "service": "inference-mnist", **team}
-    expected = {
+    alerted = {
         "TfServingErrorRate": by_model,
         "TfServingSlow": by_model,
         "InferenceApiErrorRate": by_service,
@@ -272,7 +222,7 @@ def test_serving_alerts_carry_the_models_team(tmp_path: Path) -> None:
         "InferenceModelNotLoaded": api,
     }
     tests = {
-        "rule_files": [str(_rule_file(tmp_path))],
+        "rule_files": [str(rule_file(tmp_path))],
         "evaluation_interval": "1m",
         "tests": [
             {
@@ -284,22 +234,20 @@ def test_serving_alerts_carry_the_models_team(tmp_path: Path) -> None:
                         "alertname": name,
                         "exp_alerts": [
                             {
-                                **_expected(name, labels),
+                                **expected(name, labels),
                                 "exp_labels": {
-                                    **_expected(name, labels)["exp_labels"],
+                                    **expected(name, labels)["exp_labels"],
                                     "team": "research",
                                 },
                             }
                         ],
                     }
-                    for name, labels in expected.items()
+                    for name, labels in alerted.items()
                 ],
             }
         ],
     }
-    test_file = tmp_path / "tests.yml"
-    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
-    result = _promtool("test", "rules", str(test_file))
+    result = run_rule_tests(tmp_path, tests)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -307,7 +255,7 @@ def test_serving_alerts_carry_the_models_team(tmp_path: Path) -> None:
 def test_promtool_test_catches_a_wrong_expectation(tmp_path: Path) -> None:
     """A control: the harness above would notice an alert that does not fire."""
     tests = {
-        "rule_files": [str(_rule_file(tmp_path))],
+        "rule_files": [str(rule_file(tmp_path))],
         "evaluation_interval": "1m",
         "tests": [
             {
@@ -328,9 +276,7 @@ def test_promtool_test_catches_a_wrong_expectation(tmp_path: Path) -> None:
             }
         ],
     }
-    test_file = tmp_path / "tests.yml"
-    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
-    assert _promtool("test", "rules", str(test_file)).returncode != 0
+    assert run_rule_tests(tmp_path, tests).returncode != 0
 
 
 FLUENT_BIT = facts("fluent-bit-output-metrics", pinned=versions.FLUENT_BIT_VERSION)
@@ -358,7 +304,7 @@ def test_logs_dropped_fires_for_every_way_fluent_bit_drops_records(
     fine = {**target, "pod": "fluent-bit-c", FLUENT_BIT["label"]: "cloudwatch_logs.0"}
 
     tests = {
-        "rule_files": [str(_rule_file(tmp_path))],
+        "rule_files": [str(rule_file(tmp_path))],
         "evaluation_interval": "1m",
         "tests": [
             {
@@ -374,7 +320,7 @@ def test_logs_dropped_fires_for_every_way_fluent_bit_drops_records(
                     {
                         "eval_time": "25m",
                         "alertname": "LogsDropped",
-                        "exp_alerts": [_expected("LogsDropped", dropping)],
+                        "exp_alerts": [expected("LogsDropped", dropping)],
                     },
                     # Ten minutes after the last drop the window no longer sees it.
                     {"eval_time": "35m", "alertname": "LogsDropped", "exp_alerts": []},
@@ -382,9 +328,7 @@ def test_logs_dropped_fires_for_every_way_fluent_bit_drops_records(
             }
         ],
     }
-    test_file = tmp_path / "tests.yml"
-    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
-    result = _promtool("test", "rules", str(test_file))
+    result = run_rule_tests(tmp_path, tests)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -497,7 +441,7 @@ def test_training_job_failed_fires_for_every_way_a_job_fails(tmp_path: Path) -> 
         )
 
     def fired(kind: str, namespace: str, name: str) -> dict[str, Any]:
-        return _expected(
+        return expected(
             "TrainingJobFailed",
             {
                 training_job_metrics.NAMESPACE_LABEL: namespace,
@@ -507,7 +451,7 @@ def test_training_job_failed_fires_for_every_way_a_job_fails(tmp_path: Path) -> 
         )
 
     tests = {
-        "rule_files": [str(_rule_file(tmp_path))],
+        "rule_files": [str(rule_file(tmp_path))],
         "evaluation_interval": "1m",
         "tests": [
             {
@@ -531,7 +475,5 @@ def test_training_job_failed_fires_for_every_way_a_job_fails(tmp_path: Path) -> 
             }
         ],
     }
-    test_file = tmp_path / "tests.yml"
-    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
-    result = _promtool("test", "rules", str(test_file))
+    result = run_rule_tests(tmp_path, tests)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from harness.program import raw_settings
 from infra import alerts, gpu_sharing, versions
 from infra.dashboards import GPU_DASHBOARD
 from infra.gpu_operator import operator_values
 from infra.settings import parse_settings
-from tests.test_alerts import _expand, _expected, _promtool, _rule_file, needs_promtool, series
+from tests.promtool import expand, expected, needs_promtool, rule_file, run_rule_tests, series
 from tests.upstream_facts import facts
 
 GPU_OPERATOR = facts("gpu-operator-dcgm-exporter", pinned=versions.GPU_OPERATOR_CHART.version)
@@ -99,13 +98,11 @@ def _scraped(exporter: dict[str, str]) -> dict[str, str]:
 
 def _run(tmp_path: Path, test: dict[str, Any]) -> None:
     tests = {
-        "rule_files": [str(_rule_file(tmp_path))],
+        "rule_files": [str(rule_file(tmp_path))],
         "evaluation_interval": "1m",
         "tests": [{"interval": "1m", **test}],
     }
-    test_file = tmp_path / "tests.yml"
-    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
-    result = _promtool("test", "rules", str(test_file))
+    result = run_rule_tests(tmp_path, tests)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -124,12 +121,12 @@ SHARED = gpu("node-c", 0, (gpu_sharing.SHARED_GPU, "serving", "tfserving-mnist-5
 
 @pytest.mark.parametrize("name", ["GpuIdleWhileAllocated", "GpuMemoryNearlyFull", "GpuTooHot"])
 def test_gpu_alert_summaries_name_the_node(name: str) -> None:
-    assert "on node-a " in _expand(_alert(name).summary, NOTEBOOK)
+    assert "on node-a " in expand(_alert(name).summary, NOTEBOOK)
 
 
 def test_xid_summary_names_the_node_and_the_xid() -> None:
     labels = {"hostname": "node-a", "gpu": "0", "err_code": "79", "err_msg": "fallen off bus"}
-    summary = _expand(_alert("GpuXidErrors").summary, labels)
+    summary = expand(_alert("GpuXidErrors").summary, labels)
     assert "on node-a " in summary
     assert "XID 79 " in summary
 
@@ -158,7 +155,7 @@ def test_gpu_idle_fires_only_for_gpus_a_pod_holds(tmp_path: Path) -> None:
                 {
                     "eval_time": "50m",
                     "alertname": "GpuIdleWhileAllocated",
-                    "exp_alerts": [_expected("GpuIdleWhileAllocated", NOTEBOOK)],
+                    "exp_alerts": [expected("GpuIdleWhileAllocated", NOTEBOOK)],
                 },
             ],
         },
@@ -207,7 +204,7 @@ def test_gpu_pods_pending_sees_every_gpu_resource(tmp_path: Path) -> None:
                     "eval_time": "20m",
                     "alertname": "GpuPodsPending",
                     "exp_alerts": [
-                        _expected("GpuPodsPending", {"namespace": ns, "pod": pod})
+                        expected("GpuPodsPending", {"namespace": ns, "pod": pod})
                         for ns, pod in waiting.values()
                     ],
                 }
@@ -247,7 +244,7 @@ def test_xid_alert_fires_once_per_new_xid_and_never_for_the_next_holder(tmp_path
                 {
                     "eval_time": "22m",
                     "alertname": "GpuXidErrors",
-                    "exp_alerts": [_expected("GpuXidErrors", fired)],
+                    "exp_alerts": [expected("GpuXidErrors", fired)],
                 },
                 {"eval_time": "45m", "alertname": "GpuXidErrors", "exp_alerts": []},
                 {"eval_time": "62m", "alertname": "GpuXidErrors", "exp_alerts": []},

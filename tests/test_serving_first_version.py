@@ -20,15 +20,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import yaml
 
 from harness.program import stack_config
 from harness.render import kubernetes_objects
 from harness.schema import definitions
 from infra import versions
 from tests.conftest import stack_run
+from tests.promtool import expected, needs_promtool, rule_file, run_rule_tests, series
 from tests.servers import Running
-from tests.test_alerts import _expected, _promtool, _rule_file, needs_promtool, series
 from tests.test_serving import _objects, _one
 from tests.upstream_facts import facts
 
@@ -181,7 +180,7 @@ def test_model_not_loaded_fires_while_a_server_waits_and_clears_with_the_first_v
     """Waiting unready is silent to Kubernetes (no restarts): the alert is what says so."""
     labels = {"namespace": "serving", "service": "inference-mnist"}
     tests = {
-        "rule_files": [str(_rule_file(tmp_path))],
+        "rule_files": [str(rule_file(tmp_path))],
         "evaluation_interval": "1m",
         "tests": [
             {
@@ -193,16 +192,14 @@ def test_model_not_loaded_fires_while_a_server_waits_and_clears_with_the_first_v
                     {
                         "eval_time": "20m",
                         "alertname": "InferenceModelNotLoaded",
-                        "exp_alerts": [_expected("InferenceModelNotLoaded", labels)],
+                        "exp_alerts": [expected("InferenceModelNotLoaded", labels)],
                     },
                     {"eval_time": "45m", "alertname": "InferenceModelNotLoaded", "exp_alerts": []},
                 ],
             }
         ],
     }
-    test_file = tmp_path / "tests.yml"
-    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
-    result = _promtool("test", "rules", str(test_file))
+    result = run_rule_tests(tmp_path, tests)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
