@@ -89,21 +89,25 @@ GPU = [
     ),
     Alert(
         "GpuXidErrors",
-        # DCGM_FI_DEV_XID_ERRORS holds the last XID and keeps it until the driver resets
+        # DCGM_FI_DEV_XID_ERRORS holds the last XID and keeps it until the exporter restarts
         # (etc/dcp-metrics-included.csv; NVIDIA/dcgm-exporter#500), and the exporter copies the
         # value into err_code (internal/pkg/collector/gpu_collector.go L323-331): a new XID is a
         # new series.  So the alert is "this GPU shows an XID it did not show 10 minutes ago",
         # per node and GPU only: the gauge outlives the pod that held the GPU, and the next
-        # holder, another team, did not cause it.
-        "max by (hostname, gpu, err_code, err_msg) (DCGM_FI_DEV_XID_ERRORS) > 0"
-        " unless max by (hostname, gpu, err_code, err_msg) (DCGM_FI_DEV_XID_ERRORS offset 10m)",
+        # holder, another team, did not cause it.  "Did show" looks back an hour from then
+        # (last_over_time), not at the one instant: a failed scrape writes stale markers for
+        # every series of the target (prometheus/prometheus@v3.14.0:scrape/scrape.go L1438), and
+        # a bare `offset 10m` would then find nothing and fire again for a standing XID.
+        "max by (hostname, gpu, err_code, err_msg) (DCGM_FI_DEV_XID_ERRORS) > 0 unless"
+        " max by (hostname, gpu, err_code, err_msg)"
+        " (last_over_time(DCGM_FI_DEV_XID_ERRORS[1h] offset 10m))",
         "0m",
         "critical",
         "GPU {{ $labels.gpu }} on {{ $labels.hostname }} reported XID {{ $labels.err_code }} "
         "({{ $labels.err_msg }})",
         "Look the XID up in NVIDIA's XID catalogue; most mean a driver or hardware fault: cordon "
         "and replace the node. The alert lasts 10 minutes per new XID; the same XID again is not "
-        "seen until the driver resets (the exporter keeps the last one).",
+        "seen until the exporter restarts (it keeps the last one).",
     ),
     Alert(
         "GpuPodsPending",

@@ -62,7 +62,7 @@ def operator_values(settings: Settings) -> dict[str, Any]:
                 # namespace/pod/container (the exporter's pod in gpu-system) are dropped, or
                 # every GPU nobody holds would look held by the exporter
                 # (prometheus-operator/prometheus-operator@v0.93.0:pkg/prometheus/promcfg.go
-                # L2100-2212: these relabelings run after the target labels are set; the GPU
+                # L2118-2212: these relabelings run after the target labels are set; the GPU
                 # Operator copies them onto the ServiceMonitor,
                 # NVIDIA/gpu-operator@v26.7.0:controllers/object_controls.go L5002-5014).
                 "honorLabels": True,

@@ -43,9 +43,9 @@ FLUENT_BIT = set(
 )
 PROMQL_WORDS = {
     "sum", "avg", "max", "min", "count", "rate", "increase", "by", "on", "group_left", "or",
-    "histogram_quantile", "avg_over_time", "max_over_time", "le", "e6",
+    "histogram_quantile", "avg_over_time", "max_over_time", "last_over_time", "le", "e6",
+    "unless", "offset",
 }  # fmt: skip
-PROMQL_WORDS |= {"unless", "offset"}  # GpuXidErrors: a new XID is one absent 10 minutes ago
 
 
 def _inference_metrics() -> set[str]:

@@ -216,7 +216,7 @@ def test_gpu_pods_pending_sees_every_gpu_resource(tmp_path: Path) -> None:
 @needs_promtool
 def test_xid_alert_fires_once_per_new_xid_and_never_for_the_next_holder(tmp_path: Path) -> None:
     """The exporter labels the field's value as err_code: a new XID is a new series, and the
-    value stays until the driver resets (dcgm-exporter fixture)."""
+    value stays until the exporter restarts (dcgm-exporter fixture)."""
 
     def xid(labels: dict[str, str], code: int) -> dict[str, str]:
         value_labels = {"err_code": str(code), "err_msg": "Unknown Error" if code else "No Error"}
@@ -249,6 +249,31 @@ def test_xid_alert_fires_once_per_new_xid_and_never_for_the_next_holder(tmp_path
                 {"eval_time": "45m", "alertname": "GpuXidErrors", "exp_alerts": []},
                 {"eval_time": "62m", "alertname": "GpuXidErrors", "exp_alerts": []},
                 {"eval_time": "300m", "alertname": "GpuXidErrors", "exp_alerts": []},
+            ],
+        },
+    )
+
+
+@needs_promtool
+def test_xid_alert_does_not_fire_again_after_a_failed_scrape_or_a_gap(tmp_path: Path) -> None:
+    """A failed scrape writes stale markers for the target's series (Prometheus 3.14
+    scrape.go), and an outage leaves a gap longer than the lookback: neither makes a standing
+    XID look new."""
+    labels = {**gpu("node-a", 0), "err_code": "43", "err_msg": "Unknown Error"}
+    metric = "DCGM_FI_DEV_XID_ERRORS"
+    _run(
+        tmp_path,
+        {
+            # XID 43 since minute 0 on both GPUs; one scrape fails at minute 101 on the first,
+            # the second's exporter is away for 10 minutes from minute 101.
+            "input_series": [
+                series(metric, labels, "43x100 stale 43x200"),
+                series(metric, {**labels, "hostname": "node-b"}, "43x100 _x10 43x200"),
+            ],
+            "alert_rule_test": [
+                {"eval_time": "111m", "alertname": "GpuXidErrors", "exp_alerts": []},
+                {"eval_time": "115m", "alertname": "GpuXidErrors", "exp_alerts": []},
+                {"eval_time": "121m", "alertname": "GpuXidErrors", "exp_alerts": []},
             ],
         },
     )
