@@ -36,11 +36,25 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def run_rule_tests(tmp_path: Path, tests: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    """`promtool test rules` on a unit-test document (rule_files, tests...)."""
+def run_rule_tests(tmp_path: Path, *tests: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """`promtool test rules` of the platform's rules: each test (input_series, alert_rule_test)
+    with 1-minute samples, evaluated every minute."""
+    document = {
+        "rule_files": [str(rule_file(tmp_path))],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", **test} for test in tests],
+    }
     path = tmp_path / "tests.yml"
-    path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
     return run("test", "rules", str(path))
+
+
+def assert_rule_tests_pass(
+    tmp_path: Path, *tests: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    result = run_rule_tests(tmp_path, *tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
 
 
 def series(metric: str, labels: dict[str, str], values: str) -> dict[str, str]:

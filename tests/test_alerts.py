@@ -12,7 +12,15 @@ from inference.metrics import PREDICTION_ROUTES
 from infra import alerts, training_job_metrics, versions
 from infra import labels as platform_labels
 from tests import custom_resource_state
-from tests.promtool import expected, needs_promtool, rule_file, run, run_rule_tests, series
+from tests.promtool import (
+    assert_rule_tests_pass,
+    expected,
+    needs_promtool,
+    rule_file,
+    run,
+    run_rule_tests,
+    series,
+)
 from tests.upstream_facts import facts
 
 
@@ -42,60 +50,51 @@ def test_gpu_idle_and_error_rate_alerts_fire_only_when_they_should(tmp_path: Pat
     failing = {"namespace": "serving", "service": "inference-mnist"}
     healthy = {"namespace": "serving", "service": "inference-other"}
 
-    tests = {
-        "rule_files": [str(rule_file(tmp_path))],
-        "evaluation_interval": "1m",
-        "tests": [
+    test = {
+        "input_series": [
+            series("DCGM_FI_DEV_GPU_UTIL", idle, "2x60"),
+            series("DCGM_FI_DEV_GPU_UTIL", busy, "90x60"),
+            series("DCGM_FI_DEV_GPU_UTIL", unallocated, "0x60"),
+            series(
+                "inference_requests_total",
+                {**failing, "route": "predict", "status": "200"},
+                "0+100x40",
+            ),
+            series(
+                "inference_requests_total",
+                {**failing, "route": "predict", "status": "500"},
+                "0+10x40",
+            ),
+            series(
+                "inference_requests_total",
+                {**healthy, "route": "predict", "status": "200"},
+                "0+1000x40",
+            ),
+            series(
+                "inference_requests_total",
+                {**healthy, "route": "predict", "status": "500"},
+                "0+1x40",
+            ),
+        ],
+        "alert_rule_test": [
+            # Not yet: the window and `for` have not passed.
+            {"eval_time": "5m", "alertname": "GpuIdleWhileAllocated", "exp_alerts": []},
+            {"eval_time": "5m", "alertname": "InferenceApiErrorRate", "exp_alerts": []},
+            # Only the allocated idle GPU, not the busy one or the unallocated one.
             {
-                "interval": "1m",
-                "input_series": [
-                    series("DCGM_FI_DEV_GPU_UTIL", idle, "2x60"),
-                    series("DCGM_FI_DEV_GPU_UTIL", busy, "90x60"),
-                    series("DCGM_FI_DEV_GPU_UTIL", unallocated, "0x60"),
-                    series(
-                        "inference_requests_total",
-                        {**failing, "route": "predict", "status": "200"},
-                        "0+100x40",
-                    ),
-                    series(
-                        "inference_requests_total",
-                        {**failing, "route": "predict", "status": "500"},
-                        "0+10x40",
-                    ),
-                    series(
-                        "inference_requests_total",
-                        {**healthy, "route": "predict", "status": "200"},
-                        "0+1000x40",
-                    ),
-                    series(
-                        "inference_requests_total",
-                        {**healthy, "route": "predict", "status": "500"},
-                        "0+1x40",
-                    ),
-                ],
-                "alert_rule_test": [
-                    # Not yet: the window and `for` have not passed.
-                    {"eval_time": "5m", "alertname": "GpuIdleWhileAllocated", "exp_alerts": []},
-                    {"eval_time": "5m", "alertname": "InferenceApiErrorRate", "exp_alerts": []},
-                    # Only the allocated idle GPU, not the busy one or the unallocated one.
-                    {
-                        "eval_time": "50m",
-                        "alertname": "GpuIdleWhileAllocated",
-                        "exp_alerts": [expected("GpuIdleWhileAllocated", idle)],
-                    },
-                    # 9% errors fires; 0.1% does not.
-                    {
-                        "eval_time": "30m",
-                        "alertname": "InferenceApiErrorRate",
-                        "exp_alerts": [expected("InferenceApiErrorRate", failing)],
-                    },
-                ],
-            }
+                "eval_time": "50m",
+                "alertname": "GpuIdleWhileAllocated",
+                "exp_alerts": [expected("GpuIdleWhileAllocated", idle)],
+            },
+            # 9% errors fires; 0.1% does not.
+            {
+                "eval_time": "30m",
+                "alertname": "InferenceApiErrorRate",
+                "exp_alerts": [expected("InferenceApiErrorRate", failing)],
+            },
         ],
     }
-    result = run_rule_tests(tmp_path, tests)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+    assert "SUCCESS" in assert_rule_tests_pass(tmp_path, test).stdout
 
 
 # What Prometheus adds to every series it scrapes from an inference API pod through its
@@ -134,26 +133,18 @@ def test_inference_error_rate_is_over_predictions_only(tmp_path: Path) -> None:
                    "0+1x40"),
         ]  # fmt: skip
     labels = {"namespace": "serving", "service": "inference-mnist"}
-    tests = {
-        "rule_files": [str(rule_file(tmp_path))],
-        "evaluation_interval": "1m",
-        "tests": [
+    test = {
+        "input_series": inputs,
+        "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "InferenceApiErrorRate", "exp_alerts": []},
             {
-                "interval": "1m",
-                "input_series": inputs,
-                "alert_rule_test": [
-                    {"eval_time": "5m", "alertname": "InferenceApiErrorRate", "exp_alerts": []},
-                    {
-                        "eval_time": "30m",
-                        "alertname": "InferenceApiErrorRate",
-                        "exp_alerts": [expected("InferenceApiErrorRate", labels)],
-                    },
-                ],
-            }
+                "eval_time": "30m",
+                "alertname": "InferenceApiErrorRate",
+                "exp_alerts": [expected("InferenceApiErrorRate", labels)],
+            },
         ],
     }
-    result = run_rule_tests(tmp_path, tests)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_rule_tests_pass(tmp_path, test)
 
 
 def test_inference_error_rate_divides_the_routes_that_predict() -> None:
@@ -221,62 +212,47 @@ def test_serving_alerts_carry_the_models_team(tmp_path: Path) -> None:
         "InferenceApiSlow": by_service,
         "InferenceModelNotLoaded": api,
     }
-    tests = {
-        "rule_files": [str(rule_file(tmp_path))],
-        "evaluation_interval": "1m",
-        "tests": [
+    test = {
+        "input_series": inputs,
+        "alert_rule_test": [
             {
-                "interval": "1m",
-                "input_series": inputs,
-                "alert_rule_test": [
+                "eval_time": "30m",
+                "alertname": name,
+                "exp_alerts": [
                     {
-                        "eval_time": "30m",
-                        "alertname": name,
-                        "exp_alerts": [
-                            {
-                                **expected(name, labels),
-                                "exp_labels": {
-                                    **expected(name, labels)["exp_labels"],
-                                    "team": "research",
-                                },
-                            }
-                        ],
+                        **expected(name, labels),
+                        "exp_labels": {
+                            **expected(name, labels)["exp_labels"],
+                            "team": "research",
+                        },
                     }
-                    for name, labels in alerted.items()
                 ],
             }
+            for name, labels in alerted.items()
         ],
     }
-    result = run_rule_tests(tmp_path, tests)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_rule_tests_pass(tmp_path, test)
 
 
 @needs_promtool
 def test_promtool_test_catches_a_wrong_expectation(tmp_path: Path) -> None:
     """A control: the harness above would notice an alert that does not fire."""
-    tests = {
-        "rule_files": [str(rule_file(tmp_path))],
-        "evaluation_interval": "1m",
-        "tests": [
+    test = {
+        "input_series": [
             {
-                "interval": "1m",
-                "input_series": [
-                    {
-                        "series": 'DCGM_FI_DEV_GPU_UTIL{gpu="0", pod="p", namespace="n"}',
-                        "values": "90x60",
-                    }
-                ],
-                "alert_rule_test": [
-                    {
-                        "eval_time": "50m",
-                        "alertname": "GpuIdleWhileAllocated",
-                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
-                    }
-                ],
+                "series": 'DCGM_FI_DEV_GPU_UTIL{gpu="0", pod="p", namespace="n"}',
+                "values": "90x60",
+            }
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "50m",
+                "alertname": "GpuIdleWhileAllocated",
+                "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
             }
         ],
     }
-    assert run_rule_tests(tmp_path, tests).returncode != 0
+    assert run_rule_tests(tmp_path, test).returncode != 0
 
 
 FLUENT_BIT = facts("fluent-bit-output-metrics", pinned=versions.FLUENT_BIT_VERSION)
@@ -303,33 +279,25 @@ def test_logs_dropped_fires_for_every_way_fluent_bit_drops_records(
     retrying = {**target, "pod": "fluent-bit-b", FLUENT_BIT["label"]: "cloudwatch_logs.0"}
     fine = {**target, "pod": "fluent-bit-c", FLUENT_BIT["label"]: "cloudwatch_logs.0"}
 
-    tests = {
-        "rule_files": [str(rule_file(tmp_path))],
-        "evaluation_interval": "1m",
-        "tests": [
+    test = {
+        "input_series": [
+            *_fluent_bit_series(dropping, FLUENT_BIT["drops"][drop]),
+            # A scheduled retry loses nothing.
+            *_fluent_bit_series(retrying, FLUENT_BIT["not_a_drop"]),
+            *_fluent_bit_series(fine, []),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "15m", "alertname": "LogsDropped", "exp_alerts": []},
             {
-                "interval": "1m",
-                "input_series": [
-                    *_fluent_bit_series(dropping, FLUENT_BIT["drops"][drop]),
-                    # A scheduled retry loses nothing.
-                    *_fluent_bit_series(retrying, FLUENT_BIT["not_a_drop"]),
-                    *_fluent_bit_series(fine, []),
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "15m", "alertname": "LogsDropped", "exp_alerts": []},
-                    {
-                        "eval_time": "25m",
-                        "alertname": "LogsDropped",
-                        "exp_alerts": [expected("LogsDropped", dropping)],
-                    },
-                    # Ten minutes after the last drop the window no longer sees it.
-                    {"eval_time": "35m", "alertname": "LogsDropped", "exp_alerts": []},
-                ],
-            }
+                "eval_time": "25m",
+                "alertname": "LogsDropped",
+                "exp_alerts": [expected("LogsDropped", dropping)],
+            },
+            # Ten minutes after the last drop the window no longer sees it.
+            {"eval_time": "35m", "alertname": "LogsDropped", "exp_alerts": []},
         ],
     }
-    result = run_rule_tests(tmp_path, tests)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_rule_tests_pass(tmp_path, test)
 
 
 TRAINER = facts("trainer-job-status", pinned=versions.TRAINING_OPERATOR.ref)
@@ -450,30 +418,22 @@ def test_training_job_failed_fires_for_every_way_a_job_fails(tmp_path: Path) -> 
             },
         )
 
-    tests = {
-        "rule_files": [str(rule_file(tmp_path))],
-        "evaluation_interval": "1m",
-        "tests": [
+    test = {
+        "input_series": inputs,
+        "alert_rule_test": [
+            # Running: nothing.
+            {"eval_time": "5m", "alertname": "TrainingJobFailed", "exp_alerts": []},
+            # Failed: each failed job once, with its team's namespace; succeeded jobs never.
             {
-                "interval": "1m",
-                "input_series": inputs,
-                "alert_rule_test": [
-                    # Running: nothing.
-                    {"eval_time": "5m", "alertname": "TrainingJobFailed", "exp_alerts": []},
-                    # Failed: each failed job once, with its team's namespace; succeeded jobs never.
-                    {
-                        "eval_time": "12m",
-                        "alertname": "TrainingJobFailed",
-                        "exp_alerts": [fired(*job) for job in failing],
-                    },
-                    {
-                        "eval_time": "40m",
-                        "alertname": "TrainingJobFailed",
-                        "exp_alerts": [fired(*job) for job in failing],
-                    },
-                ],
-            }
+                "eval_time": "12m",
+                "alertname": "TrainingJobFailed",
+                "exp_alerts": [fired(*job) for job in failing],
+            },
+            {
+                "eval_time": "40m",
+                "alertname": "TrainingJobFailed",
+                "exp_alerts": [fired(*job) for job in failing],
+            },
         ],
     }
-    result = run_rule_tests(tmp_path, tests)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_rule_tests_pass(tmp_path, test)

@@ -15,7 +15,13 @@ from infra import alerts, gpu_sharing, versions
 from infra.dashboards import GPU_DASHBOARD
 from infra.gpu_operator import operator_values
 from infra.settings import parse_settings
-from tests.promtool import expand, expected, needs_promtool, rule_file, run_rule_tests, series
+from tests.promtool import (
+    assert_rule_tests_pass,
+    expand,
+    expected,
+    needs_promtool,
+    series,
+)
 from tests.upstream_facts import facts
 
 GPU_OPERATOR = facts("gpu-operator-dcgm-exporter", pinned=versions.GPU_OPERATOR_CHART.version)
@@ -96,16 +102,6 @@ def _scraped(exporter: dict[str, str]) -> dict[str, str]:
     return {**renamed, **target}
 
 
-def _run(tmp_path: Path, test: dict[str, Any]) -> None:
-    tests = {
-        "rule_files": [str(rule_file(tmp_path))],
-        "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", **test}],
-    }
-    result = run_rule_tests(tmp_path, tests)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def _alert(name: str) -> alerts.Alert:
     [alert] = [a for a in alerts.GPU if a.name == name]
     return alert
@@ -141,7 +137,7 @@ def test_unallocated_and_shared_gpus_carry_no_pod() -> None:
 
 @needs_promtool
 def test_gpu_idle_fires_only_for_gpus_a_pod_holds(tmp_path: Path) -> None:
-    _run(
+    assert_rule_tests_pass(
         tmp_path,
         {
             "input_series": [
@@ -195,7 +191,7 @@ def test_gpu_pods_pending_sees_every_gpu_resource(tmp_path: Path) -> None:
     inputs = [s for r, (ns, pod) in waiting.items() for s in _ksm(ns, pod, r)]
     # A pod waiting for CPU only is not a GPU alert.
     inputs += _ksm("research", "cpu-only", "cpu")
-    _run(
+    assert_rule_tests_pass(
         tmp_path,
         {
             "input_series": inputs,
@@ -228,7 +224,7 @@ def test_xid_alert_fires_once_per_new_xid_and_never_for_the_next_holder(tmp_path
     other = gpu("node-b", 0)
     metric = "DCGM_FI_DEV_XID_ERRORS"
     fired = {"hostname": "node-a", "gpu": "0", "err_code": "79", "err_msg": "Unknown Error"}
-    _run(
+    assert_rule_tests_pass(
         tmp_path,
         {
             # XID 79 at minute 20 while research holds the GPU; vision gets it at minute 60 and
@@ -261,7 +257,7 @@ def test_xid_alert_does_not_fire_again_after_a_failed_scrape_or_a_gap(tmp_path: 
     XID look new."""
     labels = {**gpu("node-a", 0), "err_code": "43", "err_msg": "Unknown Error"}
     metric = "DCGM_FI_DEV_XID_ERRORS"
-    _run(
+    assert_rule_tests_pass(
         tmp_path,
         {
             # XID 43 since minute 0 on both GPUs; one scrape fails at minute 101 on the first,
@@ -295,7 +291,7 @@ def test_gpu_panels_keep_nodes_apart_and_count_only_held_gpus(tmp_path: Path) ->
         expr: str = target["expr"]
         return expr
 
-    _run(
+    assert_rule_tests_pass(
         tmp_path,
         {
             "input_series": [

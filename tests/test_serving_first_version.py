@@ -26,7 +26,12 @@ from harness.render import kubernetes_objects
 from harness.schema import definitions
 from infra import versions
 from tests.conftest import stack_run
-from tests.promtool import expected, needs_promtool, rule_file, run_rule_tests, series
+from tests.promtool import (
+    assert_rule_tests_pass,
+    expected,
+    needs_promtool,
+    series,
+)
 from tests.servers import Running
 from tests.test_serving import _objects, _one
 from tests.upstream_facts import facts
@@ -179,28 +184,20 @@ def test_model_not_loaded_fires_while_a_server_waits_and_clears_with_the_first_v
 ) -> None:
     """Waiting unready is silent to Kubernetes (no restarts): the alert is what says so."""
     labels = {"namespace": "serving", "service": "inference-mnist"}
-    tests = {
-        "rule_files": [str(rule_file(tmp_path))],
-        "evaluation_interval": "1m",
-        "tests": [
+    test = {
+        # 30 minutes without a version, then version 1 for 30 minutes.
+        "input_series": [series("inference_model_version", labels, "0x30 1x30")],
+        "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "InferenceModelNotLoaded", "exp_alerts": []},
             {
-                "interval": "1m",
-                # 30 minutes without a version, then version 1 for 30 minutes.
-                "input_series": [series("inference_model_version", labels, "0x30 1x30")],
-                "alert_rule_test": [
-                    {"eval_time": "5m", "alertname": "InferenceModelNotLoaded", "exp_alerts": []},
-                    {
-                        "eval_time": "20m",
-                        "alertname": "InferenceModelNotLoaded",
-                        "exp_alerts": [expected("InferenceModelNotLoaded", labels)],
-                    },
-                    {"eval_time": "45m", "alertname": "InferenceModelNotLoaded", "exp_alerts": []},
-                ],
-            }
+                "eval_time": "20m",
+                "alertname": "InferenceModelNotLoaded",
+                "exp_alerts": [expected("InferenceModelNotLoaded", labels)],
+            },
+            {"eval_time": "45m", "alertname": "InferenceModelNotLoaded", "exp_alerts": []},
         ],
     }
-    result = run_rule_tests(tmp_path, tests)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_rule_tests_pass(tmp_path, test)
 
 
 @pytest.mark.parametrize("stack", SERVING_STACKS)
