@@ -19,7 +19,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
-from harness.cli_config import check_stack_config
+from harness.cli_config import check_stack_config, full_key
 from harness.mocks import PlatformMocks
 from infra.settings import Settings, parse_settings
 
@@ -208,13 +208,13 @@ def project_defaults() -> dict[str, Any]:
     """Config the CLI would take from `Pulumi.yaml`: declared defaults and provider values."""
     result: dict[str, Any] = {}
     for key, declaration in project_declarations().items():
-        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        name = full_key(PROJECT, key)
         if isinstance(declaration, dict) and "value" in declaration:
-            result[full_key] = declaration["value"]
+            result[name] = declaration["value"]
         elif isinstance(declaration, dict) and "default" in declaration:
-            result[full_key] = declaration["default"]
+            result[name] = declaration["default"]
         elif not isinstance(declaration, dict):
-            result[full_key] = declaration
+            result[name] = declaration
     return result
 
 
@@ -225,10 +225,7 @@ def stack_config(stack: str) -> dict[str, Any]:
         raise FileNotFoundError(f"no stack file {path.name}; stacks here: {stack_names()}")
     document = yaml.safe_load(path.read_text()) or {}
     config = document.get("config") or {}
-    return {
-        (key if ":" in key else f"{PROJECT}:{key}"): copy.deepcopy(value)
-        for key, value in config.items()
-    }
+    return {full_key(PROJECT, key): copy.deepcopy(value) for key, value in config.items()}
 
 
 def merged_config(
