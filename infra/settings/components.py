@@ -17,6 +17,7 @@ from infra.settings.base import (
     refuse_duplicates,
 )
 from infra.settings.cluster import IAM_PRINCIPAL
+from infra.settings.experiments import ExperimentSettings
 from infra.settings.workloads import ArtifactAccess, NotebookServerSettings, TrainingJobSettings
 
 
@@ -167,6 +168,11 @@ class KubeflowSettings(SettingsModel):
         default_factory=NotebookSettings, description="Notebook controller."
     )
     pipelines: Switch = Field(default_factory=Switch, description="Kubeflow Pipelines v2.")
+    katib: Switch = Field(
+        default_factory=lambda: Switch(enabled=False),
+        description="Katib (hyperparameter search: controller, UI and its MySQL database); "
+        "needed by the teams' `experiments`.",
+    )
 
 
 class TeamQuota(SettingsModel):
@@ -256,6 +262,10 @@ class TeamSettings(SettingsModel):
     notebooks: list[NotebookServerSettings] = Field(
         default_factory=list, description="Notebook servers of the team."
     )
+    experiments: list[ExperimentSettings] = Field(
+        default_factory=list,
+        description="Katib experiments: hyperparameter searches over the built-in trainer.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TeamSettings:
@@ -268,6 +278,9 @@ class TeamSettings(SettingsModel):
         )
         refuse_duplicates(
             self.notebooks, lambda n: n.name, ("notebooks",), "notebook name", field="name"
+        )
+        refuse_duplicates(
+            self.experiments, lambda e: e.name, ("experiments",), "experiment name", field="name"
         )
         self._check_https_for_artifacts()
         if self.pod_security == "baseline" and not self.pod_security_reason:
@@ -293,6 +306,10 @@ class TeamSettings(SettingsModel):
             *(
                 (f"notebooks[{i}].artifacts", server.artifacts)
                 for i, server in enumerate(self.notebooks)
+            ),
+            *(
+                (f"experiments[{i}].trial.artifacts", experiment.trial.artifacts)
+                for i, experiment in enumerate(self.experiments)
             ),
         ]
         for key, mode in access:
