@@ -160,6 +160,14 @@ class NotebookSettings(Switch):
     )
 
 
+class KatibSettings(SettingsModel):
+    enabled: bool = Field(
+        default=False,
+        description="Install Katib (off by default: its admission webhook then sees every pod "
+        "created in the team namespaces).",
+    )
+
+
 class KubeflowSettings(SettingsModel):
     training_operator: Switch = Field(
         default_factory=Switch, description="Training operator v1 (TFJob, PyTorchJob)."
@@ -168,8 +176,8 @@ class KubeflowSettings(SettingsModel):
         default_factory=NotebookSettings, description="Notebook controller."
     )
     pipelines: Switch = Field(default_factory=Switch, description="Kubeflow Pipelines v2.")
-    katib: Switch = Field(
-        default_factory=lambda: Switch(enabled=False),
+    katib: KatibSettings = Field(
+        default_factory=KatibSettings,
         description="Katib (hyperparameter search: controller, UI and its MySQL database); "
         "needed by the teams' `experiments`.",
     )

@@ -33,7 +33,7 @@ TUNABLE: dict[str, tuple[str, type, float, float | None, bool]] = {
     "learning_rate": ("--learning-rate", float, 0.0, 1.0, True),
     "batch_size": ("--batch-size", int, 1, 65536, False),
     "hidden_units": ("--hidden-units", int, 1, 65536, False),
-    "dropout": ("--dropout", float, 0.0, 1.0, False),
+    "dropout": ("--dropout", float, 0.0, 0.99, False),  # the trainer refuses 1 or more
     "epochs": ("--epochs", int, 1, 10000, False),
 }
 TunableName = Literal["learning_rate", "batch_size", "hidden_units", "dropout", "epochs"]

@@ -145,6 +145,7 @@ class Settings(SettingsModel):
             )
         for index, team in enumerate(self.teams):
             self._check_workloads(index, team)
+            self._check_trials(index, team)
         self._check_serving()
         return self
 
@@ -284,10 +285,13 @@ class Settings(SettingsModel):
         """Each experiment's trials as `_check_workloads` checks a declared workload."""
         declared = []
         for position, experiment in enumerate(team.experiments):
-            self._check_trial(("teams", index, "experiments", position), experiment)
             trial = experiment.trial
             declared.append(("experiments", position, trial.gpus_per_worker, trial.pool, "katib"))
         return declared
+
+    def _check_trials(self, index: int, team: TeamSettings) -> None:
+        for position, experiment in enumerate(team.experiments):
+            self._check_trial(("teams", index, "experiments", position), experiment)
 
     def _check_trial(self, where: tuple[str | int, ...], experiment: ExperimentSettings) -> None:
         """An experiment's trials need what a training job needs, and a TFJob trial its operator."""
