@@ -103,13 +103,13 @@ def pod_templates(objects: list[dict[str, Any]]) -> Iterator[PodTemplate]:
         elif kind == "Experiment":
             # Katib: every trial runs the template's job (its pods are checked like any job's).
             trial = ((spec.get("trialTemplate") or {}).get("trialSpec")) or {}
-            for template in pod_templates([{**trial, "metadata": metadata}]):
-                replica = template.workload.split(" ", 2)[2:]  # a TFJob's replica type
+            for inner in pod_templates([{**trial, "metadata": metadata}]):
+                replica = inner.workload.split(" ", 2)[2:]  # a TFJob's replica type
                 yield PodTemplate(
-                    " ".join([where, "trial", template.kind, *replica]),
+                    " ".join([where, "trial", inner.kind, *replica]),
                     namespace,
-                    template.kind,
-                    template.spec,
+                    inner.kind,
+                    inner.spec,
                 )
         elif kind in _REPLICA_SPECS:
             for replica, replica_spec in (spec.get(_REPLICA_SPECS[kind]) or {}).items():

@@ -365,12 +365,15 @@ def test_a_rendered_trial_reports_its_objective(tmp_path: Path) -> None:
     metrics = [objective, *spec["objective"]["additionalMetricNames"]]
     found = collected(log, metrics, collector["default_filter"])
     assert len(found[objective]) == 1, log[-3000:]
-    value = float(found[objective][0])
-    assert 0.85 <= value <= 1.0  # one epoch of the MLP on MNIST
+    reported = float(found[objective][0])
+    assert 0.85 <= reported <= 1.0  # one epoch of the MLP on MNIST
     assert all(len(v) == 1 for v in found.values()), found
-    # The sampled values reached the trainer: the run's recorded choices say so.
-    trial_dir = tmp_path / "models" / ".experiments" / "research"
-    assert any(trial_dir.rglob("*.metrics.json"))
+    # The sampled values reached the trainer: its run record holds them as its choices.
+    [record] = (tmp_path / "models" / ".checkpoints").rglob("run.json")
+    choices = json.loads(record.read_text())["identity"]["choices"]
+    assert choices["epochs"] == 1
+    for name, sampled in values.items():
+        assert choices[name] == type(choices[name])(sampled), name
 
 
 # --- quota and schedulability count the trials --------------------------------------------------
