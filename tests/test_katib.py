@@ -417,3 +417,26 @@ def test_a_trial_no_pool_can_run_stops_the_program() -> None:
     assert "declared workloads no node pool can run" in message
     assert "ml-platform:teams[0].experiments[0]:" in message
     assert "Experiment research/mnist-tuning trial TFJob Worker" in message
+
+
+def test_engineers_run_experiments_and_everyone_in_the_team_reads_trials() -> None:
+    roles = {
+        o["metadata"]["name"]: o["rules"]
+        for o in kubernetes_objects(stack_run("dev"))
+        if o["kind"] == "Role" and o["metadata"]["namespace"] == "research"
+    }
+
+    def verbs(role: str, resource: str) -> set[str]:
+        return {
+            verb
+            for rule in roles[role]
+            if "kubeflow.org" in rule["apiGroups"] and resource in rule["resources"]
+            for verb in rule["verbs"]
+        }
+
+    assert {"create", "delete"} <= verbs("ml-engineer", "experiments")
+    for role in ("ml-engineer", "viewer"):
+        for resource in ("experiments", "trials", "suggestions"):
+            assert {"get", "list", "watch"} <= verbs(role, resource), (role, resource)
+    assert not {"create", "update", "patch", "delete"} & verbs("viewer", "experiments")
+    assert not {"create", "update", "patch", "delete"} & verbs("ml-engineer", "trials")
