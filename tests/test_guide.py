@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubeflow_katib_api.models import V1beta1ExperimentStatus
+
 from harness.program import stack_settings
 from harness.render import kubernetes_objects
 from infra import names, versions
@@ -244,12 +246,26 @@ def _check_commands(body: str, rendered: Rendered) -> list[str]:
         words = shlex.split(command)
         if words[0] == "kubectl":
             problems += _check_kubectl(words, rendered)
+            problems += _check_status_fields(words)
         if words[:3] == ["aws", "eks", "update-kubeconfig"]:
             if words[words.index("--region") + 1] != rendered.region:
                 problems.append(f"{command}: the stack's region is {rendered.region}")
             if words[words.index("--name") + 1] != rendered.cluster:
                 problems.append(f"{command}: the stack's cluster is {rendered.cluster}")
     return problems
+
+
+def _check_status_fields(words: list[str]) -> list[str]:
+    """`-o jsonpath={.status.<field>}` of an Experiment names a field of Katib's status."""
+    if "experiment" not in words:
+        return []
+    known = {f.alias or name for name, f in V1beta1ExperimentStatus.model_fields.items()}
+    return [
+        f"{' '.join(words)}: an Experiment's status has no {field!r}"
+        for word in words
+        for field in re.findall(r"\{\.status\.(\w+)", word)
+        if field not in known
+    ]
 
 
 def guide_problems(text: str, rendered: Rendered) -> list[str]:
@@ -304,6 +320,7 @@ def test_the_check_catches_names_dev_does_not_render() -> None:
             "curl -s http://inference-mnist.serving:8080/v1/models/mnist",
             "curl -s http://tfserving.serving:8501/v1/models/mnist",
             "aws eks update-kubeconfig --region eu-west-1 --name ml-dev",
+            "kubectl -n research get experiment mnist-tuning -o jsonpath='{.status.bestTrial}'",
             "```",
             "```python",
             'grpc.insecure_channel("tfserving-mnist.serving:9000")',
@@ -312,4 +329,4 @@ def test_the_check_catches_names_dev_does_not_render() -> None:
         ]
     )
     problems = guide_problems(wrong, rendered)
-    assert len(problems) == 12, "\n".join(problems)
+    assert len(problems) == 13, "\n".join(problems)
