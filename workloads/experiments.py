@@ -19,6 +19,9 @@ the tests check):
   1>/var/log/katib/metrics.log 2>&1 && echo completed > ..."` and a sidecar parses that file
   (pkg/webhook/v1beta1/pod/utils.go L155-199); it runs on the pods `primaryPodLabels` select: the
   TFJob's master pod (its Chief, else worker 0: the pod the trainer reports from);
+- `retain` is left unset: when a trial ends the trial controller deletes its job and pods
+  (pkg/controller.v1beta1/trial/trial_controller.go L311-319), which hold nothing then; the
+  trial's metrics stay in its status and Katib's database, its model under `/models`;
 - success and failure conditions are the webhook's defaults for a Kubeflow job and a batch Job
   (pkg/apis/controller/experiments/v1beta1/constants.go L26-54), set here so the object Pulumi
   keeps is the object the API server stores.
