@@ -169,6 +169,69 @@ def mig_profiles(instance: GpuInstanceType) -> dict[str, int]:
     return MIG_PROFILES.get((instance.gpu_model, instance.gpu_memory_gib), {})
 
 
+# On-demand list prices, USD per instance-hour, Linux, us-east-1 (AWS's EC2 On-Demand pricing
+# page), as of PRICES_DATED.  Only g5.xlarge was confirmed against a stored copy of a published
+# page ($1.006/hr, "Amazon EC2 On-Demand Pricing ... (2026)", factualminds.com, 2026-06-17);
+# every other figure is AWS's long-standing list price as recalled, not confirmed here (no web
+# access): check them against https://aws.amazon.com/ec2/pricing/on-demand/ and correct the
+# table, or override per stack with `ml-platform:gpu.prices`.  The p families have no default:
+# AWS cut their on-demand prices in 2025 and the new figures could not be confirmed, so a stack
+# that runs them sets its prices (their cost is otherwise not reported).
+PRICES_DATED = "2026-12-02"
+PRICES_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class ListPrice:
+    usd_per_hour: float
+    # Whether the figure was checked against a stored copy of a published page.
+    confirmed: bool = False
+
+
+ON_DEMAND_PRICES: dict[str, ListPrice] = {
+    "g4dn.xlarge": ListPrice(0.526),
+    "g4dn.2xlarge": ListPrice(0.752),
+    "g4dn.4xlarge": ListPrice(1.204),
+    "g4dn.8xlarge": ListPrice(2.176),
+    "g4dn.12xlarge": ListPrice(3.912),
+    "g4dn.16xlarge": ListPrice(4.352),
+    "g4dn.metal": ListPrice(7.824),
+    "g5.xlarge": ListPrice(1.006, confirmed=True),
+    "g5.2xlarge": ListPrice(1.212),
+    "g5.4xlarge": ListPrice(1.624),
+    "g5.8xlarge": ListPrice(2.448),
+    "g5.12xlarge": ListPrice(5.672),
+    "g5.16xlarge": ListPrice(4.096),
+    "g5.24xlarge": ListPrice(8.144),
+    "g5.48xlarge": ListPrice(16.288),
+    "g6.xlarge": ListPrice(0.8048),
+    "g6.2xlarge": ListPrice(0.9776),
+    "g6.4xlarge": ListPrice(1.3232),
+    "g6.8xlarge": ListPrice(2.0144),
+    "g6.12xlarge": ListPrice(4.6016),
+    "g6.16xlarge": ListPrice(3.3968),
+    "g6.24xlarge": ListPrice(6.6752),
+    "g6.48xlarge": ListPrice(13.3504),
+    "g6e.xlarge": ListPrice(1.861),
+    "g6e.2xlarge": ListPrice(2.24208),
+    "g6e.4xlarge": ListPrice(3.00424),
+    "g6e.8xlarge": ListPrice(4.52856),
+    "g6e.12xlarge": ListPrice(10.49264),
+    "g6e.16xlarge": ListPrice(7.57752),
+    "g6e.24xlarge": ListPrice(15.06559),
+    "g6e.48xlarge": ListPrice(30.13118),
+}
+
+
+def price_per_gpu_hour(instance_type: str, overrides: dict[str, float]) -> float | None:
+    """USD per GPU-hour on this instance type: the stack's price if it sets one, else the list
+    price, divided by the instance's GPUs; None when neither is known."""
+    instance = GPU_INSTANCE_TYPES[instance_type]
+    listed = ON_DEMAND_PRICES.get(instance_type)
+    price = overrides.get(instance_type, listed.usd_per_hour if listed else None)
+    return None if price is None else price / instance.gpus
+
+
 def is_instance_type_name(name: str) -> bool:
     """True if `name` looks like an EC2 instance type (family.size)."""
     return bool(_INSTANCE_TYPE.match(name))
