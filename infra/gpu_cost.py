@@ -94,10 +94,14 @@ _NODE_INFO = (
 def _pod_gpus(resources: str) -> str:
     """GPUs each Running pod holds through `resources` (a regex of kube-state-metrics resource
     names), by namespace, pod, uid, node and resource."""
+    # `max by` first: while kube-state-metrics rolls over, two of its pods report the same pod
+    # (series that differ only in their target labels), which must count once and must not
+    # make the join many-to-many.
     requests = (
-        "sum by (namespace, pod, uid, node, resource) (kube_pod_container_resource_requests"
-        f'{{resource=~"{resources}"}} * on (namespace, pod, uid) group_left ()'
-        ' (kube_pod_status_phase{phase="Running"} == 1))'
+        "sum by (namespace, pod, uid, node, resource) (max by (namespace, pod, uid, container,"
+        f' node, resource) (kube_pod_container_resource_requests{{resource=~"{resources}"}})'
+        " * on (namespace, pod, uid) group_left ()"
+        ' (max by (namespace, pod, uid) (kube_pod_status_phase{phase="Running"}) == 1))'
     )
     return f"({requests} * on (node, resource) group_left () ({_GPUS_PER_UNIT}))"
 

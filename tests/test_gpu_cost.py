@@ -106,6 +106,43 @@ def test_rules_attribute_gpus_to_the_teams_that_hold_them(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@needs_promtool
+def test_rules_count_a_pod_once_while_two_kube_state_metrics_report_it(tmp_path: Path) -> None:
+    """During a kube-state-metrics rollout the old and the new pod both report every object:
+    the same series but for the target's `instance`."""
+    scenario = gpu_series.two_days()
+    inputs = gpu_series.promtool_series(scenario)
+    target = gpu_series.KSM_TARGET["instance"]
+    inputs += [
+        {**s, "series": s["series"].replace(target, "10.0.3.99:8080")}
+        for s in inputs
+        if target in s["series"]
+    ]
+    minute = 1 * HOUR
+    now = _instant(scenario, minute)
+    document = {
+        "rule_files": [str(_rule_file(tmp_path, _settings()))],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": inputs,
+                "promql_expr_test": [
+                    {
+                        "expr": gpu_cost.ALLOCATED,
+                        "eval_time": f"{minute}m",
+                        "exp_samples": _samples(gpu_cost.ALLOCATED, now["allocated"]),
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "tests.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = run("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_a_share_weighs_one_gpu_over_its_replicas() -> None:
     """The scenario's shared node advertises 4 shares per GPU: two shares are half a GPU."""
     scenario = gpu_series.two_days()
