@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from harness.program import raw_settings
-from infra import gpu_cost, instances, versions
+from infra import gpu_cost, gpu_sharing, instances, versions
 from infra.dashboards import GPU_COST_DASHBOARD, GPU_HOURS, USD
+from infra.gpu_operator import operator_values
 from infra.monitoring import kube_state_metrics_label_allowlist, stack_values
 from infra.scheduling import POOL_LABEL, Placement
 from infra.settings import Settings, parse_settings
@@ -141,6 +142,17 @@ def test_rules_count_a_pod_once_while_two_kube_state_metrics_report_it(tmp_path:
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     result = run("test", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_exporter_maps_no_time_sliced_gpu_to_a_pod(stack: str) -> None:
+    """What the busy and idle rules assume of shares: dcgm-exporter, as the program runs it, maps
+    only nvidia.com/gpu and MIG to pods (no extra resource names)."""
+    values = operator_values(_settings(stack))["dcgmExporter"]
+    names = {env["name"] for env in values.get("env", [])}
+    assert gpu_series.DCGM["resource_names_env"] not in names
+    assert gpu_sharing.SHARED_GPU not in gpu_series.DCGM["mapped_resources"]
+    assert not gpu_sharing.SHARED_GPU.startswith(tuple(gpu_series.DCGM["mapped_resource_prefixes"]))
 
 
 def test_a_share_weighs_one_gpu_over_its_replicas() -> None:
