@@ -169,23 +169,53 @@ def mig_profiles(instance: GpuInstanceType) -> dict[str, int]:
     return MIG_PROFILES.get((instance.gpu_model, instance.gpu_memory_gib), {})
 
 
-# On-demand list prices, USD per instance-hour, Linux, us-east-1 (AWS's EC2 On-Demand pricing
-# page), as of PRICES_DATED.  Only g5.xlarge was confirmed against a stored copy of a published
-# page ($1.006/hr, "Amazon EC2 On-Demand Pricing ... (2026)", factualminds.com, 2026-06-17);
-# every other figure is AWS's long-standing list price as recalled, not confirmed here (no web
-# access): check them against https://aws.amazon.com/ec2/pricing/on-demand/ and correct the
-# table, or override per stack with `ml-platform:gpu.prices`.  The p families have no default:
-# AWS cut their on-demand prices in 2025 and the new figures could not be confirmed, so a stack
-# that runs them sets its prices (their cost is otherwise not reported).
+# On-demand list prices, USD per instance-hour, Linux, shared tenancy, us-east-1, as of
+# PRICES_DATED.  Every figure is AWS's Price List API as mirrored in Karpenter's generated price
+# table, PRICES_SOURCE_REPOSITORY@PRICES_SOURCE_REF:pkg/providers/pricing/
+# zz_generated.pricing_aws.go (L19 "generated at 2026-07-20T13:44:30Z for us-east-1", g families
+# L186-199, p families L418-427); its query, pricing.go L210-222 and L258-290: regionCode,
+# operatingSystem Linux, tenancy Shared, capacitystatus Used, preInstalledSw NA, marketoption
+# OnDemand.  g4dn.metal comes from the mirror's bare-metal query (pricing.go L224-237:
+# productFamily "Compute Instance (bare metal)", tenancy Dedicated).  Each price also names where
+# else it was seen (PRICE_SOURCES).  The p prices are those after AWS's June 2025 cut: the
+# mirror's regeneration of 2025-06-23 is the first with them (p5.48xlarge 98.32 -> 55.04,
+# p4d.24xlarge 32.7726 -> 21.957642), unchanged through 2026-07-20.  A type with no confirmed
+# price is left out rather than guessed: the mirror lists no on-demand price for p5e.48xlarge in
+# this or any earlier regeneration (AWS offers it through EC2 Capacity Blocks), so a stack running
+# it sets `ml-platform:gpu.prices`, as any stack may to replace these with its region's or
+# discounted price.
 PRICES_DATED = "2026-12-02"
 PRICES_REGION = "us-east-1"
+PRICES_SOURCE_REPOSITORY = "aws/karpenter-provider-aws"
+# "chore: Update data from AWS APIs (#9435)", 2026-07-20, the file's newest regeneration.
+PRICES_SOURCE_REF = "6fc13b5236fd04fd16ff3f9dc7490d0813994099"
+
+# The published pages each price was read from (site, and the date the page gives).
+PRICE_SOURCES = {
+    "aws-price-list": (
+        "AWS Price List API, as generated into aws/karpenter-provider-aws "
+        "pkg/providers/pricing/zz_generated.pricing_aws.go, generated 2026-07-20"
+    ),
+    "factualminds": (
+        "factualminds.com, 'Amazon EC2 On-Demand Pricing: Instance Families, Regional "
+        "Multipliers, and the Graviton Crossover (2026)', 2026-06-17"
+    ),
+    "datareceipts": (
+        "raw.githubusercontent.com/datareceipts/data-receipts 109-gpu-pricing/hyperscalers.json, "
+        "retrieved 2026-11-09"
+    ),
+    "dstack": (
+        "github.com/dstackai/dstack pull 4110 'Add AWS p5en.48xlarge', `dstack offer` output, "
+        "2026-08-06"
+    ),
+}
 
 
 @dataclass(frozen=True)
 class ListPrice:
     usd_per_hour: float
-    # Whether the figure was checked against a stored copy of a published page.
-    confirmed: bool = False
+    # Keys of PRICE_SOURCES that give this figure.
+    sources: tuple[str, ...] = ("aws-price-list",)
 
 
 ON_DEMAND_PRICES: dict[str, ListPrice] = {
@@ -196,7 +226,7 @@ ON_DEMAND_PRICES: dict[str, ListPrice] = {
     "g4dn.12xlarge": ListPrice(3.912),
     "g4dn.16xlarge": ListPrice(4.352),
     "g4dn.metal": ListPrice(7.824),
-    "g5.xlarge": ListPrice(1.006, confirmed=True),
+    "g5.xlarge": ListPrice(1.006, ("aws-price-list", "factualminds")),
     "g5.2xlarge": ListPrice(1.212),
     "g5.4xlarge": ListPrice(1.624),
     "g5.8xlarge": ListPrice(2.448),
@@ -217,9 +247,15 @@ ON_DEMAND_PRICES: dict[str, ListPrice] = {
     "g6e.4xlarge": ListPrice(3.00424),
     "g6e.8xlarge": ListPrice(4.52856),
     "g6e.12xlarge": ListPrice(10.49264),
-    "g6e.16xlarge": ListPrice(7.57752),
+    "g6e.16xlarge": ListPrice(7.57719),
     "g6e.24xlarge": ListPrice(15.06559),
     "g6e.48xlarge": ListPrice(30.13118),
+    "p4d.24xlarge": ListPrice(21.957642, ("aws-price-list", "datareceipts")),
+    "p4de.24xlarge": ListPrice(27.44705, ("aws-price-list", "datareceipts")),
+    "p5.4xlarge": ListPrice(6.88),
+    "p5.48xlarge": ListPrice(55.04, ("aws-price-list", "datareceipts")),
+    "p5en.48xlarge": ListPrice(63.296, ("aws-price-list", "dstack")),
+    "p6-b200.48xlarge": ListPrice(113.9328),
 }
 
 

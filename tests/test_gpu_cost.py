@@ -20,6 +20,7 @@ from infra.settings import Settings, parse_settings
 from tests import gpu_series
 from tests.promtool import needs_promtool, run
 from tests.upstream_facts import facts
+from tests.upstream_facts import source as upstream_source
 
 KSM = facts("kube-state-metrics-gpu-accounting", pinned=versions.KUBE_STATE_METRICS_VERSION)
 KSM_CHART = facts(
@@ -177,11 +178,36 @@ def test_every_price_is_for_a_catalogue_instance_type() -> None:
     assert all(p.usd_per_hour > 0 for p in instances.ON_DEMAND_PRICES.values())
 
 
+def test_list_prices_are_the_aws_price_list_figures() -> None:
+    """Each catalogue type has the price AWS's price list gives it in us-east-1, and a type the
+    list does not price (p5e.48xlarge) has none rather than a guess."""
+    listed = facts("aws-on-demand-prices", pinned=instances.PRICES_SOURCE_REF)
+    assert listed["region"] == instances.PRICES_REGION
+    assert set(listed["usd_per_hour"]) | set(listed["unpriced"]) == set(
+        instances.GPU_INSTANCE_TYPES
+    )
+    ours = {name: price.usd_per_hour for name, price in instances.ON_DEMAND_PRICES.items()}
+    assert ours == listed["usd_per_hour"]
+
+
+def test_every_price_names_where_it_was_read() -> None:
+    for name, price in instances.ON_DEMAND_PRICES.items():
+        assert price.sources, name
+        assert set(price.sources) <= set(instances.PRICE_SOURCES), (name, price.sources)
+    assert all(re.search(r"\d{4}-\d{2}-\d{2}", page) for page in instances.PRICE_SOURCES.values())
+    assert (
+        upstream_source("aws-on-demand-prices")["repository"] == instances.PRICES_SOURCE_REPOSITORY
+    )
+
+
 def test_price_per_gpu_divides_the_instance_price_by_its_gpus() -> None:
     listed = instances.ON_DEMAND_PRICES["g5.12xlarge"].usd_per_hour
     assert instances.price_per_gpu_hour("g5.12xlarge", {}) == listed / 4
     assert instances.price_per_gpu_hour("g5.12xlarge", {"g5.12xlarge": 8.0}) == 2.0
-    assert instances.price_per_gpu_hour("p5.48xlarge", {}) is None
+    p5 = instances.ON_DEMAND_PRICES["p5.48xlarge"].usd_per_hour
+    assert instances.price_per_gpu_hour("p5.48xlarge", {}) == p5 / 8
+    assert instances.price_per_gpu_hour("p5e.48xlarge", {}) is None
+    assert instances.price_per_gpu_hour("p5e.48xlarge", {"p5e.48xlarge": 80.0}) == 10.0
 
 
 def test_stack_prices_override_the_list_and_become_price_series() -> None:
