@@ -18,7 +18,7 @@ from pydantic_core import PydanticUndefined
 
 from infra.settings import PROJECT, Settings, unwrap_annotation
 
-_SCALARS = {str: "string", int: "integer", bool: "boolean"}
+_SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
 def _type_name(annotation: Any) -> str:

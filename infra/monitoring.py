@@ -20,7 +20,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra import alert_routing, alerts, labels, names, training_job_metrics, versions
+from infra import alert_routing, alerts, gpu_cost, labels, names, training_job_metrics, versions
 from infra.alert_delivery import AlertDelivery
 from infra.block_storage import BlockStorage
 from infra.dashboards import Dashboards
@@ -158,6 +158,18 @@ def alertmanager_values(
     return values
 
 
+def kube_state_metrics_label_allowlist() -> list[str]:
+    """The node labels kube_node_labels carries, for the GPU cost rules (infra/gpu_cost.py): the
+    pool and the instance type.  kube-state-metrics exports no Kubernetes label unless allowed
+    (kubernetes/kube-state-metrics@v2.20.0:internal/store/node.go L210-233), per resource as
+    `<resource>=[<label>,...]` (pkg/options/types.go L240-300); its chart 8.4.0 passes the list
+    `metricLabelsAllowlist` (default empty) as `--metric-labels-allowlist`, joined with ","
+    (prometheus-community/helm-charts@kube-state-metrics-8.4.0:charts/kube-state-metrics/
+    values.yaml L416, templates/deployment.yaml L100-102), and kube-prometheus-stack 88.5.3 sets
+    none of it (charts/kube-prometheus-stack/values.yaml L2684-2708)."""
+    return [f"nodes=[{','.join(gpu_cost.NODE_LABELS)}]"]
+
+
 def stack_values(settings: Settings, placement: Placement, storage_class: str) -> dict[str, Any]:
     monitoring = settings.monitoring
     on_system = {"nodeSelector": placement.node_selector} if placement.node_selector else {}
@@ -186,7 +198,11 @@ def stack_values(settings: Settings, placement: Placement, storage_class: str) -
         # templates/prometheus/rules-1.14/general.rules.yaml L61; values.yaml L322).
         "defaultRules": {"disabled": {alert_routing.WATCHDOG: True}},
         "prometheusOperator": {**on_system},
-        "kube-state-metrics": {**on_system, **job_conditions},
+        "kube-state-metrics": {
+            **on_system,
+            **job_conditions,
+            "metricLabelsAllowlist": kube_state_metrics_label_allowlist(),
+        },
         "grafana": {
             # A fixed Service name (`grafana`) that docs and port-forwards can rely on.
             "fullnameOverride": "grafana",
@@ -288,7 +304,8 @@ class Monitoring(pulumi.ComponentResource):
                 "namespace": names.MONITORING,
                 "labels": labels.common("monitoring"),
             },
-            spec={"groups": alerts.rule_groups()},
+            # The alerts, and the GPU cost recording rules (generated from the settings' prices).
+            spec={"groups": [*alerts.rule_groups(), gpu_cost.rule_group(settings)]},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
         )
         Dashboards(

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from infra import names
+from infra import instances, names
 from infra.settings.alerting import AlertingSettings, TeamAlerts
 from infra.settings.base import (
     ConfigProblem,
@@ -317,6 +317,29 @@ class GpuSettings(SettingsModel):
         description="Run the `gpu-binpack` scheduler, which packs GPU pods onto the fewest nodes; "
         "workloads opt in with `schedulerName: gpu-binpack`.",
     )
+    prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="USD per instance-hour by GPU instance type (e.g. `g5.xlarge: 1.006`), for "
+        "the GPU cost rules, dashboard and report; overrides the catalogue's on-demand list "
+        "price (us-east-1, `infra/instances.py`), e.g. with your discounted or regional price.",
+    )
+
+    @model_validator(mode="after")
+    def _check_prices(self) -> GpuSettings:
+        supported = ", ".join(instances.supported_gpu_families())
+        for instance_type, price in self.prices.items():
+            if instances.gpu_instance(instance_type) is None:
+                raise ConfigProblem(
+                    ("prices", instance_type),
+                    f"{instance_type!r} is not a GPU instance type of the catalogue; prices are "
+                    f"for the families {supported} (e.g. g5.xlarge)",
+                )
+            if not price > 0:
+                raise ConfigProblem(
+                    ("prices", instance_type),
+                    f"{price} is not a price; give USD per instance-hour, greater than zero",
+                )
+        return self
 
 
 # The retention periods CloudWatch Logs accepts.
