@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from infra import names
+from infra.settings.alerting import AlertingSettings, TeamAlerts
 from infra.settings.base import (
     ConfigProblem,
     DnsLabel,
@@ -256,6 +257,7 @@ class TeamSettings(SettingsModel):
     notebooks: list[NotebookServerSettings] = Field(
         default_factory=list, description="Notebook servers of the team."
     )
+    alerts: TeamAlerts
 
     @model_validator(mode="after")
     def _check(self) -> TeamSettings:
@@ -367,4 +369,13 @@ class MonitoringSettings(Switch):
     alertmanager_storage_size: Quantity = Field(
         default="2Gi",
         description="Alertmanager's volume (silences and notification state: small).",
+    )
+    alertmanager_replicas: Annotated[int, Field(ge=1, le=5)] = Field(
+        default=1,
+        description="Alertmanager pods; two or more form a cluster that shares silences and "
+        "sends each notification once, and keeps alerting through a node's loss.",
+    )
+    alerting: AlertingSettings = Field(
+        default_factory=AlertingSettings,
+        description="Receivers and who gets which alerts (README: Alert routing).",
     )

@@ -145,7 +145,34 @@ class Settings(SettingsModel):
         for index, team in enumerate(self.teams):
             self._check_workloads(index, team)
         self._check_serving()
+        self._check_alerting()
         return self
+
+    def _check_alerting(self) -> None:
+        """Team routes name declared receivers; SNS needs the Pod Identity of an EKS stack."""
+        alerting = self.monitoring.alerting
+        for index, team in enumerate(self.teams):
+            if team.alerts is not None:
+                for key, name in team.alerts.receivers():
+                    try:
+                        alerting.check_receiver(name, ())
+                    except ConfigProblem as problem:
+                        raise ConfigProblem(
+                            ("teams", index, "alerts", key), problem.message
+                        ) from None
+        try:
+            alerting.check_usage([team.alerts for team in self.teams])
+        except ConfigProblem as problem:
+            raise ConfigProblem(("monitoring", "alerting", *problem.loc), problem.message) from None
+        if self.cluster.mode != "eks":
+            for name, receiver in alerting.receivers.items():
+                if receiver.sns is not None:
+                    raise ConfigProblem(
+                        ("monitoring", "alerting", "receivers", name, "sns"),
+                        "Alertmanager publishes to SNS with an IAM role it gets through EKS Pod "
+                        "Identity, which an existing cluster lacks; use slack, pagerduty, email "
+                        "or webhook here",
+                    )
 
     def _check_docker_hub_source(self) -> None:
         """Docker Hub images are pulled through one mirror at most."""
