@@ -72,9 +72,9 @@ def poll(
 
 # --- Rules, run fast ---------------------------------------------------------------------------
 
-# A duration as PromQL and the rule file's `for` spell it (prometheus/common model.ParseDuration,
-# which prometheus/prometheus@v2.42.0:promql/parser/lex.go L686-700 hands range and offset
-# durations to): units from years down to milliseconds, largest first.
+# A duration as PromQL and the rule file's `for` spell it: units from years down to milliseconds,
+# largest first (prometheus/prometheus@v2.42.0:promql/parser/lex.go L686-696, L722-742 lex it;
+# parse.go L634-643 reads it with prometheus/common v0.39.0's model.ParseDuration and refuses 0).
 _UNITS_MS = {"y": 365 * 86_400_000, "w": 7 * 86_400_000, "d": 86_400_000, "h": 3_600_000,
              "m": 60_000, "s": 1000, "ms": 1}  # fmt: skip
 _DURATION = r"(?:\d+(?:ms|[ywdhms]))+"
@@ -167,7 +167,7 @@ class Notification:
 class WebhookSink:
     """A tiny HTTP server in a thread that records every POST: Alertmanager's webhook receiver
     posts one JSON document per notification (prometheus/alertmanager@v0.25.0:
-    notify/webhook/webhook.go L65-96; its fields are template.Data's, template/template.go
+    notify/webhook/webhook.go L64-97; its fields are template.Data's, template/template.go
     L238-259)."""
 
     def __init__(self) -> None:
