@@ -58,7 +58,11 @@ def test_grafana_admin_password_is_generated_and_secret(stack: str) -> None:
         for r in run.of_type("kubernetes:core/v1:Secret")
         if r.inputs["metadata"]["name"] == "grafana-admin"
     ]
-    assert secret.as_json()["inputs"]["stringData"] == "[secret]"  # never in resources.json
+    # Never in resources.json: each value masked, the keys kept.
+    assert secret.as_json()["inputs"]["stringData"] == {
+        "admin-password": "[secret]",
+        "admin-user": "[secret]",
+    }
     assert "grafanaAdminPassword" in run.secret_outputs
 
 

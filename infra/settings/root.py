@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic.alias_generators import to_snake
 
 from infra import efs_paths, versions
+from infra.settings.alerting import credential_paths
 from infra.settings.base import (
     PROJECT,
     ConfigProblem,
@@ -372,7 +373,27 @@ def parse_settings(raw: Mapping[str, Any], stack: str) -> Settings:
 
 def load_settings() -> Settings:
     """Parse the running stack's configuration; call this before registering any resource."""
-    return parse_settings(raw_project_config(), pulumi.get_stack())
+    stack = pulumi.get_stack()
+    settings = parse_settings(raw_project_config(), stack)
+    refuse_plain_credentials(
+        settings, stack, pulumi.runtime.config.is_config_secret(f"{PROJECT}:monitoring")
+    )
+    return settings
+
+
+def refuse_plain_credentials(settings: Settings, stack: str, monitoring_is_secret: bool) -> None:
+    """Alert receivers' credentials must be Pulumi secrets.  `pulumi config set --secret --path`
+    marks the whole `monitoring` key secret (the program cannot tell which leaf was encrypted), so
+    credentials with the key not secret were written in plain text."""
+    paths = credential_paths(settings.monitoring.alerting)
+    if paths and not monitoring_is_secret:
+        commands = "\n".join(
+            f"    pulumi config set --secret --path '{path}' <value>" for path in paths
+        )
+        raise SettingsError(
+            f"Pulumi.{stack}.yaml: {PROJECT}:{paths[0]}: a credential is in plain text in the "
+            f"stack file; remove it and set each as a secret:\n{commands}"
+        )
 
 
 def _describe(error: ValidationError, stack: str) -> str:
