@@ -399,9 +399,18 @@ def prometheus_config(
     }
 
 
+# How long Prometheus waits before sending a firing alert again (prometheus/prometheus@v2.42.0:
+# cmd/prometheus/main.go L381-382).  It matters at start: an alert that fires before Prometheus
+# has discovered its Alertmanagers (discovery reports every 5 s, discovery/manager.go L119) is
+# dropped (notifier/notifier.go L320-324, L456-476: no Alertmanager, no success) and only sent
+# again after this delay.
+RESEND_DELAY = "1m"
+
+
 @contextlib.contextmanager
-def prometheus(workdir: Path, config: Mapping[str, Any]) -> Iterator[Process]:
-    """Prometheus with `config`, its TSDB under `workdir`."""
+def prometheus(workdir: Path, config: Mapping[str, Any], time_factor: int) -> Iterator[Process]:
+    """Prometheus with `config`, its TSDB under `workdir`, its alert resend delay divided by
+    `time_factor` like the rules' durations (`time_compressed`)."""
     assert PROMETHEUS is not None, "CI must install prometheus"
     path = workdir / "prometheus.yml"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -414,6 +423,7 @@ def prometheus(workdir: Path, config: Mapping[str, Any]) -> Iterator[Process]:
             f"--config.file={path}",
             f"--storage.tsdb.path={workdir / 'tsdb'}",
             f"--web.listen-address={listen}",
+            f"--rules.alert.resend-delay={_scaled(RESEND_DELAY, time_factor)}",
         ],
     ) as process:
         yield process
