@@ -271,7 +271,12 @@ def raw_settings(stack: str, config: Mapping[str, Any] | None = None) -> dict[st
     """
     merged = merged_config(stack, config)
     prefix = f"{PROJECT}:"
-    return {k.removeprefix(prefix): v for k, v in merged.items() if k.startswith(prefix)}
+    # Secrets decrypted into the placeholders the program gets (engine_config).
+    return {
+        k.removeprefix(prefix): _decrypted(k, v, (), [])
+        for k, v in merged.items()
+        if k.startswith(prefix)
+    }
 
 
 def stack_settings(stack: str, config: Mapping[str, Any] | None = None) -> Settings:

@@ -264,6 +264,12 @@ class AlertingSettings(SettingsModel):
         used = {name for target in team_targets if target for _, name in target.receivers()}
         if self.platform:
             used |= {name for _, name in self.platform.receivers()}
+        if self.heartbeat and self.heartbeat in used:
+            raise ConfigProblem(
+                ("heartbeat",),
+                f"{self.heartbeat!r} also gets alerts; the Watchdog fires every 5 minutes for "
+                "ever, so give the heartbeat a receiver of its own (a dead man's switch)",
+            )
         for name in self.receivers:
             if name not in used and name != self.heartbeat:
                 raise ConfigProblem(
@@ -271,12 +277,6 @@ class AlertingSettings(SettingsModel):
                     "no route uses this receiver: name it in `platform`, `heartbeat` or a team's "
                     "`alerts`, or remove it",
                 )
-        if self.heartbeat and self.heartbeat in used:
-            raise ConfigProblem(
-                ("heartbeat",),
-                f"{self.heartbeat!r} also gets alerts; the Watchdog fires every 5 minutes for "
-                "ever, so give the heartbeat a receiver of its own (a dead man's switch)",
-            )
 
 
 def credential_fields(model: SettingsModel) -> Iterator[tuple[str, tuple[str, ...]]]:
