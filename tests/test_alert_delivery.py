@@ -42,7 +42,6 @@ from infra import alerts
 from infra.alert_routing import alertmanager_config, credential_files
 from infra.settings import Settings
 from tests.alert_pipeline import (
-    PROMETHEUS,
     Process,
     WebhookSink,
     alertmanager,
@@ -184,7 +183,7 @@ def _pipeline(
         ]
         served = {model.team: model for model in settings.serving.models}
         targets = [
-            inference_target(settings, served[team], str(api.client.base_url.netloc.decode()))
+            inference_target(settings, served[team], api.client.base_url.netloc.decode())
             for team, api in zip(MODELS, apis, strict=True)
         ]
         rules = tmp_path / "rules.yml"
@@ -205,7 +204,6 @@ def _pipeline(
 def test_inference_errors_reach_the_owning_teams_receiver_and_only_it(
     tmp_path: Path, base: Path, exported: tuple[Path, np.ndarray, Path]
 ) -> None:
-    assert PROMETHEUS is not None
     _, images, _ = exported
     with (
         _pipeline(tmp_path, base) as (sink, prom, am, (research, vision), _),
