@@ -5,12 +5,15 @@ The configuration (infra/alert_routing.py) holds no credential: it names files, 
 credentials Secret puts them there.  Its values are Pulumi secrets, so Pulumi keeps them
 encrypted in the state and masks them in previews and outputs.
 
-SNS: Alertmanager's SNS notifier (v0.34.0, notify/sns/sns.go L160-216) builds its AWS client
-with aws-sdk-go-v2's default configuration when `sigv4` names no keys, profile or role, and that
-chain reads EKS Pod Identity's container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI and
-AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, which the Pod Identity webhook sets in the pod).  The
-role allows sns:Publish on the configured topics and nothing else; it is associated with the
-chart's Alertmanager ServiceAccount.
+SNS: Alertmanager's SNS notifier (prometheus/alertmanager@v0.34.0:notify/sns/sns.go L160-216)
+signs for `sigv4.region` and, when `sigv4` names no access key, profile or role, takes its
+credentials from aws-sdk-go-v2's default chain (LoadDefaultConfig, L209; aws-sdk-go-v2/config
+v1.32.33, go.mod L11).  That chain's container provider reads AWS_CONTAINER_CREDENTIALS_FULL_URI
+and the token in AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, which EKS Pod Identity sets in the pod
+(aws-sdk-go-v2 config/resolve_credentials.go; supported since config v1.25, November 2023: not
+re-read at v1.32.33, the repository is too large to fetch here).  The role allows sns:Publish
+on the configured topics and nothing else, and is associated with the chart's Alertmanager
+ServiceAccount.
 """
 
 from __future__ import annotations

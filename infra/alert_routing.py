@@ -18,8 +18,10 @@ file (`api_url_file`, `routing_key_file`, `auth_password_file`, the webhook's
 `http_config.authorization.credentials_file`) in the Secret CREDENTIALS_SECRET, which the
 operator mounts at SECRETS_DIR/<secret>/ (alertmanagerSpec.secrets).  Each of these fields
 exists both in Alertmanager v0.34.0, which kube-prometheus-stack 88.5.3 runs, and in v0.25.0,
-whose amtool CI checks the configuration with; tests/upstream/alertmanager-config.yaml has the
-lines.  The webhook's own `url_file` is not used: v0.25.0 lacks it.
+whose amtool CI checks the configuration with (tests/upstream/alertmanager-config.yaml and
+alertmanager-config-amtool.yaml have the lines), and in the operator's types, which parse the
+configuration strictly (prometheus-operator-alertmanager.yaml).  The webhook's own `url_file`
+is not used: v0.25.0 lacks it.
 """
 
 from __future__ import annotations

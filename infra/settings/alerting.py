@@ -240,7 +240,7 @@ class AlertingSettings(SettingsModel):
             self.check_receiver(self.heartbeat, ("heartbeat",))
         for name, receiver in self.receivers.items():
             for key, path in credential_fields(receiver):
-                if getattr_path(receiver, path) is None and key_required(receiver, path):
+                if getattr_path(receiver, path) is None and path not in OPTIONAL_CREDENTIALS:
                     full = ".".join(("monitoring", "alerting", "receivers", name, *path))
                     raise ConfigProblem(
                         ("receivers", name, *path),
@@ -303,10 +303,8 @@ def getattr_path(model: Any, path: tuple[str, ...]) -> Any:
     return value
 
 
-def key_required(receiver: ReceiverSettings, path: tuple[str, ...]) -> bool:
-    """Whether a missing credential is a problem: always, except the optional ones (SMTP AUTH,
-    a webhook's token), whose absence is a choice."""
-    return path not in {("email", "authPassword"), ("webhook", "bearerToken")}
+# Credentials whose absence is a choice: SMTP without AUTH, a webhook without a token.
+OPTIONAL_CREDENTIALS = frozenset({("email", "authPassword"), ("webhook", "bearerToken")})
 
 
 def credential_paths(alerting: AlertingSettings) -> list[str]:
