@@ -115,6 +115,15 @@ class Service:
             response = error(str(problem), problem.status)
         except NoModel as problem:
             response = error(str(problem), 503)
+        except Exception:
+            # The request passed every check against the model's signature, so this is the
+            # server's failure (a version that loads but fails on real batches): answered in TF
+            # Serving's shape and counted, like every 5xx, for the error-rate alert.  Left to the
+            # framework it would be a bare 500 that /metrics never sees.
+            log.exception("the %s request failed", route)
+            response = error(
+                f"the model failed to answer this {route} request; the server log says why", 500
+            )
         self.metrics.observe(route, response.status_code, time.perf_counter() - started)
         return response
 

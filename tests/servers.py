@@ -14,11 +14,11 @@ from inference.app import Config, create_app
 
 
 class Running:
-    def __init__(self, base: Path, **options: float) -> None:
+    def __init__(self, base: Path, model_name: str = "mnist", **options: float) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        config = Config(model_base_path=base, model_name="mnist", **options)  # type: ignore[arg-type]
+        config = Config(model_base_path=base, model_name=model_name, **options)  # type: ignore[arg-type]
         self.app = create_app(config)
         self.server = uvicorn.Server(
             uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning")
