@@ -3,7 +3,9 @@
 - Training Operator v1 (TFJob, PyTorchJob) in `kubeflow`;
 - the notebook controller (without Istio) in `notebook-controller-system`, with idle culling on;
 - Kubeflow Pipelines standalone in `kubeflow`; in AWS stacks its objects go to the stack's S3
-  bucket (`infra/pipeline_store.py`), elsewhere to the upstream in-cluster object store.
+  bucket (`infra/pipeline_store.py`), elsewhere to the upstream in-cluster object store;
+- Katib standalone in `kubeflow`, its MySQL on a block volume, on the system nodes
+  (`infra/katib.py`).
 
 The bundles declare objects they share (the `kubeflow` namespace, which this program also creates
 with its Pod Security labels), so they are applied through the cluster's installer provider, which
@@ -44,12 +46,14 @@ import pulumi_kubernetes as k8s
 
 from infra import labels, names, versions
 from infra.block_storage import BlockStorage
+from infra.katib import configure_katib
 from infra.pipeline_store import (
     PipelineStoreAccess,
     S3PipelineStore,
     no_keys_secret,
     use_s3_store,
 )
+from infra.scheduling import Placement
 from infra.settings import KubeflowSettings
 
 RETAINED_TYPES = frozenset(
@@ -148,6 +152,7 @@ class KubeflowInstalls(pulumi.ComponentResource):
     training_operator: k8s.kustomize.v2.Directory | None = None
     notebook_controller: k8s.kustomize.v2.Directory | None = None
     pipelines: k8s.kustomize.v2.Directory | None = None
+    katib: k8s.kustomize.v2.Directory | None = None
     pipeline_store: PipelineStoreAccess | None = None
 
     def __init__(
@@ -158,10 +163,12 @@ class KubeflowInstalls(pulumi.ComponentResource):
         namespaces: list[pulumi.Resource],
         after: list[pulumi.Resource],
         block_storage: BlockStorage,
+        system: Placement,
         pipeline_store: S3PipelineStore | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`block_storage`: the class the bundles' claims get (Pipelines' MySQL and SeaweedFS)."""
+        """`block_storage`: the class the bundles' claims get (Pipelines' MySQL and SeaweedFS,
+        Katib's MySQL); `system`: where Katib's Deployments run."""
         super().__init__("ml-platform:kubeflow:KubeflowInstalls", name, None, opts)
 
         def install(
@@ -213,6 +220,8 @@ class KubeflowInstalls(pulumi.ComponentResource):
                 extra=[cluster_scoped, *before],
                 transforms=store_transforms,
             )
+        if settings.katib.enabled:
+            self.katib = install("katib", versions.KATIB, transforms=[configure_katib(system)])
         self.register_outputs({})
 
     def installer_of(self, kind: str) -> pulumi.Resource:
@@ -221,6 +230,7 @@ class KubeflowInstalls(pulumi.ComponentResource):
             "TFJob": self.training_operator,
             "PyTorchJob": self.training_operator,
             "Notebook": self.notebook_controller,
+            "Experiment": self.katib,
         }.get(kind)
         if installer is None:
             raise ValueError(f"nothing in this stack installs the CRD of {kind}")

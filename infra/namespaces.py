@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import labels, names, versions
+from infra import katib, labels, names, versions
 from infra.settings import Settings
 
 PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
@@ -25,6 +25,7 @@ class NamespaceSpec:
     enforce: PodSecurityLevel
     reason: str
     team: str | None = None
+    extra_labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def authored(self) -> bool:
@@ -77,13 +78,15 @@ def namespace_specs(settings: Settings) -> list[NamespaceSpec]:
                 "the upstream notebook controller is not checked against restricted",
             )
         )
-    if kubeflow.training_operator.enabled or kubeflow.pipelines.enabled:
+    if kubeflow.training_operator.enabled or kubeflow.pipelines.enabled or kubeflow.katib.enabled:
         specs.append(
             NamespaceSpec(
                 names.KUBEFLOW,
                 "kubeflow",
                 "baseline",
                 "upstream Kubeflow controllers and the Pipelines store do not all meet restricted",
+                # Katib's bundle labels its namespace so; the label is kept on ours.
+                extra_labels=dict(katib.INJECTION_LABEL) if kubeflow.katib.enabled else {},
             )
         )
     if settings.serving.enabled:
@@ -119,6 +122,8 @@ def namespace_specs(settings: Settings) -> list[NamespaceSpec]:
                 team.pod_security,
                 reason,
                 team=team.name,
+                # Katib injects its metrics collector into trial pods only in labelled namespaces.
+                extra_labels=dict(katib.INJECTION_LABEL) if kubeflow.katib.enabled else {},
             )
         )
     return specs
@@ -146,6 +151,7 @@ class PlatformNamespaces(pulumi.ComponentResource):
             }
             if spec.team:
                 ns_labels[labels.TEAM] = spec.team
+            ns_labels.update(spec.extra_labels)
             self.namespaces[spec.name] = k8s.core.v1.Namespace(
                 f"{name}-{spec.name}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(

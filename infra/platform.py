@@ -234,6 +234,7 @@ def build_platform(settings: Settings) -> Platform:
         namespaces=list(namespaces.namespaces.values()),
         after=ready,
         block_storage=block_storage,
+        system=placement(settings, SYSTEM_POOL),
         # AWS stacks keep Pipelines' objects in their artifact bucket; others in-cluster.
         pipeline_store=S3PipelineStore(
             bucket=aws_layer.artifacts.bucket.bucket,

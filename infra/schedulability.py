@@ -100,6 +100,17 @@ def pod_templates(objects: list[dict[str, Any]]) -> Iterator[PodTemplate]:
         elif kind == "CronJob":
             job = (spec.get("jobTemplate") or {}).get("spec", {})
             yield PodTemplate(where, namespace, kind, (job.get("template") or {}).get("spec", {}))
+        elif kind == "Experiment":
+            # Katib: every trial runs the template's job (its pods are checked like any job's).
+            trial = ((spec.get("trialTemplate") or {}).get("trialSpec")) or {}
+            for inner in pod_templates([{**trial, "metadata": metadata}]):
+                replica = inner.workload.split(" ", 2)[2:]  # a TFJob's replica type
+                yield PodTemplate(
+                    " ".join([where, "trial", inner.kind, *replica]),
+                    namespace,
+                    inner.kind,
+                    inner.spec,
+                )
         elif kind in _REPLICA_SPECS:
             for replica, replica_spec in (spec.get(_REPLICA_SPECS[kind]) or {}).items():
                 template = (replica_spec or {}).get("template") or {}

@@ -31,7 +31,10 @@ def _rule(api_group: str, resources: list[str], verbs: list[str]) -> k8s.rbac.v1
     return k8s.rbac.v1.PolicyRuleArgs(api_groups=[api_group], resources=resources, verbs=verbs)
 
 
-JOBS = ["tfjobs", "pytorchjobs", "notebooks"]
+JOBS = ["tfjobs", "pytorchjobs", "notebooks", "experiments"]
+# What Katib makes of an Experiment (kubeflow/katib@v0.19.0:manifests/v1beta1/components/crd):
+# its trials (with their metrics) and its suggestion, read to follow it and find the best trial.
+KATIB_RECORDS = ["trials", "suggestions"]
 # The namespace's quota and defaults (infra/team_quota.py), so a team sees what it may request.
 LIMITS = ["resourcequotas", "limitranges"]
 OBSERVE = ["pods", "pods/log", "events", "services", "persistentvolumeclaims", *LIMITS]
@@ -52,6 +55,7 @@ def engineer_rules(exec_allowed: bool) -> list[k8s.rbac.v1.PolicyRuleArgs]:
     rules = [
         _rule("kubeflow.org", JOBS, WRITE),
         _rule("kubeflow.org", [f"{kind}/status" for kind in JOBS], READ),
+        _rule("kubeflow.org", KATIB_RECORDS, READ),
         _rule("", [*OBSERVE, "configmaps"], READ),
         _rule("", ["pods"], ["delete"]),  # restart a stuck pod
     ]
@@ -61,7 +65,7 @@ def engineer_rules(exec_allowed: bool) -> list[k8s.rbac.v1.PolicyRuleArgs]:
 
 
 def viewer_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
-    return [_rule("kubeflow.org", JOBS, READ), _rule("", OBSERVE, READ)]
+    return [_rule("kubeflow.org", [*JOBS, *KATIB_RECORDS], READ), _rule("", OBSERVE, READ)]
 
 
 def bind_role_to_group(

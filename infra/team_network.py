@@ -20,7 +20,7 @@ from typing import Any, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import labels, names
+from infra import katib, labels, names
 from infra.settings import Settings, TeamSettings
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -105,6 +105,8 @@ def policy_specs(
                 }
             ],
         }
+    if settings.kubeflow.katib.enabled:
+        specs.update(katib_specs())
     if settings.cluster.mode == "eks":
         specs["pod-identity"] = {
             "podSelector": everything,
@@ -128,6 +130,60 @@ def policy_specs(
             ],
         }
     return specs
+
+
+def katib_specs() -> dict[str, dict[str, Any]]:
+    """Katib's two flows into and out of a team namespace (kubeflow/katib@v0.19.0).
+
+    - A trial's metrics collector reports to `katib-db-manager.kubeflow:6789`
+      (pkg/common/v1beta1/katib_manager_util.go L35-45, consts/const.go L159-169; the sidecar is
+      given that address, pkg/webhook/v1beta1/pod/inject_webhook.go L310).  Trial pods carry the
+      label `katib.kubeflow.org/trial` (pod/utils.go L266-284); the podSelector on the peer
+      matches the Service's own selector, which is what lets the ClusterIP through on EKS (see
+      the `serving` rule in `policy_specs`).
+    - The controller calls the experiment's suggestion service on port 6789 in the team's
+      namespace (pkg/controller.v1beta1/suggestion/suggestionclient/suggestionclient.go L93,
+      util/suggestion.go L51-58: `<suggestion>-<algorithm>.<namespace>:6789`).
+    """
+    _, db_port = katib.DB_MANAGER_SERVICE
+    return {
+        "katib-metrics": {
+            "podSelector": {"matchExpressions": [{"key": katib.TRIAL_LABEL, "operator": "Exists"}]},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [
+                        {
+                            **namespace_peer(names.KUBEFLOW),
+                            "podSelector": {
+                                "matchLabels": {katib.COMPONENT_LABEL: katib.DB_MANAGER_COMPONENT}
+                            },
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": db_port}],
+                }
+            ],
+        },
+        "katib-suggestion": {
+            "podSelector": {
+                "matchExpressions": [{"key": katib.SUGGESTION_LABEL, "operator": "Exists"}]
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            **namespace_peer(names.KUBEFLOW),
+                            "podSelector": {
+                                "matchLabels": {katib.COMPONENT_LABEL: katib.CONTROLLER_COMPONENT}
+                            },
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": katib.SUGGESTION_PORT}],
+                }
+            ],
+        },
+    }
 
 
 class NamespaceNetworkPolicies(pulumi.ComponentResource):

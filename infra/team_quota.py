@@ -61,8 +61,36 @@ def limit_range_limits() -> list[k8s.core.v1.LimitRangeItemArgs]:
     return [k8s.core.v1.LimitRangeItemArgs(type="Container", default_request=DEFAULT_REQUESTS)]
 
 
+# What Katib adds to an experiment's pods, from the defaults its katib-config leaves in place
+# (kubeflow/katib@v0.19.0:pkg/apis/config/v1beta1/defaults.go L26-33 and L194-217: 50m cpu and
+# 10Mi memory requested by each metrics-collector sidecar and by the suggestion's container;
+# tests/upstream/kubeflow-katib-experiments.yaml).  The sidecar joins each trial's primary pod
+# (pkg/webhook/v1beta1/pod/inject_webhook.go L131-250); one suggestion pod serves the experiment
+# (pkg/controller.v1beta1/suggestion/composer/composer.go L86-110).
+KATIB_SIDECAR_REQUESTS = {"cpu": Decimal("0.05"), "memory": Decimal(10 * 2**20)}
+KATIB_SUGGESTION_REQUESTS = {"cpu": Decimal("0.05"), "memory": Decimal(10 * 2**20)}
+
+
+def experiment_requests(manifest: dict[str, Any]) -> dict[str, Decimal]:
+    """What a Katib Experiment holds at once: `parallelTrialCount` trials, each with its
+    metrics collector, and the suggestion pod."""
+    spec = manifest.get("spec") or {}
+    parallel = int(spec.get("parallelTrialCount", 1))
+    trial = workload_requests((spec.get("trialTemplate") or {}).get("trialSpec") or {})
+    totals: dict[str, Decimal] = {}
+    for part, count in ((trial, parallel), (KATIB_SIDECAR_REQUESTS, parallel)):
+        for resource, value in part.items():
+            totals[resource] = totals.get(resource, Decimal(0)) + count * value
+    for resource, value in KATIB_SUGGESTION_REQUESTS.items():
+        totals[resource] = totals.get(resource, Decimal(0)) + value
+    return totals
+
+
 def workload_requests(manifest: dict[str, Any]) -> dict[str, Decimal]:
-    """What all pods of one workload request together (replicas included)."""
+    """What all pods of one workload request together (replicas included; an Experiment's
+    trials that run at once)."""
+    if manifest.get("kind") == "Experiment":
+        return experiment_requests(manifest)
     replicas = {
         replica: int((spec or {}).get("replicas", 1))
         for key in ("tfReplicaSpecs", "pytorchReplicaSpecs")
@@ -93,12 +121,27 @@ def quota_shortfalls(settings: Settings, team: TeamSettings, manifest: dict[str,
         },
     }
     problems = []
+    experiment = manifest.get("kind") == "Experiment"
     for resource, needed in sorted(workload_requests(manifest).items()):
         if resource in caps and needed > caps[resource][1]:
             key, cap = caps[resource]
+            how = ""
+            if experiment:
+                spec = manifest["spec"]
+                per_trial = workload_requests(spec["trialTemplate"]["trialSpec"]).get(resource)
+                how = (
+                    f" (parallelTrialCount {spec['parallelTrialCount']} x "
+                    f"{(per_trial or Decimal(0)).normalize():f} per trial, with Katib's "
+                    "metrics collectors and suggestion)"
+                )
+            fix = (
+                "raise the quota or lower parallelTrialCount (or the trial's size)"
+                if experiment
+                else "raise the quota or make the workload smaller"
+            )
             problems.append(
-                f"needs {needed.normalize():f} {resource} in total, over the team's quota "
-                f"(quota.{key}: {cap.normalize():f}); raise the quota or make the workload smaller"
+                f"needs {needed.normalize():f} {resource} in total{how}, over the team's quota "
+                f"(quota.{key}: {cap.normalize():f}); {fix}"
             )
     return problems
 

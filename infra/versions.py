@@ -223,6 +223,14 @@ KFP_CLUSTER_RESOURCES = KustomizeSource(
 KFP_PLATFORM_AGNOSTIC = KustomizeSource(
     "https://github.com/kubeflow/pipelines", "manifests/kustomize/env/platform-agnostic", KFP_REF
 )
+# Katib v0.19.0 (2025-10, the newest v0.19 tag of kubeflow/katib), its standalone install: the
+# controller (with its admission webhooks and their self-generated certificate), the UI, the DB
+# manager and its MySQL database, and the experiments/trials/suggestions CRDs, all in `kubeflow`.
+# Its katib-config names the suggestion and metrics-collector images by the same tag.  What the
+# program relies on from it is in tests/upstream/kubeflow-katib-*.yaml: check those when this moves.
+KATIB = KustomizeSource(
+    "https://github.com/kubeflow/katib", "manifests/v1beta1/installs/katib-standalone", "v0.19.0"
+)
 # The Argo Workflows release that install runs pipelines with: not pinned here but implied by
 # KFP_REF, whose manifests/kustomize/third-party/argo kustomizations pull
 # argoproj/argo-workflows manifests at this ref.  Recorded so facts read from it are re-read when

@@ -241,6 +241,10 @@ class StackNetwork:
     pipelines: list[Service] = field(default_factory=list)  # the Pipelines API and UI
     pipeline_stores: list[Pod] = field(default_factory=list)  # Pipelines' MySQL and SeaweedFS
     scrape_targets: list[tuple[str, Pod, int]] = field(default_factory=list)  # (monitor, pod, port)
+    katib_controller: Pod | None = None
+    katib_db: Service | None = None
+    trials: list[Pod] = field(default_factory=list)  # Katib trials' primary pods
+    suggestions: list[Service] = field(default_factory=list)  # Katib suggestions' Services
 
     def team_pods(self, team: str) -> list[Pod]:
         return [p for p in self.cluster.pods if p.namespace == team]
@@ -325,6 +329,140 @@ def _pipelines() -> tuple[list[Pod], list[Service]]:
 PIPELINE_STORES = ("mysql", "seaweedfs")
 
 
+def katib_install() -> Any:
+    return facts("kubeflow-katib-install", pinned=versions.KATIB.ref)
+
+
+def _katib() -> tuple[list[Pod], list[Service]]:
+    """Katib's controller and DB manager, and the DB manager's Service, as its manifests make
+    them (tests/upstream/kubeflow-katib-install.yaml)."""
+    katib = katib_install()
+    label = katib["component_label"]
+    components = katib["components"]
+    controller = components["controller"]
+    db = components["db-manager"]
+    pods = [
+        Pod(
+            names.KUBEFLOW,
+            controller["deployment"],
+            {label: "controller"},
+            # components/controller/controller.yaml: webhook, metrics, healthz.
+            (ContainerPort(8443, "webhook"), ContainerPort(8080, "metrics"),
+             ContainerPort(18080, "healthz")),
+            origin="kubeflow/katib",
+        ),
+        Pod(
+            names.KUBEFLOW,
+            db["deployment"],
+            {label: "db-manager"},
+            (ContainerPort(db["port"], "api"),),
+            origin="kubeflow/katib",
+        ),
+    ]  # fmt: skip
+    services = [
+        Service(
+            names.KUBEFLOW,
+            db["service"],
+            {label: "db-manager"},
+            (ServicePort(db["port"], db["port"], name="api"),),
+        )
+    ]
+    return pods, services
+
+
+def _experiment_pods(
+    experiment: Mapping[str, Any], origin: str
+) -> tuple[list[Pod], list[Pod], list[Service]]:
+    """What Katib makes of an Experiment: one trial's pods (the primary one labelled as the pod
+    webhook labels it) and the suggestion's pod and Service."""
+    katib = katib_install()
+    namespace, name = experiment["metadata"]["namespace"], experiment["metadata"]["name"]
+    template = experiment["spec"]["trialTemplate"]
+    trial_name = f"{name}-x7k2p9qd"
+    trial = template["trialSpec"]
+    primary = dict(template.get("primaryPodLabels") or {})
+    if trial["kind"] == "TFJob":
+        trial_pods, _ = _tfjob_pods(
+            {"metadata": {"namespace": namespace, "name": trial_name}, "spec": trial["spec"]},
+            origin,
+        )
+    else:
+        trial_pods = [
+            pod_from_template(namespace, f"{trial_name}-0", trial["spec"]["template"], origin)
+        ]
+    trial_pods = [
+        Pod(
+            p.namespace,
+            p.name,
+            {**p.labels, katib["trial_label"]: trial_name},
+            p.ports,
+            origin=p.origin,
+        )
+        if primary.items() <= p.labels.items()
+        else p
+        for p in trial_pods
+    ]
+    algorithm = experiment["spec"]["algorithm"]["algorithmName"]
+    selector = {katib["suggestion_label"]: name, "katib.kubeflow.org/experiment": name}
+    port = katib["suggestion_port"]
+    suggestion = Pod(
+        namespace,
+        f"{name}-{algorithm}-0",
+        selector,
+        (ContainerPort(port, "suggestion-api"),),
+        origin=f"{origin}: suggestion",
+    )
+    service = Service(
+        namespace,
+        f"{name}-{algorithm}",
+        selector,
+        (ServicePort(port, port, name="suggestion-api"),),
+    )
+    return trial_pods, [suggestion], [service]
+
+
+def _katib_in_stack(
+    objects: list[dict[str, Any]], settings: Settings, teams: list[str]
+) -> tuple[list[Pod], list[Service], list[Pod], list[Service]]:
+    """Katib's pods and Services where the stack installs it, with each team's trials (an
+    experiment's, or a stand-in's) and suggestions: (pods, services, trials, suggestions)."""
+    if not settings.kubeflow.katib.enabled:
+        return [], [], [], []
+    pods, services = _katib()
+    trials: list[Pod] = []
+    suggestions: list[Service] = []
+    for team in teams:
+        declared = [
+            o for o in objects if o["kind"] == "Experiment" and o["metadata"]["namespace"] == team
+        ]
+        origin = "Experiment (Katib)"
+        if not declared:
+            declared, origin = [_synthetic_experiment(team)], "synthetic: Experiment (Katib)"
+        for experiment in declared:
+            trial_pods, suggestion_pods, suggestion_services = _experiment_pods(experiment, origin)
+            pods += [*trial_pods, *suggestion_pods]
+            services += suggestion_services
+            trials += [p for p in trial_pods if katib_install()["trial_label"] in p.labels]
+            suggestions += suggestion_services
+    return pods, services, trials, suggestions
+
+
+def _synthetic_experiment(team: str) -> dict[str, Any]:
+    template = {
+        "metadata": {"labels": {"ml-platform.io/team": team}},
+        "spec": {"containers": [{"name": "training"}]},
+    }
+    return {
+        "metadata": {"namespace": team, "name": "synthetic"},
+        "spec": {
+            "algorithm": {"algorithmName": "random"},
+            "trialTemplate": {
+                "trialSpec": {"kind": "Job", "spec": {"template": template}},
+            },
+        },
+    }
+
+
 def stack_network(objects: list[dict[str, Any]], settings: Settings) -> StackNetwork:
     """The cluster model of a stack's rendered objects (see the module's docstring)."""
     pods: list[Pod] = []
@@ -372,6 +510,8 @@ def stack_network(objects: list[dict[str, Any]], settings: Settings) -> StackNet
             pods.append(pod)
             services.append(service)
             notebooks.setdefault(team, service)
+    katib = _katib_in_stack(objects, settings, teams)
+    pods, services = [*pods, *katib[0]], [*services, *katib[1]]
     dns_pod, dns_service = _dns()
     monitoring = _monitoring_pods()
     controller = facts("kubeflow-notebook-controller", pinned=versions.NOTEBOOK_CONTROLLER.ref)
@@ -422,6 +562,18 @@ def stack_network(objects: list[dict[str, Any]], settings: Settings) -> StackNet
         model_pods=[p for p in cluster.pods if p.namespace == names.SERVING],
         scrape_targets=_scrape_targets(objects, cluster),
         pipelines=[cluster.service(s.ref) for s in pipeline_services],
+        katib_controller=(
+            cluster.pod(f"{names.KUBEFLOW}/katib-controller")
+            if settings.kubeflow.katib.enabled
+            else None
+        ),
+        katib_db=(
+            cluster.service(f"{names.KUBEFLOW}/katib-db-manager")
+            if settings.kubeflow.katib.enabled
+            else None
+        ),
+        trials=[cluster.pod(p.ref) for p in katib[2]],
+        suggestions=[cluster.service(s.ref) for s in katib[3]],
         pipeline_stores=[
             p
             for p in cluster.pods

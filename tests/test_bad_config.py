@@ -100,6 +100,29 @@ def _job(**changes: Any) -> Callable[[Config], None]:
     return apply
 
 
+def _experiment(trial: Config | None = None, **changes: Any) -> Callable[[Config], None]:
+    """Change dev's research experiment (and its `trial`)."""
+
+    def apply(config: Config) -> None:
+        declared = config["ml-platform:teams"][0]["experiments"][0]
+        declared.update(changes)
+        declared["trial"].update(trial or {})
+
+    return apply
+
+
+def _experiment_only_tfjob_without_operator(config: Config) -> None:
+    config["ml-platform:kubeflow"] = {
+        "trainingOperator": {"enabled": False},
+        "katib": {"enabled": True},
+    }
+    config["ml-platform:teams"][0]["trainingJobs"] = []
+
+
+def _without_katib(config: Config) -> None:
+    config["ml-platform:kubeflow"] = {}
+
+
 def _without_training_operator(config: Config) -> None:
     config["ml-platform:kubeflow"] = {"trainingOperator": {"enabled": False}}
 
@@ -230,6 +253,104 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         _set("teams", [{"name": "computer-vision-and-multimodal-research-group"}]),
         "ml-platform:teams[0].name",
         "too long for EFS",
+    ),
+    # Katib experiments: what Katib's webhook or suggestion service would refuse, refused here.
+    "experiment without Katib": (
+        "dev",
+        _without_katib,
+        "ml-platform:teams[0].experiments[0].name",
+        "needs `kubeflow.katib.enabled: true`",
+    ),
+    "experiment name longer than Katib takes": (
+        "dev",
+        _experiment(name="a" * 41),
+        "ml-platform:teams[0].experiments[0].name",
+        "at most 40 characters",
+    ),
+    "objective in the wrong direction": (
+        "dev",
+        _experiment(objective={"metric": "test_accuracy", "type": "minimize"}),
+        "ml-platform:teams[0].experiments[0].objective.type",
+        "test_accuracy is better when larger; use `type: maximize`",
+    ),
+    "objective the trainer does not report": (
+        "dev",
+        _experiment(objective={"metric": "val_accuracy", "type": "maximize"}),
+        "ml-platform:teams[0].experiments[0].objective.metric",
+        "test_accuracy",
+    ),
+    "setting of another algorithm": (
+        "dev",
+        _experiment(algorithm={"name": "random", "settings": {"gamma": "0.5"}}),
+        "ml-platform:teams[0].experiments[0].algorithm.settings.gamma",
+        "`random` has no setting 'gamma'; it takes random_state",
+    ),
+    "bad bayesian optimisation setting": (
+        "dev",
+        _experiment(algorithm={"name": "bayesianoptimization", "settings": {"acq_func": "UCB"}}),
+        "ml-platform:teams[0].experiments[0].algorithm.settings.acq_func",
+        "'UCB' is not a valid acq_func",
+    ),
+    "grid over a double range without a step": (
+        "dev",
+        _experiment(algorithm={"name": "grid"}),
+        "ml-platform:teams[0].experiments[0].parameters[0].step",
+        "grid search needs a `step`",
+    ),
+    "grid with more trials than combinations": (
+        "dev",
+        _experiment(
+            algorithm={"name": "grid"},
+            parameters=[{"name": "hidden_units", "type": "discrete", "list": ["64", "128"]}],
+            parallelTrialCount=1,
+            maxTrialCount=3,
+        ),
+        "ml-platform:teams[0].experiments[0].maxTrialCount",
+        "grid search has only 2 combinations",
+    ),
+    "a whole-number flag searched as a double": (
+        "dev",
+        _experiment(
+            parameters=[{"name": "hidden_units", "type": "double", "min": "8", "max": "9"}]
+        ),
+        "ml-platform:teams[0].experiments[0].parameters[0].type",
+        "hidden_units is a whole number",
+    ),
+    "dropout of 1 or more": (
+        "dev",
+        _experiment(parameters=[{"name": "dropout", "type": "double", "min": "0", "max": "1.5"}]),
+        "ml-platform:teams[0].experiments[0].parameters[0].max",
+        "dropout must be at least 0.0 and at most 0.99",
+    ),
+    "a range given as a list": (
+        "dev",
+        _experiment(parameters=[{"name": "epochs", "type": "int", "list": ["1", "2"]}]),
+        "ml-platform:teams[0].experiments[0].parameters[0].list",
+        "takes min and max, not list",
+    ),
+    "more trials at once than in all": (
+        "dev",
+        _experiment(parallelTrialCount=9),
+        "ml-platform:teams[0].experiments[0].parallelTrialCount",
+        "9 trials at once is more than maxTrialCount (8)",
+    ),
+    "TFJob trials without the training operator": (
+        "dev",
+        _experiment_only_tfjob_without_operator,
+        "ml-platform:teams[0].experiments[0].trial.kind",
+        "TFJob trials need `kubeflow.trainingOperator.enabled: true`",
+    ),
+    "GPU trials on the system pool": (
+        "dev",
+        _experiment(trial={"pool": "system"}),
+        "ml-platform:teams[0].experiments[0].trial.pool",
+        "GPU work needs a GPU pool (gpu)",
+    ),
+    "a Job trial of several workers": (
+        "dev",
+        _experiment(trial={"kind": "Job", "workers": 2}),
+        "ml-platform:teams[0].experiments[0].trial.workers",
+        "a `Job` trial is one pod",
     ),
     "job without the training operator": (
         "dev",

@@ -28,6 +28,7 @@ OBJECT_LISTS = {
     "https://github.com/kubeflow/pipelines": "kubeflow-pipelines-objects",
     "https://github.com/kubeflow/kubeflow": "kubeflow-notebook-controller-objects",
     "https://github.com/kubeflow/trainer": "kubeflow-trainer-objects",
+    "https://github.com/kubeflow/katib": "kubeflow-katib-objects",
 }
 
 

@@ -39,11 +39,13 @@ def _directories(run: ProgramRun) -> dict[str, str]:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_each_component_is_installed_from_its_pinned_source(stack: str) -> None:
+    katib = {"katib": versions.KATIB.url} if stack_settings(stack).kubeflow.katib.enabled else {}
     assert _directories(stack_run(stack)) == {
         "training-operator": versions.TRAINING_OPERATOR.url,
         "notebook-controller": versions.NOTEBOOK_CONTROLLER.url,
         "pipelines-cluster": versions.KFP_CLUSTER_RESOURCES.url,
         "pipelines": versions.KFP_PLATFORM_AGNOSTIC.url,
+        **katib,
     }
     for url in _directories(stack_run(stack)).values():
         assert "?ref=" in url

@@ -201,10 +201,37 @@ def test_teams_cannot_reach_each_other(stack: str, mode: Mode) -> None:
 
 
 @pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_katib_trials_report_and_the_controller_reaches_suggestions(stack: str, mode: Mode) -> None:
+    """A trial's metrics collector reaches the DB manager (its Service and its pod), and the
+    Katib controller reaches each experiment's suggestion Service, both on their gRPC port."""
+    network = _network(stack)
+    if not stack_settings(stack).kubeflow.katib.enabled:
+        assert network.katib_db is None
+        return
+    cluster = network.cluster
+    assert network.katib_db is not None
+    assert network.katib_controller is not None
+    assert {p.namespace for p in network.trials} == set(network.teams)
+    [db_port] = network.katib_db.ports
+    for trial in network.trials:
+        verdict = cluster.connect(trial, network.katib_db, db_port.port, mode=mode)
+        assert verdict, verdict.reason
+        for backend in cluster.backends(network.katib_db):
+            verdict = cluster.connect(trial, backend, db_port.port, mode=mode)
+            assert verdict, verdict.reason
+    assert {s.namespace for s in network.suggestions} == set(network.teams)
+    for service in network.suggestions:
+        [port] = service.ports
+        verdict = cluster.connect(network.katib_controller, service, port.port, mode=mode)
+        assert verdict, verdict.reason
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
 def test_nothing_else_gets_into_team_namespaces(stack: str, mode: Mode) -> None:
     """From every other pod (monitoring's Grafana, Alertmanager, kube-state-metrics and
     Prometheus itself, kubeflow, serving, kube-system, ...) only the flows the platform needs:
-    the culler to notebooks on Jupyter's port, and Prometheus to what a monitor scrapes."""
+    the culler to notebooks on Jupyter's port, Katib's controller to suggestions on their port,
+    and Prometheus to what a monitor scrapes."""
     network = _network(stack)
     cluster = network.cluster
     needed = {(network.culler.ref, service.ref) for service in network.notebooks.values()}
@@ -213,6 +240,14 @@ def test_nothing_else_gets_into_team_namespaces(stack: str, mode: Mode) -> None:
         for service in network.notebooks.values()
         for pod in cluster.backends(service)
     }
+    if network.katib_controller is not None:
+        controller = network.katib_controller.ref
+        needed |= {(controller, service.ref) for service in network.suggestions}
+        needed |= {
+            (controller, pod.ref)
+            for service in network.suggestions
+            for pod in cluster.backends(service)
+        }
     scraped = {(network.prometheus.ref, pod.ref, port) for _, pod, port in network.scrape_targets}
     outsiders = [p for p in cluster.pods if p.namespace not in network.teams]
     assert {"monitoring/grafana", "monitoring/alertmanager-0"} <= {p.ref for p in outsiders}

@@ -46,8 +46,15 @@ def test_no_managed_job_expires(stack: str) -> None:
     assert TRAINER["deletes_finished_job_after_ttl"]
     assert not TRAINER["defaults_set_ttl"]
     operator_field = TRAINER["ttl_field"].split(".")
-    for obj in _one_shot(stack_run(stack)):
-        where = f"{obj['kind']} {obj['metadata']['namespace']}/{obj['metadata']['name']}"
+    for declared in _one_shot(stack_run(stack)):
+        meta = declared["metadata"]
+        where = f"{declared['kind']} {meta['namespace']}/{meta['name']}"
+        # Katib keeps an Experiment; each trial's job is checked like a declared one.
+        obj = (
+            declared["spec"]["trialTemplate"]["trialSpec"]
+            if declared["kind"] == "Experiment"
+            else declared
+        )
         if obj["kind"] == "Job":
             assert "ttlSecondsAfterFinished" not in obj["spec"], where
         else:

@@ -419,6 +419,7 @@ _BUNDLE_CLAIMS = {
     "https://github.com/kubeflow/pipelines": "kubeflow-pipelines-claims",
     "https://github.com/kubeflow/trainer": "kubeflow-trainer-claims",
     "https://github.com/kubeflow/kubeflow": "kubeflow-notebook-controller-claims",
+    "https://github.com/kubeflow/katib": "kubeflow-katib-claims",
 }
 _SOURCES = {
     source.url: source
@@ -427,6 +428,7 @@ _SOURCES = {
         versions.NOTEBOOK_CONTROLLER,
         versions.KFP_CLUSTER_RESOURCES,
         versions.KFP_PLATFORM_AGNOSTIC,
+        versions.KATIB,
     )
 }
 
@@ -478,6 +480,8 @@ def test_every_claim_resolves_to_a_class_the_stack_has(stack: str) -> None:
     found += list(_bundle_claims(run))
     assert any("mysql-pv-claim" in where for where, _ in found)
     assert any(where.startswith("Prometheus") for where, _ in found)
+    if stack_settings(stack).kubeflow.katib.enabled:
+        assert any("kubeflow/katib-mysql" in where for where, _ in found)
     unresolved = [f"{where}: {name!r}" for where, name in found if name not in classes]
     assert unresolved == [], f"classes of stack {stack}: {sorted(classes)}"
 

@@ -429,3 +429,29 @@ def test_replicas_on_loopback_train_identical_weights_and_one_writes(
         "ckpt-1.index",
         "ckpt-2.index",
     ]
+
+
+# --- the flags Katib tunes ---------------------------------------------------------------------
+
+
+def test_hidden_units_and_dropout_shape_the_model() -> None:
+    model = trainer.build_model(keras, hidden_units=48, dropout=0.25)
+    [hidden] = [layer for layer in model.layers if layer.name.startswith("dense")]
+    [dropout] = [layer for layer in model.layers if layer.name.startswith("dropout")]
+    assert hidden.units == 48
+    assert dropout.rate == 0.25
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--dropout", "1"], ["--dropout", "-0.1"], ["--learning-rate", "0"], ["--hidden-units", "0"]],
+)
+def test_out_of_range_tuning_flags_are_refused(flags: list[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as caught:
+        trainer.main(["--data", str(tmp_path / "x.npz"), "--export-dir", str(tmp_path), *flags])
+    assert caught.value.code == 2
+
+
+def test_metric_line_is_what_katibs_collector_reads() -> None:
+    line = trainer.metric_line({"test_accuracy": 0.97125, "test_loss": 0.1, "epochs": 3})
+    assert line == "test_accuracy=0.971250 test_loss=0.100000"

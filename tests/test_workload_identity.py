@@ -231,4 +231,8 @@ def test_a_read_only_policy_cannot_write() -> None:
 
 def test_service_accounts_are_named_per_kind() -> None:
     planned = plan_workloads(stack_settings("dev"))
-    assert {w.service_account for w in planned} == {"tfjob-mnist", "notebook-explore"}
+    assert {w.service_account for w in planned} == {
+        "tfjob-mnist",
+        "notebook-explore",
+        "experiment-mnist-tuning",
+    }

@@ -1,7 +1,8 @@
 """Train the MNIST classifier, on one device or as one worker of a TFJob, and export it.
 
     python -m training.train --data mnist.npz --export-dir /models/team/mnist \\
-        [--epochs 10] [--batch-size 256] [--checkpoint-dir DIR] [--metrics-file FILE]
+        [--epochs 10] [--batch-size 256] [--learning-rate 0.002] [--hidden-units 256] \\
+        [--dropout 0.1] [--checkpoint-dir DIR] [--metrics-file FILE]
 
 - Reads the npz that `training.prepare_data` stages (never downloads), validated the same way.
 - When `TF_CONFIG` (injected by the training operator) names several workers it trains with
@@ -18,6 +19,9 @@
   Signature `serving_default`: input `image`, float32 (None, 28, 28) scaled to [0, 1]; output
   `output_0`, the 10 class probabilities.
 - Mixed precision and XLA when a GPU is present.
+- The chief prints its final metrics as one `name=value` line (`REPORTED_METRICS`), the form
+  Katib's StdOut metrics collector parses, so a Katib trial of this trainer reports its
+  objective; a run that already finished prints the metrics it recorded.
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ from training.roles import Cluster, RoleError, from_tf_config
 from training.run_state import begin_run, identify_run, record_export
 
 SHUFFLE_BUFFER = 60_000
+# The metrics the chief prints for Katib's StdOut collector, in `metric_line`'s form.  Katib
+# matches `([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)` on each line that contains a
+# metric's name (kubeflow/katib@v0.19.0:pkg/metricscollector/v1beta1/common/const.go L47,
+# file-metricscollector/file-metricscollector.go L72-126), so names are word characters only.
+REPORTED_METRICS = ("test_accuracy", "test_loss")
 
 
 @dataclass(frozen=True)
@@ -87,12 +96,12 @@ def load_dataset(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
         return data["x_train"], data["y_train"], data["x_test"], data["y_test"]
 
 
-def build_model(keras: Any) -> Any:
+def build_model(keras: Any, hidden_units: int = 256, dropout: float = 0.1) -> Any:
     """A small MLP: enough for 97-98% on MNIST, fast on a CPU."""
     inputs = keras.Input(shape=(28, 28), name="image", dtype="float32")
     x = keras.layers.Flatten()(inputs)
-    x = keras.layers.Dense(256, activation="relu")(x)
-    x = keras.layers.Dropout(0.1)(x)
+    x = keras.layers.Dense(hidden_units, activation="relu")(x)
+    x = keras.layers.Dropout(dropout)(x)
     # Probabilities in float32 even under mixed precision: the softmax must not lose range.
     outputs = keras.layers.Dense(10, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="mnist_mlp")
@@ -166,6 +175,8 @@ class Run:
     epochs: int = 10
     batch_size: int = 256  # per replica
     learning_rate: float = 2e-3
+    hidden_units: int = 256  # width of the hidden layer
+    dropout: float = 0.1  # after the hidden layer
     checkpoint_dir: Path | None = None
     metrics_file: Path | None = None
     mixed_precision: bool | None = None  # None: on when a GPU is present
@@ -205,6 +216,8 @@ def train(
     )
     start = begin_run(run.checkpoint_dir, identity, export_dir, chief=cluster.is_chief, log=log)
     if start.finished is not None:
+        if cluster.is_chief and run.metrics_file is not None and run.metrics_file.is_file():
+            log(metric_line(json.loads(run.metrics_file.read_text())))
         return None
     with _precision(keras, "mixed_float16" if mixed else None):
         strategy = (
@@ -239,7 +252,13 @@ def train(
     )
     if run.metrics_file is not None:
         _write_json_atomically(run.metrics_file, asdict(metrics))
+    log(metric_line(asdict(metrics)))
     return metrics
+
+
+def metric_line(metrics: dict[str, Any]) -> str:
+    """The reported metrics as `name=value` pairs on one line (Katib's StdOut format)."""
+    return " ".join(f"{name}={float(metrics[name]):.6f}" for name in REPORTED_METRICS)
 
 
 @contextlib.contextmanager
@@ -263,7 +282,7 @@ class _Session:
         self.tf, self.strategy, self.run, self.mixed, self.jit = tf, strategy, run, mixed, jit
         self.global_batch = run.batch_size * strategy.num_replicas_in_sync
         with strategy.scope():
-            self.model = build_model(keras)
+            self.model = build_model(keras, run.hidden_units, run.dropout)
             optimizer = keras.optimizers.Adam(run.learning_rate)
             self.optimizer = keras.optimizers.LossScaleOptimizer(optimizer) if mixed else optimizer
             self.loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction="none")
@@ -373,6 +392,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 0 and below 1")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -386,7 +419,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export-dir", type=Path, required=True, help="model base path")
     parser.add_argument("--epochs", type=_positive, default=Run.epochs)
     parser.add_argument("--batch-size", type=_positive, default=Run.batch_size, help="per replica")
-    parser.add_argument("--learning-rate", type=float, default=Run.learning_rate)
+    parser.add_argument("--learning-rate", type=_rate, default=Run.learning_rate)
+    parser.add_argument(
+        "--hidden-units", type=_positive, default=Run.hidden_units, help="hidden layer width"
+    )
+    parser.add_argument(
+        "--dropout", type=_fraction, default=Run.dropout, help="dropout after the hidden layer"
+    )
     parser.add_argument("--checkpoint-dir", type=Path, default=None)
     parser.add_argument("--metrics-file", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=42)
@@ -401,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        hidden_units=args.hidden_units,
+        dropout=args.dropout,
         checkpoint_dir=args.checkpoint_dir,
         metrics_file=args.metrics_file,
         seed=args.seed,

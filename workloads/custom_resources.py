@@ -1,9 +1,10 @@
 """Components that register the teams' Kubeflow custom resources.
 
-Training jobs are one-shot: a TFJob or PyTorchJob runs once and then stays, finished, as the
-record of its run (no `ttlSecondsAfterFinished`, see `workloads/manifests.py`), so a refresh finds
-it and `pulumi up` never starts it again.  Changing its declaration replaces it (deleted first, as
-its name is fixed) and so trains again: updating a finished job in place would do nothing.
+Training jobs and Katib experiments are one-shot: a TFJob, PyTorchJob or Experiment runs once and
+then stays, finished, as the record of its run (no `ttlSecondsAfterFinished`, see
+`workloads/manifests.py`), so a refresh finds it and `pulumi up` never starts it again.  Changing
+its declaration replaces it (deleted first, as its name is fixed) and so runs again: updating a
+finished one in place would do nothing.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import pulumi_kubernetes as k8s
 from workloads.plan import PlannedWorkload
 
 # Kinds that run to completion once, rather than keep running.
-ONE_SHOT_KINDS = frozenset({"TFJob", "PyTorchJob"})
+ONE_SHOT_KINDS = frozenset({"TFJob", "PyTorchJob", "Experiment"})
 
 
 class TeamWorkload(pulumi.ComponentResource):
-    """One declared TFJob, PyTorchJob or Notebook, registered after its CRD and its volumes."""
+    """One declared TFJob, PyTorchJob, Experiment or Notebook, registered after its CRD and its
+    volumes."""
 
     resource: k8s.apiextensions.CustomResource
 

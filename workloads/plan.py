@@ -9,7 +9,7 @@ from infra import schedulability, team_quota
 from infra.settings import Settings, SettingsError
 from infra.settings.workloads import ArtifactAccess
 from infra.workload_identity import service_account_name
-from workloads import manifests
+from workloads import experiments, manifests
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,15 @@ def plan_workloads(settings: Settings, training_image: Any = None) -> list[Plann
                     team.name,
                     manifests.training_job(settings, team.name, job, training_image),
                     job.artifacts,
+                )
+            )
+        for position, declared in enumerate(team.experiments):
+            planned.append(
+                PlannedWorkload(
+                    f"ml-platform:teams[{index}].experiments[{position}]",
+                    team.name,
+                    experiments.experiment(settings, team.name, declared, training_image),
+                    declared.trial.artifacts,
                 )
             )
         for position, server in enumerate(team.notebooks):

@@ -18,6 +18,7 @@ from infra.settings.base import (
     refuse_duplicates,
 )
 from infra.settings.cluster import IAM_PRINCIPAL
+from infra.settings.experiments import ExperimentSettings
 from infra.settings.workloads import ArtifactAccess, NotebookServerSettings, TrainingJobSettings
 
 
@@ -160,6 +161,14 @@ class NotebookSettings(Switch):
     )
 
 
+class KatibSettings(SettingsModel):
+    enabled: bool = Field(
+        default=False,
+        description="Install Katib (off by default: its admission webhook then sees every pod "
+        "created in the team namespaces).",
+    )
+
+
 class KubeflowSettings(SettingsModel):
     training_operator: Switch = Field(
         default_factory=Switch, description="Training operator v1 (TFJob, PyTorchJob)."
@@ -168,6 +177,11 @@ class KubeflowSettings(SettingsModel):
         default_factory=NotebookSettings, description="Notebook controller."
     )
     pipelines: Switch = Field(default_factory=Switch, description="Kubeflow Pipelines v2.")
+    katib: KatibSettings = Field(
+        default_factory=KatibSettings,
+        description="Katib (hyperparameter search: controller, UI and its MySQL database); "
+        "needed by the teams' `experiments`.",
+    )
 
 
 class TeamQuota(SettingsModel):
@@ -257,6 +271,10 @@ class TeamSettings(SettingsModel):
     notebooks: list[NotebookServerSettings] = Field(
         default_factory=list, description="Notebook servers of the team."
     )
+    experiments: list[ExperimentSettings] = Field(
+        default_factory=list,
+        description="Katib experiments: hyperparameter searches over the built-in trainer.",
+    )
     alerts: TeamAlerts
 
     @model_validator(mode="after")
@@ -270,6 +288,9 @@ class TeamSettings(SettingsModel):
         )
         refuse_duplicates(
             self.notebooks, lambda n: n.name, ("notebooks",), "notebook name", field="name"
+        )
+        refuse_duplicates(
+            self.experiments, lambda e: e.name, ("experiments",), "experiment name", field="name"
         )
         self._check_https_for_artifacts()
         if self.pod_security == "baseline" and not self.pod_security_reason:
@@ -295,6 +316,10 @@ class TeamSettings(SettingsModel):
             *(
                 (f"notebooks[{i}].artifacts", server.artifacts)
                 for i, server in enumerate(self.notebooks)
+            ),
+            *(
+                (f"experiments[{i}].trial.artifacts", experiment.trial.artifacts)
+                for i, experiment in enumerate(self.experiments)
             ),
         ]
         for key, mode in access:

@@ -37,6 +37,7 @@ from infra.settings.components import (
     StorageSettings,
     TeamSettings,
 )
+from infra.settings.experiments import ExperimentSettings
 from infra.settings.pools import NodePoolsSettings
 from infra.settings.serving import ServingSettings
 from infra.settings.workloads import TrainingSettings
@@ -145,6 +146,7 @@ class Settings(SettingsModel):
             )
         for index, team in enumerate(self.teams):
             self._check_workloads(index, team)
+            self._check_trials(index, team)
         self._check_serving()
         self._check_alerting()
         return self
@@ -201,6 +203,7 @@ class Settings(SettingsModel):
             for what, on in (
                 ("monitoring", self.monitoring.enabled),
                 ("Kubeflow Pipelines", self.kubeflow.pipelines.enabled),
+                ("Katib", self.kubeflow.katib.enabled),
             )
             if on
         ]
@@ -254,6 +257,7 @@ class Settings(SettingsModel):
             ("notebooks", i, server.gpus, server.pool, "notebooks")
             for i, server in enumerate(team.notebooks)
         ]
+        declared += self._check_experiments(index, team)
         for kind, position, gpus, pool, component in declared:
             where: tuple[str | int, ...] = ("teams", index, kind, position)
             if not getattr(self.kubeflow, to_snake(component)).enabled:
@@ -261,6 +265,8 @@ class Settings(SettingsModel):
                     (*where, "name"),
                     f"needs `kubeflow.{component}.enabled: true` (it installs the controller)",
                 )
+            if kind == "experiments":
+                where = (*where, "trial")  # an experiment's pool is its trial's
             if pool != "system" and pool not in gpu_pools:
                 raise ConfigProblem((*where, "pool"), f"no pool {pool!r}; pools: {pools}")
             if gpus and pool not in gpu_pools:
@@ -276,6 +282,10 @@ class Settings(SettingsModel):
                 ((), team.artifacts),
                 *((("trainingJobs", i), job.artifacts) for i, job in enumerate(team.training_jobs)),
                 *((("notebooks", i), server.artifacts) for i, server in enumerate(team.notebooks)),
+                *(
+                    (("experiments", i, "trial"), experiment.trial.artifacts)
+                    for i, experiment in enumerate(team.experiments)
+                ),
             ]
             for where, mode in access:
                 if mode != "none":
@@ -296,6 +306,40 @@ class Settings(SettingsModel):
                     "no image to run: set `training.image` or `training.build: true` (or the "
                     "job's `image`)",
                 )
+
+    def _check_experiments(
+        self, index: int, team: TeamSettings
+    ) -> list[tuple[str, int, int, str, str]]:
+        """Each experiment's trials as `_check_workloads` checks a declared workload."""
+        declared = []
+        for position, experiment in enumerate(team.experiments):
+            trial = experiment.trial
+            declared.append(("experiments", position, trial.gpus_per_worker, trial.pool, "katib"))
+        return declared
+
+    def _check_trials(self, index: int, team: TeamSettings) -> None:
+        for position, experiment in enumerate(team.experiments):
+            self._check_trial(("teams", index, "experiments", position), experiment)
+
+    def _check_trial(self, where: tuple[str | int, ...], experiment: ExperimentSettings) -> None:
+        """An experiment's trials need what a training job needs, and a TFJob trial its operator."""
+        trial = experiment.trial
+        if trial.kind == "TFJob" and not self.kubeflow.training_operator.enabled:
+            raise ConfigProblem(
+                (*where, "trial", "kind"),
+                "TFJob trials need `kubeflow.trainingOperator.enabled: true`; or use `kind: Job`",
+            )
+        if trial.bin_packing and not self.gpu.bin_packing_scheduler:
+            raise ConfigProblem(
+                (*where, "trial", "binPacking"),
+                "needs `gpu.binPackingScheduler: true` in this stack",
+            )
+        if trial.image is None and not self.training.available:
+            raise ConfigProblem(
+                (*where, "trial", "image"),
+                "no image to run: set `training.image` or `training.build: true` (or the "
+                "trial's `image`)",
+            )
 
     def _check_serving(self) -> None:
         serving = self.serving

@@ -2,9 +2,10 @@
 
 Pods, PodTemplates, ReplicationControllers, Deployments, StatefulSets, DaemonSets, ReplicaSets,
 Jobs and CronJobs, Kubeflow Notebooks and every Kubeflow training job (TFJob, PyTorchJob and the
-other `*Job` kinds of `kubeflow.org`, whose pods sit under `spec.<kind>ReplicaSpecs.<role>`), and
-the server-side patches of all of these (`...Patch` types), matched by API group and kind so any
-API version counts.
+other `*Job` kinds of `kubeflow.org`, whose pods sit under `spec.<kind>ReplicaSpecs.<role>`), Katib
+Experiments (the pods of the job each trial runs, `spec.trialTemplate.trialSpec`: a batch Job or
+a Kubeflow training job), and the server-side patches of all of these (`...Patch` types), matched
+by API group and kind so any API version counts.
 """
 
 from __future__ import annotations
@@ -97,17 +98,38 @@ def pod_specs(resource_type: str, props: Mapping[str, Any]) -> Iterator[PodSpec]
         if spec is not None:
             yield PodSpec(".".join(path), spec, namespace, parsed.patch)
         return
+    if parsed.group == _KUBEFLOW and parsed.kind == "Experiment":
+        trial_path = ("spec", "trialTemplate", "trialSpec")
+        trial = field(props, *trial_path)
+        trial_kind = field(trial, "kind")
+        group = str(field(trial, "apiVersion") or "").rpartition("/")[0]
+        if trial_kind == "Job" and group == "batch":
+            spec = _spec_at(trial, ("spec", "template", "spec"))
+            if spec is not None:
+                where = ".".join((*trial_path, "spec.template.spec"))
+                yield PodSpec(where, spec, namespace, parsed.patch)
+        elif group == _KUBEFLOW and isinstance(trial_kind, str) and trial_kind.endswith("Job"):
+            prefix = ".".join(trial_path) + "."
+            yield from _replica_pod_specs(trial, prefix, namespace, parsed.patch)
+        return
     if parsed.group == _KUBEFLOW and parsed.kind.endswith("Job"):
-        job_spec = field(props, "spec")
-        for replica_specs_key in keys(job_spec):
-            if not replica_specs_key.endswith("ReplicaSpecs"):
-                continue
-            replica_specs = field(job_spec, replica_specs_key)
-            for role in keys(replica_specs):
-                spec = _spec_at(field(replica_specs, role), ("template", "spec"))
-                if spec is not None:
-                    where = f"spec.{replica_specs_key}.{role}.template.spec"
-                    yield PodSpec(where, spec, namespace, parsed.patch)
+        yield from _replica_pod_specs(props, "", namespace, parsed.patch)
+
+
+def _replica_pod_specs(
+    job: object, prefix: str, namespace: str | None, patch: bool
+) -> Iterator[PodSpec]:
+    """The pod specs of a Kubeflow training job, under `spec.<kind>ReplicaSpecs.<role>`."""
+    job_spec = field(job, "spec")
+    for replica_specs_key in keys(job_spec):
+        if not replica_specs_key.endswith("ReplicaSpecs"):
+            continue
+        replica_specs = field(job_spec, replica_specs_key)
+        for role in keys(replica_specs):
+            spec = _spec_at(field(replica_specs, role), ("template", "spec"))
+            if spec is not None:
+                where = f"{prefix}spec.{replica_specs_key}.{role}.template.spec"
+                yield PodSpec(where, spec, namespace, patch)
 
 
 def containers(pod: PodSpec, *, ephemeral: bool = True) -> Iterator[Container]:

@@ -77,6 +77,36 @@ META = {"name": "x", "namespace": "research"}
             ["spec.mpiReplicaSpecs.Launcher.template.spec"],
         ),
         (
+            "kubernetes:kubeflow.org/v1beta1:Experiment",
+            {
+                "spec": {
+                    "trialTemplate": {
+                        "trialSpec": {
+                            "apiVersion": "kubeflow.org/v1",
+                            "kind": "TFJob",
+                            "spec": {"tfReplicaSpecs": {"Worker": {"template": TEMPLATE}}},
+                        }
+                    }
+                }
+            },
+            ["spec.trialTemplate.trialSpec.spec.tfReplicaSpecs.Worker.template.spec"],
+        ),
+        (
+            "kubernetes:kubeflow.org/v1beta1:Experiment",
+            {
+                "spec": {
+                    "trialTemplate": {
+                        "trialSpec": {
+                            "apiVersion": "batch/v1",
+                            "kind": "Job",
+                            "spec": {"template": TEMPLATE},
+                        }
+                    }
+                }
+            },
+            ["spec.trialTemplate.trialSpec.spec.template.spec"],
+        ),
+        (
             "kubernetes:apps/v1:DeploymentPatch",
             {"spec": {"template": TEMPLATE}},
             ["spec.template.spec"],

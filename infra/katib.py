@@ -1,0 +1,119 @@
+"""Katib's standalone install, changed by transforms before it is applied (infra/kubeflow.py).
+
+What the transforms change, and why (kubeflow/katib@v0.19.0; the facts the tests check are in
+tests/upstream/kubeflow-katib-install.yaml):
+
+- katib-config (manifests/v1beta1/installs/katib-standalone/katib-config.yaml): the controller
+  copies the trial container's securityContext into the metrics-collector sidecar it injects
+  (`init.controller.injectSecurityContext`, pkg/apis/config/v1beta1/types.go L62-64,
+  pkg/webhook/v1beta1/pod/inject_webhook.go L245-249), and each suggestion container gets a
+  restricted securityContext (`runtime.suggestions[]` inlines a corev1.Container, types.go
+  L97-106).  Both kinds of pod run in the team's namespace, which enforces `restricted`; the
+  suggestion images run as root by default (cmd/suggestion/*/v1beta1/Dockerfile: python:3.11-slim,
+  no USER) and make their directory group 0 writable for an arbitrary uid, so they run as a
+  non-root uid in group 0.
+- The controller reads katib-config once, at start, from a subPath mount (manifests/v1beta1/
+  components/controller/controller.yaml), which a changed ConfigMap never updates: its pod
+  template carries a digest of our changes, so a change restarts it.
+- Every Deployment (controller, UI, DB manager, MySQL) runs on the system nodes.
+- MySQL's claim (components/mysql/pvc.yaml, no class) gets the stack's block storage class from
+  `BlockStorage.claim_transforms`, like Pipelines' claims.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+import pulumi
+import yaml
+
+from infra import labels, names
+from infra.scheduling import Placement
+
+CONFIG_MAP_TYPE = "kubernetes:core/v1:ConfigMap"
+DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
+CONFIG_NAME = "katib-config"
+CONFIG_KEY = "katib-config.yaml"
+CONTROLLER = "katib-controller"
+# manifests/v1beta1/components/*: the label every Katib Deployment carries.
+COMPONENT_LABEL = "katib.kubeflow.org/component"
+# Services the platform's users and the trials reach (components/ui/service.yaml,
+# components/db-manager/service.yaml).
+UI_SERVICE = ("katib-ui", 80)
+DB_MANAGER_SERVICE = ("katib-db-manager", 6789)
+# pkg/controller.v1beta1/consts/const.go L82-85: the gRPC port of a suggestion's Service and pod.
+SUGGESTION_PORT = 6789
+# The components' label values (components/controller/controller.yaml,
+# components/db-manager/db-manager.yaml), which their Services select on.
+CONTROLLER_COMPONENT = "controller"
+DB_MANAGER_COMPONENT = "db-manager"
+# The label the pod webhook puts on every trial pod (pkg/webhook/v1beta1/pod/utils.go L266-284,
+# consts/const.go L71).
+TRIAL_LABEL = "katib.kubeflow.org/trial"
+# Labels on a suggestion's pods (pkg/controller.v1beta1/util/labels.go L27-36, consts L66-73).
+SUGGESTION_LABEL = "katib.kubeflow.org/suggestion"
+# components/webhook/webhooks.yaml: the pod mutator only sees namespaces with this label.
+INJECTION_LABEL = {"katib.kubeflow.org/metrics-collector-injection": "enabled"}
+# Any non-root uid works: the images' files are group 0 and group writable.
+SUGGESTION_UID = 1000
+CONFIG_DIGEST_ANNOTATION = f"{labels.PREFIX}/katib-config"
+
+
+def suggestion_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": SUGGESTION_UID,
+        "runAsGroup": 0,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def configured(config_text: str) -> str:
+    """katib-config.yaml with the sidecar's and the suggestions' security contexts set."""
+    config = yaml.safe_load(config_text)
+    controller = config.setdefault("init", {}).setdefault("controller", {})
+    controller["injectSecurityContext"] = True
+    for suggestion in (config.get("runtime") or {}).get("suggestions") or []:
+        suggestion["securityContext"] = suggestion_security_context()
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def config_digest() -> str:
+    """A digest of what `configured` changes (not of the upstream text, which Pulumi keeps)."""
+    changes = {"injectSecurityContext": True, "suggestions": suggestion_security_context()}
+    return hashlib.sha256(json.dumps(changes, sort_keys=True).encode()).hexdigest()
+
+
+def configure_katib(system: Placement) -> pulumi.ResourceTransform:
+    """A transform of the Katib bundle's objects: katib-config, and placement on `system`."""
+    digest = config_digest()
+
+    def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+        props: dict[str, Any] = dict(args.props)
+        metadata = props.get("metadata") or {}
+        if metadata.get("namespace") != names.KUBEFLOW:
+            return None
+        name = str(metadata.get("name", ""))
+        changed = copy.deepcopy(props)
+        if args.type_ == CONFIG_MAP_TYPE and name == CONFIG_NAME:
+            data = changed.get("data") or {}
+            changed["data"] = {**data, CONFIG_KEY: configured(str(data.get(CONFIG_KEY, "")))}
+        elif args.type_ == DEPLOYMENT_TYPE and COMPONENT_LABEL in (metadata.get("labels") or {}):
+            template = changed.setdefault("spec", {}).setdefault("template", {})
+            template.setdefault("spec", {}).update(system.pod_fields())
+            if name == CONTROLLER:
+                template_metadata = template.setdefault("metadata", {})
+                template_metadata["annotations"] = {
+                    **(template_metadata.get("annotations") or {}),
+                    CONFIG_DIGEST_ANNOTATION: digest,
+                }
+        else:
+            return None
+        return pulumi.ResourceTransformResult(props=changed, opts=args.opts)
+
+    return transform
