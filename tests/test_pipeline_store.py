@@ -360,7 +360,10 @@ def test_local_keeps_the_in_cluster_object_store() -> None:
 
 def test_an_aws_stack_without_pipelines_gets_no_pipelines_roles_or_patches() -> None:
     config = stack_config("dev")
-    config["ml-platform:kubeflow"] = {"pipelines": {"enabled": False}}
+    config["ml-platform:kubeflow"] = {
+        **config["ml-platform:kubeflow"],
+        "pipelines": {"enabled": False},
+    }
     # Access to Pipelines needs Pipelines (test_bad_config); no team asks for it here.
     for team in config["ml-platform:teams"]:
         team.get("access", {}).pop("pipelines", None)
