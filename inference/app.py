@@ -6,6 +6,9 @@
 - `GET  /healthz`, `/readyz`, `/metrics`
 
 Errors use TF Serving's shape, `{"error": "..."}`, with a 4xx status for the client's mistakes.
+A prediction that cannot start within the queue budget (`max_queue_ms`) is answered 503 with
+`Retry-After` at once, as TF Serving answers UNAVAILABLE when its batch queue is full
+(inference/batcher.py); one whose client has gone before its batch starts is not computed.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from inference.batcher import Batcher, NoModel
-from inference.metrics import DIGIT, PREDICT, Metrics
+from inference.batcher import Batcher, Gone, NoModel, Result, Shed
+from inference.metrics import CLIENT_GONE, DIGIT, PREDICT, Metrics
 from inference.model_store import ModelStore, Predict, load_version
 from inference.payloads import BadRequest, parse_image, parse_instances
 
@@ -41,6 +44,14 @@ class Config:
     max_body_bytes: int = 1 << 20
     max_instances: int = 256
     poll_seconds: float = 10.0
+    # Longest a prediction may wait for its batch before it is shed with 503: well inside the
+    # InferenceApiSlow threshold (p99 100 ms, infra/alerts.py), so the requests admitted under
+    # overload are still answered in time, and a few full batches deep.
+    max_queue_ms: float = 50.0
+
+
+# Seconds a shed client is asked to wait (the header takes whole seconds, RFC 9110 s. 10.2.3).
+RETRY_AFTER_S = 1
 
 
 def error(message: str, status: int) -> JSONResponse:
@@ -74,8 +85,10 @@ class Service:
             lambda: self.store.current,
             max_batch_size=config.max_batch_size,
             timeout_s=config.batch_timeout_ms / 1000.0,
+            max_queue_s=config.max_queue_ms / 1000.0,
             on_batch=self.metrics.batch_size.observe,
         )
+        self.metrics.queued.set_function(lambda: self.batcher.queued)
 
     async def refresh(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.store.refresh)
@@ -115,8 +128,30 @@ class Service:
             response = error(str(problem), problem.status)
         except NoModel as problem:
             response = error(str(problem), 503)
+        except Shed as problem:
+            self.metrics.shed.labels(route).inc()
+            response = error(f"{problem}; retry after {RETRY_AFTER_S} s", 503)
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        except Gone:
+            # Nobody reads this answer; it is counted so every request shows in the metrics.
+            response = error("the client went away before its batch started", CLIENT_GONE)
         self.metrics.observe(route, response.status_code, time.perf_counter() - started)
         return response
+
+    async def _predict(self, request: Request, parse: Callable[[bytes], np.ndarray]) -> Result:
+        """Read, admit, parse and batch one prediction request."""
+        body = await read_body(request, self.config.max_body_bytes)
+        # Under overload most requests are shed: say so before the work of parsing them.
+        if not self.batcher.admits(1):
+            raise Shed(self.batcher.over_budget())
+        instances = parse(body)
+        # Completes when the client disconnects (or once the response is sent): the ASGI
+        # server answers `receive()` with http.disconnect then.
+        gone = asyncio.ensure_future(request.receive())
+        try:
+            return await self.batcher.predict(instances, gone=gone)
+        finally:
+            gone.cancel()
 
     def _known(self, name: str) -> None:
         if name != self.config.model_name:
@@ -139,9 +174,9 @@ class Service:
 
     async def predict(self, name: str, request: Request) -> Response:
         self._known(name)
-        body = await read_body(request, self.config.max_body_bytes)
-        instances = parse_instances(body, self.config.max_instances)
-        probabilities, version = await self.batcher.predict(instances)
+        probabilities, version = await self._predict(
+            request, lambda body: parse_instances(body, self.config.max_instances)
+        )
         return Response(
             orjson.dumps({"predictions": probabilities}, option=orjson.OPT_SERIALIZE_NUMPY),
             media_type="application/json",
@@ -150,8 +185,7 @@ class Service:
 
     async def digit(self, name: str, request: Request) -> Response:
         self._known(name)
-        body = await read_body(request, self.config.max_body_bytes)
-        probabilities, version = await self.batcher.predict(parse_image(body))
+        probabilities, version = await self._predict(request, parse_image)
         [row] = probabilities
         return JSONResponse(
             {
