@@ -26,9 +26,10 @@ import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from inference.batcher import Batcher, Gone, NoModel, Result, Shed
-from inference.metrics import CLIENT_GONE, DIGIT, PREDICT, Metrics
+from inference.metrics import CLIENT_GONE, DIGIT, PREDICT, PREDICTION_ROUTES, Metrics
 from inference.model_store import ModelStore, Predict, load_version
 from inference.payloads import BadRequest, parse_image, parse_instances
 
@@ -129,22 +130,24 @@ class Service:
         except NoModel as problem:
             response = error(str(problem), 503)
         except Shed as problem:
-            self.metrics.shed.labels(route).inc()
-            response = error(f"{problem}; retry after {RETRY_AFTER_S} s", 503)
-            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            response = self.shed(route, problem)
         except Gone:
             # Nobody reads this answer; it is counted so every request shows in the metrics.
             response = error("the client went away before its batch started", CLIENT_GONE)
         self.metrics.observe(route, response.status_code, time.perf_counter() - started)
         return response
 
+    def shed(self, route: str, problem: Shed) -> Response:
+        """503 with Retry-After, in TF Serving's error shape, counted as shed."""
+        self.metrics.shed.labels(route).inc()
+        response = error(f"{problem}; retry after {RETRY_AFTER_S} s", 503)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
     async def _predict(self, request: Request, parse: Callable[[bytes], np.ndarray]) -> Result:
         """Read, admit, parse and batch one prediction request."""
-        body = await read_body(request, self.config.max_body_bytes)
-        # Under overload most requests are shed: say so before the work of parsing them.
-        if not self.batcher.admits(1):
-            raise Shed(self.batcher.over_budget())
-        instances = parse(body)
+        # Admitted by `Admission` a moment ago; the real size is checked again in the batcher.
+        instances = parse(await read_body(request, self.config.max_body_bytes))
         # Completes when the client disconnects (or once the response is sent): the ASGI
         # server answers `receive()` with http.disconnect then.
         gone = asyncio.ensure_future(request.receive())
@@ -217,10 +220,39 @@ class Service:
         return JSONResponse({"status": "ready", "model_version": str(current.version)})
 
 
+class Admission:
+    """Sheds predictions before they reach the framework's routing while the queue is over its
+    budget.  Under overload most requests are shed, and this answer costs a fraction of one
+    that goes through routing and the handler, which leaves the CPU to the admitted requests and
+    keeps the 503s fast.  The rest of the admission control is in the batcher."""
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+        name = service.config.model_name
+        self.routes = {f"/v1/models/{name}:{method}": method for method in PREDICTION_ROUTES}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "POST" or self.service.batcher.admits(1):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        # Read the body off the connection (and drop it) so the next request on it is read
+        # cleanly.
+        message = await receive()
+        while message["type"] == "http.request" and message.get("more_body", False):
+            message = await receive()
+        response = self.service.shed(route, Shed(self.service.batcher.over_budget()))
+        await response(scope, receive, send)
+        self.service.metrics.observe(route, response.status_code, time.perf_counter() - started)
+
+
 def create_app(config: Config, loader: Callable[[Path], Predict] = load_version) -> FastAPI:
     service = Service(config, loader)
     app = FastAPI(title="ml-platform inference API", lifespan=service.running)
     app.state.service = service
+    app.add_middleware(Admission, service=service)
 
     @app.get("/v1/models/{name}")
     async def status(name: str) -> Response:

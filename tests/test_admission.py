@@ -189,3 +189,27 @@ def test_a_request_the_queue_cannot_start_in_time_is_shed_on_arrival() -> None:
         assert calls == [1, 1]
 
     asyncio.run(scenario())
+
+
+def test_while_the_queue_is_over_budget_predictions_are_shed_before_routing(
+    tmp_path: Path, held: HeldModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held.release.set()
+    with Running(tmp_path / "model", held.loader) as api:
+        batcher = api.app.state.service.batcher
+        assert _post(api, 0.5).status_code == 200
+        monkeypatch.setattr(batcher, "admits", lambda instances=1: False)
+        for _ in range(3):  # the same keep-alive connection keeps working after each
+            response = api.client.post(
+                "/v1/models/mnist:predict", json={"instances": [_image(0.25)]}
+            )
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "1"
+            assert "queue budget" in response.json()["error"]
+        digit = api.client.post("/v1/models/mnist:digit", content=b"not even a picture")
+        assert digit.status_code == 503
+        assert api.client.get("/v1/models/mnist").status_code == 200  # other routes unaffected
+        assert len(held.calls) == 1
+        assert _metric(api, 'inference_requests_shed_total{route="predict"}') == 3.0
+        assert _metric(api, 'inference_requests_shed_total{route="digit"}') == 1.0
+        assert _metric(api, 'inference_requests_total{route="predict",status="503"}') == 3.0
