@@ -85,9 +85,10 @@ endif
 preview: setup ## pulumi preview of STACK (default local) with a local state backend
 	@scripts/preview.sh $(STACK)
 
-bench: setup ## Performance figures as ratios against baselines, measured in one run
+bench: setup ## Performance figures (ratios against baselines, overload, render times), one run
 	$(RUN) python -m benchmarks.training_bench
 	$(RUN) python -m benchmarks.serving_bench
+	$(RUN) python -m benchmarks.render_bench
 
 inference-requirements: setup ## Regenerate inference/requirements.txt (hashed pins) from uv.lock
 	$(UV) export --only-group inference --no-emit-project --format requirements-txt --no-header \
