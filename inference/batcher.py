@@ -54,14 +54,16 @@ class Gone(RuntimeError):
 
 
 class _Pending:
-    __slots__ = ("enqueued", "future", "instances", "size", "taken")
+    __slots__ = ("enqueued", "future", "instances", "size", "waiting")
 
     def __init__(self, instances: np.ndarray, future: asyncio.Future[Result], now: float) -> None:
         self.instances = instances
         self.size = len(instances)
         self.future = future
         self.enqueued = now
-        self.taken = False  # in a batch: from then on it is computed, whatever happens
+        # In the queue and counted in `queued`; off it once taken into a batch (from then on it
+        # is computed, whatever happens), shed, dropped or cancelled.
+        self.waiting = True
 
 
 class Batcher:
@@ -146,7 +148,11 @@ class Batcher:
             self._arm_expiry(loop)
         if gone is not None:
             gone.add_done_callback(lambda _: self._drop(pending, Gone("the client went away")))
-        return await pending.future
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            self._leave(pending)  # the request's task was cancelled (shutdown): not counted
+            raise
 
     def over_budget(self) -> str:
         return (
@@ -154,18 +160,23 @@ class Batcher:
             f"{self.max_queue_s * 1000:g} ms queue budget"
         )
 
-    def _drop(self, pending: _Pending, why: Exception) -> None:
-        """Take a waiting request off the queue (lazily: the worker skips it)."""
-        if pending.taken or pending.future.done():
-            return
+    def _leave(self, pending: _Pending) -> bool:
+        """Take a request off the queue's count (lazily off the queue: the worker skips it)."""
+        if not pending.waiting:
+            return False
+        pending.waiting = False
         self._queued -= pending.size
-        pending.future.set_exception(why)
+        return True
+
+    def _drop(self, pending: _Pending, why: Exception) -> None:
+        if self._leave(pending) and not pending.future.done():
+            pending.future.set_exception(why)
 
     def _arm_expiry(self, loop: asyncio.AbstractEventLoop) -> None:
         # One timer for the whole queue, at the oldest request's deadline: deadlines come in
         # arrival order, so expiring from the front is enough, and a timer per request would
         # cost more than the request.
-        while self._queue and (self._queue[0].taken or self._queue[0].future.done()):
+        while self._queue and not self._queue[0].waiting:
             self._queue.popleft()
         if not self._queue:
             self._expiry = None
@@ -189,7 +200,7 @@ class Batcher:
         self._wake_at = self.max_batch_size
         # Wait for a full batch, or until the oldest request has waited `timeout`.
         if self._queued < self.max_batch_size and self.timeout_s > 0:
-            oldest = next(p for p in self._queue if not (p.taken or p.future.done()))
+            oldest = next(p for p in self._queue if p.waiting)
             delay = oldest.enqueued + self.timeout_s - self._clock()
             while self._queued < self.max_batch_size and delay > 0:
                 self._wake = loop.create_future()
@@ -201,14 +212,13 @@ class Batcher:
         size = 0
         while self._queue:
             pending = self._queue[0]
-            if pending.taken or pending.future.done():
+            if not pending.waiting:
                 self._queue.popleft()
                 continue
             if batch and size + pending.size > self.max_batch_size:
                 break  # it stays first in line for the next batch
             self._queue.popleft()
-            pending.taken = True
-            self._queued -= pending.size
+            self._leave(pending)
             batch.append(pending)
             size += pending.size
         return batch
