@@ -39,6 +39,9 @@ Result = tuple[np.ndarray, int]
 # How much each model call moves the running estimate of a call's duration: enough to follow a
 # new model version within a few dozen batches, not so much that one slow call sheds a burst.
 _SMOOTHING = 0.1
+# How often the event loop's lag is sampled: a timer's lateness is how long any callback, the
+# worker that starts batches included, waits for the loop.
+_TICK_S = 0.01
 
 
 class NoModel(RuntimeError):
@@ -96,26 +99,38 @@ class Batcher:
         self._last_start: float | None = None
         self._call_s = 0.0  # recent duration of one model call; 0 until the first
         self._running_since: float | None = None
+        self._lag_s = 0.0  # recent event-loop lag
+        self._ticker: asyncio.TimerHandle | None = None
         self._worker: asyncio.Task[None] | None = None
         # One thread: one batch runs at a time, and the model's own ops use the cores.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="model")
 
     def start(self) -> None:
-        self._worker = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._worker = loop.create_task(self._run())
+        self._ticker = loop.call_later(_TICK_S, self._tick, loop, self._clock() + _TICK_S)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        now = self._clock()
+        self._lag_s = _smooth(self._lag_s, max(now - due, 0.0))
+        self._ticker = loop.call_later(_TICK_S, self._tick, loop, now + _TICK_S)
 
     async def stop(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        if self._expiry is not None:
-            self._expiry.cancel()
+        for timer in (self._expiry, self._ticker):
+            if timer is not None:
+                timer.cancel()
         self._executor.shutdown(wait=False)
 
     def expected_wait(self, instances: int) -> float:
-        """Seconds until a batch holding `instances` more would start, by recent model calls."""
+        """Seconds until a batch holding `instances` more would start: the batches ahead at the
+        recent pace, the rest of the one running, and the event loop's lag (under overload the
+        loop itself is the queue: the worker waits for it like every request)."""
         ahead = (self._queued + instances - 1) // self.max_batch_size
-        wait = ahead * max(self._cycle_s, self._call_s)
+        wait = ahead * max(self._cycle_s, self._call_s) + self._lag_s
         if self._running_since is not None:
             wait += max(self._call_s - (self._clock() - self._running_since), 0.0)
         return wait
