@@ -69,7 +69,7 @@ format: setup ## Apply ruff fixes and formatting
 test: lint policy ## Lint, the policy pack's tests, then the whole test suite
 	$(RUN) pytest -n 2
 
-render: setup ## Write build/$(STACK)/manifests.yaml and resources.json (STACK=dev|prod|local)
+render: setup ## Write build/$(STACK)/manifests.yaml, resources.json, alertmanager.yaml (STACK=dev|prod|local)
 	$(RUN) python -m harness.render $(STACK)
 
 render-all: setup ## Render every stack

@@ -5,19 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import hashlib
 import json
 import runpy
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from harness.cli_config import check_stack_config, full_key
 from harness.mocks import PlatformMocks
@@ -49,6 +53,11 @@ class RegisteredResource:
     # component such as a kustomize Directory, on every object it registers.  Mocks do not.
     transforms: tuple[pulumi.ResourceTransform, ...] = field(default=(), compare=False)
 
+    def masked_inputs(self) -> dict[str, Any]:
+        """The inputs with every secret replaced by SECRET_MASK."""
+        masked: dict[str, Any] = _masked(self.inputs, self.secret_inputs)
+        return masked
+
     def as_json(self) -> dict[str, Any]:
         """The resource for resources.json, with secret inputs masked."""
         return {
@@ -58,7 +67,7 @@ class RegisteredResource:
             "parent": self.parent,
             "dependencies": list(self.dependencies),
             "provider": self.provider,
-            "inputs": whole_numbers(_masked(self.inputs, self.secret_inputs)),
+            "inputs": whole_numbers(self.masked_inputs()),
         }
 
 
@@ -154,12 +163,22 @@ def _plain(value: Any, path: str = "", secrets: set[str] | None = None) -> Any:
 
 def _masked(value: Any, secrets: frozenset[str], path: str = "") -> Any:
     if path in secrets:
-        return SECRET_MASK
+        return _mask_leaves(value)
     if isinstance(value, dict):
         return {k: _masked(v, secrets, f"{path}.{k}".lstrip(".")) for k, v in value.items()}
     if isinstance(value, list):
         return [_masked(v, secrets, f"{path}[{i}]") for i, v in enumerate(value)]
     return value
+
+
+def _mask_leaves(value: Any) -> Any:
+    """A secret's shape with every value masked: a Secret's `stringData` stays a map of strings
+    (schema-valid), and no value shows."""
+    if isinstance(value, dict):
+        return {k: _mask_leaves(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_leaves(v) for v in value]
+    return SECRET_MASK
 
 
 def whole_numbers(value: Any) -> Any:
@@ -252,7 +271,12 @@ def raw_settings(stack: str, config: Mapping[str, Any] | None = None) -> dict[st
     """
     merged = merged_config(stack, config)
     prefix = f"{PROJECT}:"
-    return {k.removeprefix(prefix): v for k, v in merged.items() if k.startswith(prefix)}
+    # Secrets decrypted into the placeholders the program gets (engine_config).
+    return {
+        k.removeprefix(prefix): _decrypted(k, v, (), [])
+        for k, v in merged.items()
+        if k.startswith(prefix)
+    }
 
 
 def stack_settings(stack: str, config: Mapping[str, Any] | None = None) -> Settings:
@@ -262,16 +286,89 @@ def stack_settings(stack: str, config: Mapping[str, Any] | None = None) -> Setti
 
 
 def engine_config(config: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
-    """Config values as the strings the engine hands a program; secrets become dummies."""
+    """Config values as the strings the engine hands a program; secrets become placeholders.
+
+    `pulumi config set --secret --path 'a.b.c'` writes a nested `{secure: <ciphertext>}` leaf
+    into the key's object; the engine hands the program the whole object decrypted, as JSON, and
+    marks the whole key secret.  So does this, with a placeholder for each leaf.
+    """
     flat: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in config.items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            flat[key] = f"mock-secret-for-{key}"
+        found: list[bool] = []
+        decrypted = _decrypted(key, value, (), found)
+        if found:
             secret_keys.append(key)
-        else:
-            flat[key] = value if isinstance(value, str) else json.dumps(value)
+        flat[key] = decrypted if isinstance(decrypted, str) else json.dumps(decrypted)
     return flat, secret_keys
+
+
+def _decrypted(key: str, value: Any, path: tuple[str | int, ...], found: list[bool]) -> Any:
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        found.append(True)
+        return secret_placeholder(key, path)
+    if isinstance(value, dict):
+        return {k: _decrypted(key, v, (*path, k), found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decrypted(key, v, (*path, i), found) for i, v in enumerate(value)]
+    return value
+
+
+# Every placeholder carries this, so a test can find one wherever it leaked.
+PLACEHOLDER_MARK = "mocksecret"
+
+
+def secret_placeholder(key: str, path: tuple[str | int, ...] = ()) -> str:
+    """The stand-in for the secret at `path` below config key `key`: of the field's shape where
+    the settings model gives one (`secretPlaceholder`, e.g. a Slack webhook URL), unique to the
+    key and path."""
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    token = PLACEHOLDER_MARK + hashlib.sha256(f"{key}{where}".encode()).hexdigest()[:22]
+    field = settings_field(key, path)
+    extra = field.json_schema_extra if field is not None else None
+    shape = extra.get("secretPlaceholder") if isinstance(extra, dict) else None
+    if isinstance(shape, str):
+        return shape.format(token=token)
+    return f"mock-secret-for-{key}{where}-{token}"
+
+
+def settings_field(key: str, path: tuple[str | int, ...]) -> FieldInfo | None:
+    """The settings field a config key and path below it name (list indexes and map keys
+    skipped), or None."""
+    if not key.startswith(f"{PROJECT}:"):
+        return None
+    annotation: Any = Settings
+    field: FieldInfo | None = None
+    for part in (key.removeprefix(f"{PROJECT}:"), *path):
+        annotation = _without_optional(annotation)
+        if get_origin(annotation) in (list, dict):
+            annotation = get_args(annotation)[-1]  # the item or value; `part` indexes it
+            continue
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        field = next(
+            (info for name, info in annotation.model_fields.items() if part in (name, info.alias)),
+            None,
+        )
+        if field is None:
+            return None
+        annotation = field.annotation
+    return field
+
+
+def _without_optional(annotation: Any) -> Any:
+    """`X | None` and `Annotated[X, ...]` as X."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            options = [a for a in get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation
 
 
 def run_program(

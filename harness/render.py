@@ -1,6 +1,7 @@
 """`make render STACK=<stack>`: write a stack's Kubernetes objects and resource graph to build/.
 
-    python -m harness.render dev            # build/dev/manifests.yaml and build/dev/resources.json
+    python -m harness.render dev            # build/dev/: manifests.yaml, resources.json and
+                                            # alertmanager.yaml
     python -m harness.render --all          # every stack
 
 Runs the program under mocks (no cloud credentials, Pulumi CLI or network), then validates every
@@ -15,6 +16,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from harness.program import (
     whole_numbers,
 )
 from harness.schema import is_built_in, validation_errors
-from infra import schedulability
+from infra import alert_routing, schedulability
 
 # Custom resources of the Kubernetes provider that are not Kubernetes objects.
 NOT_OBJECTS = frozenset({"kubernetes:helm.sh/v3:Release"})
@@ -84,7 +86,8 @@ def kubernetes_objects(run: ProgramRun) -> list[dict[str, Any]]:
             continue
         if resource.type in NOT_OBJECTS or resource.type.endswith("Patch"):
             continue  # a patch is part of an object someone else owns; see resources.json
-        obj = whole_numbers(dict(resource.inputs))
+        # Secrets masked, as Pulumi shows them: the rendered files may be shared and kept.
+        obj = whole_numbers(resource.masked_inputs())
         metadata = dict(obj.get("metadata") or {})
         assigned = resource.outputs.get("metadata") or {}
         metadata["name"] = assigned.get("name", metadata.get("name"))
@@ -134,12 +137,24 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp.name, path)
 
 
-def render(stack: str, out_dir: Path) -> list[str]:
+def alertmanager_file(run: ProgramRun) -> str | None:
+    """Alertmanager's configuration as the program hands it over (the config Secret's key), or
+    None without monitoring.  It names credential files and holds no secret itself."""
+    for resource in run.of_type("kubernetes:core/v1:Secret"):
+        if resource.inputs["metadata"]["name"] == alert_routing.CONFIG_SECRET:
+            text: str = resource.inputs["stringData"][alert_routing.CONFIG_KEY]
+            return text
+    return None
+
+
+def render(stack: str, out_dir: Path, config: Mapping[str, Any] | None = None) -> list[str]:
     """Render one stack into out_dir/<stack>/; return the problems found (none = valid).
 
-    Problems: strict schema errors, and GPU workloads no node pool can run.
+    Problems: strict schema errors, and GPU workloads no node pool can run.  `config` replaces
+    the stack file's config, as in `run_program`.  Writes manifests.yaml, resources.json and,
+    with monitoring, alertmanager.yaml.
     """
-    run = run_program(stack)
+    run = run_program(stack, config)
     objects = kubernetes_objects(run)
     kubernetes_minor = str(run.outputs["kubernetesVersion"])
     manifests = yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
@@ -148,8 +163,13 @@ def render(stack: str, out_dir: Path) -> list[str]:
     _write_atomically(
         out_dir / stack / "resources.json", json.dumps(graph, indent=2, sort_keys=True) + "\n"
     )
+    alertmanager = alertmanager_file(run)
+    if alertmanager is not None:
+        _write_atomically(out_dir / stack / "alertmanager.yaml", alertmanager)
+    else:
+        (out_dir / stack / "alertmanager.yaml").unlink(missing_ok=True)
     return schema_problems(objects, kubernetes_minor) + schedulability.check(
-        objects, stack_settings(stack)
+        objects, stack_settings(stack, config)
     )
 
 

@@ -134,6 +134,15 @@ class Service:
         except Gone:
             # Nobody reads this answer; it is counted so every request shows in the metrics.
             response = error("the client went away before its batch started", CLIENT_GONE)
+        except Exception:
+            # The request passed every check against the model's signature, so this is the
+            # server's failure (a version that loads but fails on real batches): answered in TF
+            # Serving's shape and counted, like every 5xx, for the error-rate alert.  Left to the
+            # framework it would be a bare 500 that /metrics never sees.
+            log.exception("the %s request failed", route)
+            response = error(
+                f"the model failed to answer this {route} request; the server log says why", 500
+            )
         self.metrics.observe(route, response.status_code, time.perf_counter() - started)
         return response
 

@@ -20,7 +20,8 @@ class Alert:
     name: str
     expr: str
     duration: str
-    severity: Literal["critical", "warning", "info"]
+    # critical pages, warning and info notify (infra/alert_routing.py); `none` is the Watchdog's.
+    severity: Literal["critical", "warning", "info", "none"]
     summary: str
     runbook: str
     # Labels the alert adds, templated from the series (an empty value sets no label).
@@ -52,6 +53,11 @@ GPU_REQUESTS = "|".join(
     ]
 )
 
+# A team's pods run in its namespace, named after the team (infra/namespaces.py): alerts about
+# a pod or claim name the namespace's team.  Routes send a `team` that is no team's to the
+# platform (infra/alert_routing.py).
+POD_TEAM = {"team": "{{ $labels.namespace }}"}
+
 # dcgm-exporter (4.6.0-4.8.3, as GPU Operator v26.7.0 ships it) names the node `hostname`
 # (NVIDIA/dcgm-exporter@d5e5f51:internal/pkg/rendermetrics/render_metrics.go L47; `Hostname`
 # before #655).  Its pod/namespace/container labels exist only on GPUs a pod holds through
@@ -69,6 +75,7 @@ GPU = [
         "{{ $labels.pod }} but has been under 5% busy for 30 minutes",
         "A pod holds a GPU it does not use (an idle notebook, a stuck job): the node cannot scale "
         "down. Check the pod; notebooks are culled after kubeflow.notebooks.cullIdleMinutes.",
+        POD_TEAM,
     ),
     Alert(
         "GpuMemoryNearlyFull",
@@ -78,10 +85,14 @@ GPU = [
         "GPU {{ $labels.gpu }} on {{ $labels.hostname }} has used over 95% of its memory for 10m",
         "Out-of-memory errors follow. On time-sliced pools check each server's "
         "--per_process_gpu_memory_fraction; otherwise lower the batch size.",
+        # The holder's team; a GPU no pod holds (shared, or free) has no namespace: platform.
+        POD_TEAM,
     ),
     Alert(
         "GpuTooHot",
-        "DCGM_FI_DEV_GPU_TEMP > 85",
+        # Hardware, so the platform's: per node and GPU, without the holding pod's namespace,
+        # which would route it to that team.
+        "max by (hostname, gpu) (DCGM_FI_DEV_GPU_TEMP) > 85",
         "5m",
         "critical",
         "GPU {{ $labels.gpu }} on {{ $labels.hostname }} is at {{ $value }} C",
@@ -119,6 +130,7 @@ GPU = [
         "{{ $labels.namespace }}/{{ $labels.pod }} has waited 15 minutes for a GPU",
         "Its pool may be at maxSize, or no instance type has capacity (spot). Check the "
         "cluster-autoscaler logs and the pool's maxSize; run the schedulability check.",
+        POD_TEAM,
     ),
 ]
 
@@ -232,6 +244,7 @@ STORAGE = [
         "warning",
         "{{ $labels.namespace }}/{{ $labels.persistentvolumeclaim }} has under 10% free space",
         "Free space (old model versions, checkpoints) or grow the volume.",
+        POD_TEAM,
     ),
 ]
 
@@ -258,7 +271,29 @@ LOGGING = [
     ),
 ]
 
+HEARTBEAT = [
+    Alert(
+        "Watchdog",
+        # Always firing: the dead man's switch.  Alertmanager sends it to the heartbeat receiver
+        # every few minutes (infra/alert_routing.py); silence from it means Prometheus, its rule
+        # evaluation or Alertmanager is down, or notifications cannot leave the cluster.
+        # kube-prometheus-stack's copy of this rule is switched off (infra/monitoring.py).
+        "vector(1)",
+        "0m",
+        "none",
+        "The alerting pipeline works: this alert always fires",
+        "If the heartbeat service stops receiving it, check Prometheus and Alertmanager in "
+        "namespace monitoring (pods, logs, the alertmanager-config Secret) and the receiver's "
+        "credentials.",
+    ),
+]
+
+# Alerts without a `team` label, for the platform's receivers: hardware, the log pipeline, the
+# heartbeat.  Every other alert names the team it concerns (a test holds the two apart).
+PLATFORM_ALERTS = frozenset({"GpuTooHot", "GpuXidErrors", "LogsDropped", "Watchdog"})
+
 GROUPS = {
+    "heartbeat": HEARTBEAT,
     "gpu": GPU,
     "serving": SERVING,
     "training": TRAINING,

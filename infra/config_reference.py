@@ -18,7 +18,7 @@ from pydantic_core import PydanticUndefined
 
 from infra.settings import PROJECT, Settings, unwrap_annotation
 
-_SCALARS = {str: "string", int: "integer", bool: "boolean"}
+_SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
 def _type_name(annotation: Any) -> str:
@@ -29,7 +29,9 @@ def _type_name(annotation: Any) -> str:
     if origin is Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin in (list, dict):
-        return f"list of {_type_name(args[0])}" if origin is list else "map of string"
+        if origin is list:
+            return f"list of {_type_name(args[0])}"
+        return f"map of {_type_name(args[1])}" if len(args) == 2 else "map of string"
     if origin is Annotated:
         return _type_name(args[0])
     optional = " (optional)" if type(None) in get_args(annotation) else ""
@@ -60,8 +62,12 @@ def _rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str, 
         yield key, _type_name(info.annotation), _default(info), info.description or ""
         nested = _model_of(info.annotation)
         if nested is not None:
-            is_list = get_origin(info.annotation) is list
-            yield from _rows(nested, f"{key}[].") if is_list else _rows(nested, f"{key}.")
+            # A list's items as `key[].field`, a map's values as `key.<name>.field`.
+            origin = get_origin(info.annotation)
+            below = (
+                f"{key}[]." if origin is list else f"{key}.<name>." if origin is dict else f"{key}."
+            )
+            yield from _rows(nested, below)
 
 
 def reference() -> str:

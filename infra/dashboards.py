@@ -1,4 +1,4 @@
-"""Grafana dashboards for GPUs and serving, shipped as ConfigMaps the Grafana sidecar loads."""
+"""Grafana dashboards for GPUs, GPU cost and serving, as ConfigMaps the Grafana sidecar loads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import labels, names
+from infra import gpu_cost, labels, names
 
 SIDECAR_LABEL = "grafana_dashboard"
 
@@ -165,7 +165,69 @@ SERVING_DASHBOARD = _dashboard(
     ],
 )
 
-DASHBOARDS = {"gpus": GPU_DASHBOARD, "serving": SERVING_DASHBOARD}
+# Grafana unit ids (grafana/grafana packages/grafana-data/src/valueFormats/categories.ts:
+# "Dollars ($)" is currencyUSD; valueFormats.ts getValueFormat: an unknown id "suffix:<text>" is
+# the value followed by <text>).  Grafana has no GPU-hour unit.
+USD = "currencyUSD"
+GPU_HOURS = "suffix: GPU h"
+
+
+def _over_range(series: str, by: str) -> str:
+    """The total of a per-hour series over the dashboard's time range: its value each minute
+    (a 1-minute subquery, whatever the rules' evaluation interval), summed, over 60."""
+    return f"sum by ({by}) (sum_over_time({series}[$__range:1m])) / 60"
+
+
+def _range_panel(title: str, expr: str, legend: str, unit: str, index: int) -> dict[str, Any]:
+    """A bar gauge of one total per team or pool over the time range (one instant query)."""
+    panel = _panel(title, [(expr, legend)], unit, index)
+    panel["type"] = "bargauge"
+    panel["targets"][0]["instant"] = True
+    panel["options"] = {"orientation": "horizontal", "displayMode": "basic"}
+    return panel
+
+
+_COST_PANELS = [
+    ("Cost by team", _over_range(gpu_cost.COST, "namespace"), "{{namespace}}", USD),
+    ("Cost by pool", _over_range(gpu_cost.COST, "pool"), "{{pool}}", USD),
+    ("Idle GPU hours by team", _over_range(gpu_cost.IDLE, "namespace"), "{{namespace}}", GPU_HOURS),
+    ("Idle GPU hours by pool", _over_range(gpu_cost.IDLE, "pool"), "{{pool}}", GPU_HOURS),
+    (
+        "Allocated GPU hours by team and pool",
+        _over_range(gpu_cost.ALLOCATED, "namespace, pool"),
+        "{{namespace}} / {{pool}}",
+        GPU_HOURS,
+    ),
+    (
+        "Busy GPU hours by team and pool",
+        _over_range(gpu_cost.BUSY, "namespace, pool"),
+        "{{namespace}} / {{pool}}",
+        GPU_HOURS,
+    ),
+]
+
+GPU_COST_DASHBOARD = {
+    **_dashboard("ml-platform-gpu-cost", "ML platform / GPU cost", []),
+    "time": {"from": "now-7d", "to": "now"},
+    "refresh": "5m",
+    "panels": [
+        *(_range_panel(t, e, legend, u, i) for i, (t, e, legend, u) in enumerate(_COST_PANELS)),
+        _panel(
+            "Cost per hour by team",
+            [(f"sum by (namespace) ({gpu_cost.COST})", "{{namespace}}")],
+            USD,
+            len(_COST_PANELS),
+        ),
+        _panel(
+            "Idle GPUs by team",
+            [(f"sum by (namespace) ({gpu_cost.IDLE})", "{{namespace}}")],
+            "short",
+            len(_COST_PANELS) + 1,
+        ),
+    ],
+}
+
+DASHBOARDS = {"gpus": GPU_DASHBOARD, "serving": SERVING_DASHBOARD, "gpu-cost": GPU_COST_DASHBOARD}
 
 
 class Dashboards(pulumi.ComponentResource):

@@ -169,6 +169,105 @@ def mig_profiles(instance: GpuInstanceType) -> dict[str, int]:
     return MIG_PROFILES.get((instance.gpu_model, instance.gpu_memory_gib), {})
 
 
+# On-demand list prices, USD per instance-hour, Linux, shared tenancy, us-east-1, as of
+# PRICES_DATED.  Every figure is AWS's Price List API as mirrored in Karpenter's generated price
+# table, PRICES_SOURCE_REPOSITORY@PRICES_SOURCE_REF:pkg/providers/pricing/
+# zz_generated.pricing_aws.go (L19 "generated at 2026-07-20T13:44:30Z for us-east-1", g families
+# L186-199, p families L418-427); its query, pricing.go L210-222 and L258-290: regionCode,
+# operatingSystem Linux, tenancy Shared, capacitystatus Used, preInstalledSw NA, marketoption
+# OnDemand.  g4dn.metal comes from the mirror's bare-metal query (pricing.go L224-237:
+# productFamily "Compute Instance (bare metal)", tenancy Dedicated).  Each price also names where
+# else it was seen (PRICE_SOURCES).  The p prices are those after AWS's June 2025 cut: the
+# mirror's regeneration of 2025-06-23 is the first with them (p5.48xlarge 98.32 -> 55.04,
+# p4d.24xlarge 32.7726 -> 21.957642), unchanged through 2026-07-20.  A type with no confirmed
+# price is left out rather than guessed: the mirror lists no on-demand price for p5e.48xlarge in
+# this or any earlier regeneration (AWS offers it through EC2 Capacity Blocks), so a stack running
+# it sets `ml-platform:gpu.prices`, as any stack may to replace these with its region's or
+# discounted price.
+PRICES_DATED = "2026-12-02"
+PRICES_REGION = "us-east-1"
+PRICES_SOURCE_REPOSITORY = "aws/karpenter-provider-aws"
+# "chore: Update data from AWS APIs (#9435)", 2026-07-20, the file's newest regeneration.
+PRICES_SOURCE_REF = "6fc13b5236fd04fd16ff3f9dc7490d0813994099"
+
+# The published pages each price was read from (site, and the date the page gives).
+PRICE_SOURCES = {
+    "aws-price-list": (
+        "AWS Price List API, as generated into aws/karpenter-provider-aws "
+        "pkg/providers/pricing/zz_generated.pricing_aws.go, generated 2026-07-20"
+    ),
+    "factualminds": (
+        "factualminds.com, 'Amazon EC2 On-Demand Pricing: Instance Families, Regional "
+        "Multipliers, and the Graviton Crossover (2026)', 2026-06-17"
+    ),
+    "datareceipts": (
+        "raw.githubusercontent.com/datareceipts/data-receipts 109-gpu-pricing/hyperscalers.json, "
+        "retrieved 2026-11-09"
+    ),
+    "dstack": (
+        "github.com/dstackai/dstack pull 4110 'Add AWS p5en.48xlarge', `dstack offer` output, "
+        "2026-08-06"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ListPrice:
+    usd_per_hour: float
+    # Keys of PRICE_SOURCES that give this figure.
+    sources: tuple[str, ...] = ("aws-price-list",)
+
+
+ON_DEMAND_PRICES: dict[str, ListPrice] = {
+    "g4dn.xlarge": ListPrice(0.526),
+    "g4dn.2xlarge": ListPrice(0.752),
+    "g4dn.4xlarge": ListPrice(1.204),
+    "g4dn.8xlarge": ListPrice(2.176),
+    "g4dn.12xlarge": ListPrice(3.912),
+    "g4dn.16xlarge": ListPrice(4.352),
+    "g4dn.metal": ListPrice(7.824),
+    "g5.xlarge": ListPrice(1.006, ("aws-price-list", "factualminds")),
+    "g5.2xlarge": ListPrice(1.212),
+    "g5.4xlarge": ListPrice(1.624),
+    "g5.8xlarge": ListPrice(2.448),
+    "g5.12xlarge": ListPrice(5.672),
+    "g5.16xlarge": ListPrice(4.096),
+    "g5.24xlarge": ListPrice(8.144),
+    "g5.48xlarge": ListPrice(16.288),
+    "g6.xlarge": ListPrice(0.8048),
+    "g6.2xlarge": ListPrice(0.9776),
+    "g6.4xlarge": ListPrice(1.3232),
+    "g6.8xlarge": ListPrice(2.0144),
+    "g6.12xlarge": ListPrice(4.6016),
+    "g6.16xlarge": ListPrice(3.3968),
+    "g6.24xlarge": ListPrice(6.6752),
+    "g6.48xlarge": ListPrice(13.3504),
+    "g6e.xlarge": ListPrice(1.861),
+    "g6e.2xlarge": ListPrice(2.24208),
+    "g6e.4xlarge": ListPrice(3.00424),
+    "g6e.8xlarge": ListPrice(4.52856),
+    "g6e.12xlarge": ListPrice(10.49264),
+    "g6e.16xlarge": ListPrice(7.57719),
+    "g6e.24xlarge": ListPrice(15.06559),
+    "g6e.48xlarge": ListPrice(30.13118),
+    "p4d.24xlarge": ListPrice(21.957642, ("aws-price-list", "datareceipts")),
+    "p4de.24xlarge": ListPrice(27.44705, ("aws-price-list", "datareceipts")),
+    "p5.4xlarge": ListPrice(6.88),
+    "p5.48xlarge": ListPrice(55.04, ("aws-price-list", "datareceipts")),
+    "p5en.48xlarge": ListPrice(63.296, ("aws-price-list", "dstack")),
+    "p6-b200.48xlarge": ListPrice(113.9328),
+}
+
+
+def price_per_gpu_hour(instance_type: str, overrides: dict[str, float]) -> float | None:
+    """USD per GPU-hour on this instance type: the stack's price if it sets one, else the list
+    price, divided by the instance's GPUs; None when neither is known."""
+    instance = GPU_INSTANCE_TYPES[instance_type]
+    listed = ON_DEMAND_PRICES.get(instance_type)
+    price = overrides.get(instance_type, listed.usd_per_hour if listed else None)
+    return None if price is None else price / instance.gpus
+
+
 def is_instance_type_name(name: str) -> bool:
     """True if `name` looks like an EC2 instance type (family.size)."""
     return bool(_INSTANCE_TYPE.match(name))

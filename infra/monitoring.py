@@ -16,10 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra import alerts, labels, names, training_job_metrics, versions
+from infra import alert_routing, alerts, gpu_cost, labels, names, training_job_metrics, versions
+from infra.alert_delivery import AlertDelivery
 from infra.block_storage import BlockStorage
 from infra.dashboards import Dashboards
 from infra.helm import pinned_release
@@ -38,6 +40,10 @@ FULLNAME = "prometheus-stack"
 # read for the v0.93.1 the chart ships: pkg/prometheus/server/operator.go L1696-1704,
 # pkg/prometheus/server/statefulset.go L223-229).  Grafana, Alertmanager and the rest of
 # `monitoring` do not carry them.
+# The chart's Alertmanager ServiceAccount, `<fullname>-alertmanager` while
+# `alertmanager.serviceAccount.create` (default true) and no name is given
+# (@kube-prometheus-stack-88.5.3:charts/kube-prometheus-stack/templates/_helpers.tpl L117-123).
+ALERTMANAGER_SERVICE_ACCOUNT = f"{FULLNAME}-alertmanager"
 PROMETHEUS_PODS = {
     "app.kubernetes.io/name": "prometheus",
     "operator.prometheus.io/name": f"{FULLNAME}-prometheus",
@@ -120,6 +126,50 @@ def grafana_sidecar_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
     ]
 
 
+def alertmanager_values(
+    settings: Settings, on_system: dict[str, Any], storage_class: str
+) -> dict[str, Any]:
+    """Alertmanager: its configuration from the Secret this program writes, the receivers'
+    credentials mounted from theirs, its volume and its replicas.
+
+    kube-prometheus-stack 88.5.3 (tests/upstream/kube-prometheus-stack-alertmanager.yaml):
+    `useExistingSecret` stops the chart writing its own configuration Secret (templates/
+    alertmanager/secret.yaml L1), `configSecret` names ours and `secrets` lists the Secrets
+    mounted at /etc/alertmanager/secrets/<name> (templates/alertmanager/alertmanager.yaml L35,
+    L63-69).  The operator, v0.93.x, reads key `alertmanager.yaml` of the configSecret, checks it
+    with Alertmanager's own loader and refuses unknown fields (pkg/alertmanager/amcfg.go
+    L53-99), and with several replicas joins them into one cluster itself.
+    """
+    monitoring = settings.monitoring
+    credentials = alert_routing.credentials(monitoring.alerting)
+    spec: dict[str, Any] = {
+        "storage": claim_template(monitoring.alertmanager_storage_size, storage_class),
+        "useExistingSecret": True,
+        "configSecret": alert_routing.CONFIG_SECRET,
+        "replicas": monitoring.alertmanager_replicas,
+        **({"secrets": [alert_routing.CREDENTIALS_SECRET]} if credentials else {}),
+        **on_system,
+    }
+    values: dict[str, Any] = {"alertmanagerSpec": spec}
+    if monitoring.alertmanager_replicas > 1:
+        # A drain takes one replica at a time; the others keep notifying (values.yaml L512-516).
+        # The chart's default soft anti-affinity already spreads them over nodes (L1160-1167).
+        values["podDisruptionBudget"] = {"enabled": True, "minAvailable": 1}
+    return values
+
+
+def kube_state_metrics_label_allowlist() -> list[str]:
+    """The node labels kube_node_labels carries, for the GPU cost rules (infra/gpu_cost.py): the
+    pool and the instance type.  kube-state-metrics exports no Kubernetes label unless allowed
+    (kubernetes/kube-state-metrics@v2.20.0:internal/store/node.go L210-233), per resource as
+    `<resource>=[<label>,...]` (pkg/options/types.go L240-300); its chart 8.4.0 passes the list
+    `metricLabelsAllowlist` (default empty) as `--metric-labels-allowlist`, joined with ","
+    (prometheus-community/helm-charts@kube-state-metrics-8.4.0:charts/kube-state-metrics/
+    values.yaml L416, templates/deployment.yaml L100-102), and kube-prometheus-stack 88.5.3 sets
+    none of it (charts/kube-prometheus-stack/values.yaml L2684-2708)."""
+    return [f"nodes=[{','.join(gpu_cost.NODE_LABELS)}]"]
+
+
 def stack_values(settings: Settings, placement: Placement, storage_class: str) -> dict[str, Any]:
     monitoring = settings.monitoring
     on_system = {"nodeSelector": placement.node_selector} if placement.node_selector else {}
@@ -142,14 +192,17 @@ def stack_values(settings: Settings, placement: Placement, storage_class: str) -
             }
         },
         # The chart's default is no storage (an emptyDir): silences would not survive a restart.
-        "alertmanager": {
-            "alertmanagerSpec": {
-                "storage": claim_template(monitoring.alertmanager_storage_size, storage_class),
-                **on_system,
-            }
-        },
+        "alertmanager": alertmanager_values(settings, on_system, storage_class),
+        # The chart's own Watchdog would be a second one: ours is in infra/alerts.py, where the
+        # rule tests load it (@kube-prometheus-stack-88.5.3:charts/kube-prometheus-stack/
+        # templates/prometheus/rules-1.14/general.rules.yaml L61; values.yaml L322).
+        "defaultRules": {"disabled": {alert_routing.WATCHDOG: True}},
         "prometheusOperator": {**on_system},
-        "kube-state-metrics": {**on_system, **job_conditions},
+        "kube-state-metrics": {
+            **on_system,
+            **job_conditions,
+            "metricLabelsAllowlist": kube_state_metrics_label_allowlist(),
+        },
         "grafana": {
             # A fixed Service name (`grafana`) that docs and port-forwards can rely on.
             "fullnameOverride": "grafana",
@@ -182,9 +235,11 @@ class Monitoring(pulumi.ComponentResource):
         placement: Placement,
         block_storage: BlockStorage,
         after: list[pulumi.Resource],
+        aws_cluster: aws.eks.Cluster | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`block_storage`: the class of Prometheus's and Alertmanager's volumes."""
+        """`block_storage`: the class of Prometheus's and Alertmanager's volumes; `aws_cluster`:
+        the EKS cluster whose Pod Identity gives Alertmanager its SNS role (AWS stacks)."""
         super().__init__("ml-platform:monitoring:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         password = random.RandomPassword(
@@ -213,6 +268,14 @@ class Monitoring(pulumi.ComponentResource):
             )
             for namespace_name in GRAFANA_SIDECAR_NAMESPACES
         ]
+        alerting = AlertDelivery(
+            f"{name}-alerting",
+            settings=settings,
+            namespace=namespace,
+            service_account=ALERTMANAGER_SERVICE_ACCOUNT,
+            aws_cluster=aws_cluster,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.release = pinned_release(
             name,
             versions.KUBE_PROMETHEUS_STACK_CHART,
@@ -222,7 +285,14 @@ class Monitoring(pulumi.ComponentResource):
             timeout=900,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[namespace, secret, *sidecar_roles, *block_storage.ready, *after],
+                depends_on=[
+                    namespace,
+                    secret,
+                    *sidecar_roles,
+                    *alerting.ready,
+                    *block_storage.ready,
+                    *after,
+                ],
             ),
         )
         k8s.apiextensions.CustomResource(
@@ -234,7 +304,8 @@ class Monitoring(pulumi.ComponentResource):
                 "namespace": names.MONITORING,
                 "labels": labels.common("monitoring"),
             },
-            spec={"groups": alerts.rule_groups()},
+            # The alerts, and the GPU cost recording rules (generated from the settings' prices).
+            spec={"groups": [*alerts.rule_groups(), gpu_cost.rule_group(settings)]},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
         )
         Dashboards(

@@ -186,7 +186,11 @@ def build_platform(settings: Settings) -> Platform:
             placement=placement(settings, SYSTEM_POOL),
             block_storage=block_storage,
             after=ready,
-            opts=on_cluster,
+            aws_cluster=aws_layer.cluster.cluster if aws_layer else None,
+            # AWS resources (Alertmanager's SNS role) with the stack's AWS provider.
+            opts=pulumi.ResourceOptions(
+                providers=[kubernetes, *([aws_layer.provider] if aws_layer else [])]
+            ),
         )
     if settings.logging.enabled:
         LogShipping(

@@ -254,6 +254,10 @@ KUBE_STATE_METRICS_VERSION = "v2.20.0"
 # defaults apply to every Grafana value we leave unset).
 PROMETHEUS_OPERATOR_VERSION = "v0.93.1"
 KUBE_PROMETHEUS_STACK_GRAFANA_CHART = "12.11.1"
+# The Alertmanager image it runs (@kube-prometheus-stack-88.5.3:charts/kube-prometheus-stack/
+# values.yaml L1018-1021, alertmanager.alertmanagerSpec.image.tag): the receivers' fields
+# (infra/alert_routing.py) must exist in it.
+ALERTMANAGER_VERSION = "v0.34.0"
 
 # Fluent Bit chart 0.54.1 (Fluent Bit 4.1.1; fluent/helm-charts CHANGELOG, 2026-01-06).  The
 # cloudwatch_logs output reads EKS Pod Identity credentials since Fluent Bit 4.0

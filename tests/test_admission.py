@@ -86,8 +86,13 @@ def _metric(api: Running, prefix: str) -> float:
 def test_past_its_budget_a_request_gets_503_while_the_batch_ahead_is_still_stuck(
     tmp_path: Path, held: HeldModel, pool: ThreadPoolExecutor
 ) -> None:
-    options = {"max_batch_size": 1, "batch_timeout_ms": 0, "max_queue_ms": 1000}
-    with Running(tmp_path / "model", held.loader, **options) as api:
+    with Running(
+        tmp_path / "model",
+        loader=held.loader,
+        max_batch_size=1,
+        batch_timeout_ms=0,
+        max_queue_ms=1000,
+    ) as api:
         admitted: Future[httpx.Response] = pool.submit(_post, api, 0.5)
         held.wait_entered()  # the first request is in a batch, and the batch is held
         shed = _post(api, 0.25)  # queued behind it; its budget runs out while the model is held
@@ -110,8 +115,13 @@ def test_past_its_budget_a_request_gets_503_while_the_batch_ahead_is_still_stuck
 def test_a_request_whose_client_went_away_is_not_computed(
     tmp_path: Path, held: HeldModel, pool: ThreadPoolExecutor
 ) -> None:
-    options = {"max_batch_size": 1, "batch_timeout_ms": 0, "max_queue_ms": 60_000}
-    with Running(tmp_path / "model", held.loader, **options) as api:
+    with Running(
+        tmp_path / "model",
+        loader=held.loader,
+        max_batch_size=1,
+        batch_timeout_ms=0,
+        max_queue_ms=60_000,
+    ) as api:
         batcher = api.app.state.service.batcher
         admitted: Future[httpx.Response] = pool.submit(_post, api, 0.5)
         held.wait_entered()
@@ -195,7 +205,7 @@ def test_while_the_queue_is_over_budget_predictions_are_shed_before_routing(
     tmp_path: Path, held: HeldModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held.release.set()
-    with Running(tmp_path / "model", held.loader) as api:
+    with Running(tmp_path / "model", loader=held.loader) as api:
         batcher = api.app.state.service.batcher
         assert _post(api, 0.5).status_code == 200
         monkeypatch.setattr(batcher, "admits", lambda instances=1: False)

@@ -213,6 +213,18 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:gpu.binPackingScheduler",
         "no kube-scheduler image is pinned",
     ),
+    "price of an unknown instance type": (
+        "dev",
+        _set("gpu.prices", {"g5.xlarge": 0.9, "m7i.large": 0.1}),
+        "ml-platform:gpu.prices.m7i.large",
+        "'m7i.large' is not a GPU instance type of the catalogue",
+    ),
+    "price of zero": (
+        "dev",
+        _set("gpu.prices", {"g5.xlarge": 0}),
+        "ml-platform:gpu.prices.g5.xlarge",
+        "greater than zero",
+    ),
     "team name too long for an EFS workspace": (
         "dev",
         _set("teams", [{"name": "computer-vision-and-multimodal-research-group"}]),

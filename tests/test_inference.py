@@ -19,6 +19,7 @@ from PIL import Image
 
 from inference import server as cli
 from inference.metrics import PREDICT, PREDICTION_ROUTES
+from tests.faulty_model import export_batch_of_one
 from tests.servers import Running
 
 
@@ -288,3 +289,20 @@ def test_probes_are_not_counted_as_requests(tmp_path: Path) -> None:
         assert predict.status_code == 503
         assert _requests_counted(running) == {(PREDICT, "503"): 1.0}
         assert PREDICT in PREDICTION_ROUTES
+
+
+def test_a_model_failing_on_a_batch_is_a_counted_500_and_the_server_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    """A version that loads but fails on real batches is the server's failure: a 500 in TF
+    Serving's error shape, counted for the error-rate alert (infra/alerts.py), not a bare
+    framework 500 that /metrics never sees."""
+    base = tmp_path / "mnist"
+    export_batch_of_one(base)
+    with Running(base, poll_seconds=60) as running:
+        two = _predict(running, [np.zeros((28, 28)).tolist()] * 2)
+        assert two.status_code == 500
+        assert "the model failed" in two.json()["error"]
+        one = _predict(running, [np.zeros((28, 28)).tolist()])
+        assert one.status_code == 200
+        assert _requests_counted(running) == {(PREDICT, "500"): 1.0, (PREDICT, "200"): 1.0}

@@ -17,7 +17,7 @@ import yaml
 
 from harness.program import ProgramRun, run_program, stack_config, stack_settings
 from harness.render import kubernetes_objects
-from infra import alerts, labels, training_job_metrics, versions
+from infra import alerts, gpu_cost, labels, training_job_metrics, versions
 from tests import custom_resource_state
 from tests.conftest import STACKS, stack_run
 from tests.servers import Running
@@ -58,7 +58,11 @@ def test_grafana_admin_password_is_generated_and_secret(stack: str) -> None:
         for r in run.of_type("kubernetes:core/v1:Secret")
         if r.inputs["metadata"]["name"] == "grafana-admin"
     ]
-    assert secret.as_json()["inputs"]["stringData"] == "[secret]"  # never in resources.json
+    # Never in resources.json: each value masked, the keys kept.
+    assert secret.as_json()["inputs"]["stringData"] == {
+        "admin-password": "[secret]",
+        "admin-user": "[secret]",
+    }
     assert "grafanaAdminPassword" in run.secret_outputs
 
 
@@ -66,7 +70,9 @@ def test_grafana_admin_password_is_generated_and_secret(stack: str) -> None:
 def test_alert_rules_ship_as_a_prometheus_rule_after_the_crds(stack: str) -> None:
     run = stack_run(stack)
     [rule] = run.of_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
-    assert rule.inputs["spec"] == {"groups": alerts.rule_groups()}
+    # The alerts, and the GPU cost rules with the stack's prices.
+    settings = stack_settings(stack)
+    assert rule.inputs["spec"] == {"groups": [*alerts.rule_groups(), gpu_cost.rule_group(settings)]}
     [release] = [
         r
         for r in run.of_type("kubernetes:helm.sh/v3:Release")

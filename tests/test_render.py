@@ -124,7 +124,7 @@ def test_render_refuses_unknown_stacks(capsys: pytest.CaptureFixture[str]) -> No
 def test_render_fails_loudly_and_writes_nothing_when_the_program_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def failing(stack: str) -> None:
+    def failing(stack: str, config: object = None) -> None:
         raise ProgramError(stack, SettingsError("Pulumi.dev.yaml: invalid configuration"), [])
 
     monkeypatch.setattr(render, "run_program", failing)

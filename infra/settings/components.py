@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from infra import names
+from infra import instances, names
+from infra.settings.alerting import AlertingSettings, TeamAlerts
 from infra.settings.base import (
     ConfigProblem,
     DnsLabel,
@@ -256,6 +257,7 @@ class TeamSettings(SettingsModel):
     notebooks: list[NotebookServerSettings] = Field(
         default_factory=list, description="Notebook servers of the team."
     )
+    alerts: TeamAlerts
 
     @model_validator(mode="after")
     def _check(self) -> TeamSettings:
@@ -315,6 +317,29 @@ class GpuSettings(SettingsModel):
         description="Run the `gpu-binpack` scheduler, which packs GPU pods onto the fewest nodes; "
         "workloads opt in with `schedulerName: gpu-binpack`.",
     )
+    prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="USD per instance-hour by GPU instance type (e.g. `g5.xlarge: 1.006`), for "
+        "the GPU cost rules, dashboard and report; overrides the catalogue's on-demand list "
+        "price (us-east-1, `infra/instances.py`), e.g. with your discounted or regional price.",
+    )
+
+    @model_validator(mode="after")
+    def _check_prices(self) -> GpuSettings:
+        supported = ", ".join(instances.supported_gpu_families())
+        for instance_type, price in self.prices.items():
+            if instances.gpu_instance(instance_type) is None:
+                raise ConfigProblem(
+                    ("prices", instance_type),
+                    f"{instance_type!r} is not a GPU instance type of the catalogue; prices are "
+                    f"for the families {supported} (e.g. g5.xlarge)",
+                )
+            if not price > 0:
+                raise ConfigProblem(
+                    ("prices", instance_type),
+                    f"{price} is not a price; give USD per instance-hour, greater than zero",
+                )
+        return self
 
 
 # The retention periods CloudWatch Logs accepts.
@@ -367,4 +392,13 @@ class MonitoringSettings(Switch):
     alertmanager_storage_size: Quantity = Field(
         default="2Gi",
         description="Alertmanager's volume (silences and notification state: small).",
+    )
+    alertmanager_replicas: Annotated[int, Field(ge=1, le=5)] = Field(
+        default=1,
+        description="Alertmanager pods; two or more form a cluster that shares silences and "
+        "sends each notification once, and keeps alerting through a node's loss.",
+    )
+    alerting: AlertingSettings = Field(
+        default_factory=AlertingSettings,
+        description="Receivers and who gets which alerts (README: Alert routing).",
     )

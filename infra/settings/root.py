@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic.alias_generators import to_snake
 
 from infra import efs_paths, versions
+from infra.settings.alerting import credential_paths
 from infra.settings.base import (
     PROJECT,
     ConfigProblem,
@@ -145,7 +146,34 @@ class Settings(SettingsModel):
         for index, team in enumerate(self.teams):
             self._check_workloads(index, team)
         self._check_serving()
+        self._check_alerting()
         return self
+
+    def _check_alerting(self) -> None:
+        """Team routes name declared receivers; SNS needs the Pod Identity of an EKS stack."""
+        alerting = self.monitoring.alerting
+        for index, team in enumerate(self.teams):
+            if team.alerts is not None:
+                for key, name in team.alerts.receivers():
+                    try:
+                        alerting.check_receiver(name, ())
+                    except ConfigProblem as problem:
+                        raise ConfigProblem(
+                            ("teams", index, "alerts", key), problem.message
+                        ) from None
+        try:
+            alerting.check_usage([team.alerts for team in self.teams])
+        except ConfigProblem as problem:
+            raise ConfigProblem(("monitoring", "alerting", *problem.loc), problem.message) from None
+        if self.cluster.mode != "eks":
+            for name, receiver in alerting.receivers.items():
+                if receiver.sns is not None:
+                    raise ConfigProblem(
+                        ("monitoring", "alerting", "receivers", name, "sns"),
+                        "Alertmanager publishes to SNS with an IAM role it gets through EKS Pod "
+                        "Identity, which an existing cluster lacks; use slack, pagerduty, email "
+                        "or webhook here",
+                    )
 
     def _check_docker_hub_source(self) -> None:
         """Docker Hub images are pulled through one mirror at most."""
@@ -345,7 +373,27 @@ def parse_settings(raw: Mapping[str, Any], stack: str) -> Settings:
 
 def load_settings() -> Settings:
     """Parse the running stack's configuration; call this before registering any resource."""
-    return parse_settings(raw_project_config(), pulumi.get_stack())
+    stack = pulumi.get_stack()
+    settings = parse_settings(raw_project_config(), stack)
+    refuse_plain_credentials(
+        settings, stack, pulumi.runtime.config.is_config_secret(f"{PROJECT}:monitoring")
+    )
+    return settings
+
+
+def refuse_plain_credentials(settings: Settings, stack: str, monitoring_is_secret: bool) -> None:
+    """Alert receivers' credentials must be Pulumi secrets.  `pulumi config set --secret --path`
+    marks the whole `monitoring` key secret (the program cannot tell which leaf was encrypted), so
+    credentials with the key not secret were written in plain text."""
+    paths = credential_paths(settings.monitoring.alerting)
+    if paths and not monitoring_is_secret:
+        commands = "\n".join(
+            f"    pulumi config set --secret --path '{path}' <value>" for path in paths
+        )
+        raise SettingsError(
+            f"Pulumi.{stack}.yaml: {PROJECT}:{paths[0]}: a credential is in plain text in the "
+            f"stack file; remove it and set each as a secret:\n{commands}"
+        )
 
 
 def _describe(error: ValidationError, stack: str) -> str:
