@@ -40,12 +40,17 @@ def render_process_seconds(stack: str, out: Path) -> float:
 
 
 def with_teams(config: dict[str, Any], count: int) -> dict[str, Any]:
-    """`config` with `count` more teams, each its last team under a new name."""
+    """`config` with `count` more teams, each its last team under a new name (its IAM roles
+    renamed with it; what it shares, such as its alert receiver, kept)."""
     grown = copy.deepcopy(config)
     teams = grown[TEAMS_KEY]
-    template = json.dumps(teams[-1])
-    name = teams[-1]["name"]
-    teams += [json.loads(template.replace(name, f"bench{i:02d}")) for i in range(count)]
+    template = teams[-1]
+    for i in range(count):
+        team = copy.deepcopy(template)
+        team["name"] = f"bench{i:02d}"
+        access = json.dumps(team.get("access", {})).replace(template["name"], team["name"])
+        team["access"] = json.loads(access)
+        teams.append(team)
     return grown
 
 
