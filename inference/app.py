@@ -6,6 +6,9 @@
 - `GET  /healthz`, `/readyz`, `/metrics`
 
 Errors use TF Serving's shape, `{"error": "..."}`, with a 4xx status for the client's mistakes.
+A prediction that cannot start within the queue budget (`max_queue_ms`) is answered 503 with
+`Retry-After` at once, as TF Serving answers UNAVAILABLE when its batch queue is full
+(inference/batcher.py); one whose client has gone before its batch starts is not computed.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from inference.batcher import Batcher, NoModel
-from inference.metrics import DIGIT, PREDICT, Metrics
+from inference.batcher import Batcher, Gone, NoModel, Result, Shed
+from inference.metrics import CLIENT_GONE, DIGIT, PREDICT, PREDICTION_ROUTES, Metrics
 from inference.model_store import ModelStore, Predict, load_version
 from inference.payloads import BadRequest, parse_image, parse_instances
 
@@ -41,6 +45,14 @@ class Config:
     max_body_bytes: int = 1 << 20
     max_instances: int = 256
     poll_seconds: float = 10.0
+    # Longest a prediction may wait for its batch before it is shed with 503: well inside the
+    # InferenceApiSlow threshold (p99 100 ms, infra/alerts.py), so the requests admitted under
+    # overload are still answered in time, and a few full batches deep.
+    max_queue_ms: float = 50.0
+
+
+# Seconds a shed client is asked to wait (the header takes whole seconds, RFC 9110 s. 10.2.3).
+RETRY_AFTER_S = 1
 
 
 def error(message: str, status: int) -> JSONResponse:
@@ -74,8 +86,10 @@ class Service:
             lambda: self.store.current,
             max_batch_size=config.max_batch_size,
             timeout_s=config.batch_timeout_ms / 1000.0,
+            max_queue_s=config.max_queue_ms / 1000.0,
             on_batch=self.metrics.batch_size.observe,
         )
+        self.metrics.queued.set_function(lambda: self.batcher.queued)
 
     async def refresh(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.store.refresh)
@@ -115,6 +129,11 @@ class Service:
             response = error(str(problem), problem.status)
         except NoModel as problem:
             response = error(str(problem), 503)
+        except Shed as problem:
+            response = self.shed(route, problem)
+        except Gone:
+            # Nobody reads this answer; it is counted so every request shows in the metrics.
+            response = error("the client went away before its batch started", CLIENT_GONE)
         except Exception:
             # The request passed every check against the model's signature, so this is the
             # server's failure (a version that loads but fails on real batches): answered in TF
@@ -126,6 +145,25 @@ class Service:
             )
         self.metrics.observe(route, response.status_code, time.perf_counter() - started)
         return response
+
+    def shed(self, route: str, problem: Shed) -> Response:
+        """503 with Retry-After, in TF Serving's error shape, counted as shed."""
+        self.metrics.shed.labels(route).inc()
+        response = error(f"{problem}; retry after {RETRY_AFTER_S} s", 503)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
+    async def _predict(self, request: Request, parse: Callable[[bytes], np.ndarray]) -> Result:
+        """Read, admit, parse and batch one prediction request."""
+        # Admitted by `Admission` a moment ago; the real size is checked again in the batcher.
+        instances = parse(await read_body(request, self.config.max_body_bytes))
+        # Completes when the client disconnects (or once the response is sent): the ASGI
+        # server answers `receive()` with http.disconnect then.
+        gone = asyncio.ensure_future(request.receive())
+        try:
+            return await self.batcher.predict(instances, gone=gone)
+        finally:
+            gone.cancel()
 
     def _known(self, name: str) -> None:
         if name != self.config.model_name:
@@ -148,9 +186,9 @@ class Service:
 
     async def predict(self, name: str, request: Request) -> Response:
         self._known(name)
-        body = await read_body(request, self.config.max_body_bytes)
-        instances = parse_instances(body, self.config.max_instances)
-        probabilities, version = await self.batcher.predict(instances)
+        probabilities, version = await self._predict(
+            request, lambda body: parse_instances(body, self.config.max_instances)
+        )
         return Response(
             orjson.dumps({"predictions": probabilities}, option=orjson.OPT_SERIALIZE_NUMPY),
             media_type="application/json",
@@ -159,8 +197,7 @@ class Service:
 
     async def digit(self, name: str, request: Request) -> Response:
         self._known(name)
-        body = await read_body(request, self.config.max_body_bytes)
-        probabilities, version = await self.batcher.predict(parse_image(body))
+        probabilities, version = await self._predict(request, parse_image)
         [row] = probabilities
         return JSONResponse(
             {
@@ -192,10 +229,39 @@ class Service:
         return JSONResponse({"status": "ready", "model_version": str(current.version)})
 
 
+class Admission:
+    """Sheds predictions before they reach the framework's routing while the queue is over its
+    budget.  Under overload most requests are shed, and this answer costs a fraction of one
+    that goes through routing and the handler, which leaves the CPU to the admitted requests and
+    keeps the 503s fast.  The rest of the admission control is in the batcher."""
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+        name = service.config.model_name
+        self.routes = {f"/v1/models/{name}:{method}": method for method in PREDICTION_ROUTES}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "POST" or self.service.batcher.admits(1):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        # Read the body off the connection (and drop it) so the next request on it is read
+        # cleanly.
+        message = await receive()
+        while message["type"] == "http.request" and message.get("more_body", False):
+            message = await receive()
+        response = self.service.shed(route, Shed(self.service.batcher.over_budget()))
+        await response(scope, receive, send)
+        self.service.metrics.observe(route, response.status_code, time.perf_counter() - started)
+
+
 def create_app(config: Config, loader: Callable[[Path], Predict] = load_version) -> FastAPI:
     service = Service(config, loader)
     app = FastAPI(title="ml-platform inference API", lifespan=service.running)
     app.state.service = service
+    app.add_middleware(Admission, service=service)
 
     @app.get("/v1/models/{name}")
     async def status(name: str) -> Response:

@@ -13,6 +13,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 PREDICT = "predict"
 DIGIT = "digit"
 PREDICTION_ROUTES = (PREDICT, DIGIT)
+# The status counted for a request whose client went away before its batch started (nginx's
+# "client closed request"); it is never sent.
+CLIENT_GONE = 499
 
 
 class Metrics:
@@ -31,10 +34,22 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.shed = Counter(
+            "inference_requests_shed",
+            "Requests answered 503 because they could not start within the queue budget "
+            "(--max-queue-ms); also counted in inference_requests_total.",
+            ["route"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "inference_batch_size",
             "Instances per model call.",
             buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queued = Gauge(
+            "inference_queued_instances",
+            "Instances waiting for a batch.",
             registry=self.registry,
         )
         self.model_version = Gauge(
@@ -48,9 +63,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        # The labelled children by (route, status), looked up once: `labels()` builds and
+        # checks the label tuple under a lock on every call, a cost on every request.
+        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
     def observe(self, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route, str(status)).observe(seconds)
+        children = self._children.get((route, status))
+        if children is None:
+            labels = (route, str(status))
+            children = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,10 +1,12 @@
 """Run the inference API.
 
     python -m inference.server --model-base-path /models/team/mnist --model-name mnist \\
-        --port 8080 [--max-batch-size 32] [--batch-timeout-ms 5] [--max-body-bytes 1048576]
+        --port 8080 [--max-batch-size 32] [--batch-timeout-ms 5] [--max-queue-ms 50] \
+        [--max-body-bytes 1048576]
 
-`--max-batch-size 1` turns batching off.  The server starts even before a model version exists
-(`/readyz` answers 503 until one loads) and picks up new versions as they appear.
+`--max-batch-size 1` turns batching off.  A prediction that cannot start within `--max-queue-ms`
+is answered 503 with `Retry-After` (inference/batcher.py).  The server starts even before a model
+version exists (`/readyz` answers 503 until one loads) and picks up new versions as they appear.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> float:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text} must be above 0")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve an exported MNIST model over HTTP.")
     parser.add_argument("--model-base-path", type=Path, required=True)
@@ -50,6 +59,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=_positive_int, default=8080)
     parser.add_argument("--max-batch-size", type=_positive_int, default=32)
     parser.add_argument("--batch-timeout-ms", type=_non_negative, default=5.0)
+    parser.add_argument(
+        "--max-queue-ms",
+        type=_positive,
+        default=Config.max_queue_ms,
+        help="the longest a prediction may wait for its batch before it is shed with 503",
+    )
     parser.add_argument("--max-body-bytes", type=_positive_int, default=1 << 20)
     parser.add_argument("--max-instances", type=_positive_int, default=256)
     parser.add_argument("--poll-seconds", type=_non_negative, default=10.0)
@@ -70,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         max_body_bytes=args.max_body_bytes,
         max_instances=args.max_instances,
         poll_seconds=args.poll_seconds,
+        max_queue_ms=args.max_queue_ms,
     )
     uvicorn.run(
         create_app(config), host=args.host, port=args.port, log_level="warning", access_log=False

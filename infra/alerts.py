@@ -159,7 +159,9 @@ SERVING = [
         "10m",
         "critical",
         "TF Serving answers over 5% of {{ $labels.model_name }} requests with errors",
-        "Check the model's newest version (a bad export?) and the server logs.",
+        "Check the model's newest version (a bad export?) and the server logs. Errors with "
+        'status="UNAVAILABLE" are requests shed because the batch queue was full: the '
+        "replicas are saturated; check the HPA's replicas against its maximum.",
         SERVING_TEAM,
     ),
     Alert(
@@ -184,7 +186,9 @@ SERVING = [
         "10m",
         "critical",
         "The inference API {{ $labels.service }} fails over 5% of predictions",
-        "5xx means the server failed, not the client: check /readyz and the logs.",
+        "5xx means the server failed, not the client: check /readyz and the logs. 503s counted "
+        "in inference_requests_shed_total were shed past the queue budget (--max-queue-ms): the "
+        "replicas are saturated; check the HPA's replicas against its maximum.",
         SERVING_TEAM,
     ),
     Alert(

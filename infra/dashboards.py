@@ -45,6 +45,9 @@ def _dashboard(
 
 TFS_REQUESTS = ":tensorflow:serving:request_count"
 TFS_LATENCY = ":tensorflow:serving:request_latency_bucket"  # microseconds
+# The status TF Serving counts a request under when its batch queue is full
+# (tests/upstream/tf-serving-batching.yaml).
+TFS_QUEUE_FULL = "UNAVAILABLE"
 API_LATENCY = 'inference_request_duration_seconds_bucket{route="predict"}'
 
 
@@ -116,6 +119,21 @@ SERVING_DASHBOARD = _dashboard(
                     'sum by (service) (rate(inference_requests_total{status=~"[45].."}[5m]))',
                     "API {{service}}",
                 ),
+            ],
+            "reqps",
+        ),
+        (
+            # Requests turned away because they could not start in time: counted in the errors
+            # above too, shown apart because the fix is capacity (replicas), not the model.
+            # TF Serving answers a full batch queue UNAVAILABLE (workloads/serving.py
+            # batching_parameters); the API counts its 503s in inference_requests_shed_total.
+            "Shed per second (queue full)",
+            [
+                (
+                    f'sum by (model_name) (rate({TFS_REQUESTS}{{status="{TFS_QUEUE_FULL}"}}[5m]))',
+                    "TF Serving {{model_name}}",
+                ),
+                ("sum by (service) (rate(inference_requests_shed_total[5m]))", "API {{service}}"),
             ],
             "reqps",
         ),

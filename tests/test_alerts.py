@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from inference.metrics import PREDICTION_ROUTES
+from inference.metrics import CLIENT_GONE, PREDICTION_ROUTES
 from infra import alerts, training_job_metrics, versions
 from infra import labels as platform_labels
 from tests import custom_resource_state
@@ -435,6 +435,39 @@ def test_training_job_failed_fires_for_every_way_a_job_fails(tmp_path: Path) -> 
                 "eval_time": "40m",
                 "alertname": "TrainingJobFailed",
                 "exp_alerts": [fired(*job) for job in failing],
+            },
+        ],
+    }
+    assert_rule_tests_pass(tmp_path, test)
+
+
+@needs_promtool
+def test_shed_requests_count_as_errors_and_abandoned_ones_do_not(tmp_path: Path) -> None:
+    """Under overload the API sheds 10% of predictions with 503 (inference_requests_total and
+    inference_requests_shed_total both count them): InferenceApiErrorRate fires.  Requests whose
+    clients went away (counted as 499, never sent) are not the server's errors: alone, they do
+    not make it fire."""
+    overloaded = {**INFERENCE_TARGET, "pod": "inference-mnist-6c9f-a", "instance": "10.0.1.10:8080"}
+    abandoned = {**overloaded, "service": "inference-other", "pod": "inference-other-1"}
+    inputs = [
+        series("inference_requests_total", {**overloaded, "route": "predict", "status": "200"},
+               "0+540x40"),
+        series("inference_requests_total", {**overloaded, "route": "predict", "status": "503"},
+               "0+60x40"),
+        series("inference_requests_shed_total", {**overloaded, "route": "predict"}, "0+60x40"),
+        series("inference_requests_total", {**abandoned, "route": "predict", "status": "200"},
+               "0+540x40"),
+        series("inference_requests_total",
+               {**abandoned, "route": "predict", "status": str(CLIENT_GONE)}, "0+60x40"),
+    ]  # fmt: skip
+    labels = {"namespace": "serving", "service": "inference-mnist"}
+    test = {
+        "input_series": inputs,
+        "alert_rule_test": [
+            {
+                "eval_time": "30m",
+                "alertname": "InferenceApiErrorRate",
+                "exp_alerts": [expected("InferenceApiErrorRate", labels)],
             },
         ],
     }

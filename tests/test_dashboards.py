@@ -119,3 +119,22 @@ def test_dashboards_ship_as_sidecar_config_maps_of_valid_json(stack: str) -> Non
         assert dashboard["uid"].startswith("ml-platform-")
         assert dashboard["panels"]
         assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_the_serving_dashboard_shows_shed_requests_as_errors_and_apart() -> None:
+    """Shed requests are errors (a 503, TF Serving's UNAVAILABLE) and have a panel of their own,
+    from the API's shed counter and TF Serving's count under the status a full queue gets."""
+    panels = {
+        p["title"]: [t["expr"] for t in p["targets"]] for p in DASHBOARDS["serving"]["panels"]
+    }
+    shed = panels["Shed per second (queue full)"]
+    assert Metrics().shed._name == "inference_requests_shed"
+    assert any("inference_requests_shed_total" in expr for expr in shed)
+    status = facts("tf-serving-batching", pinned=versions.TF_SERVING_VERSION)["queue_full_status"]
+    assert any(f'status="{status}"' in expr for expr in shed)
+    errors = panels["Errors per second"]
+    api_errors = next(e for e in errors if "inference_requests_total" in e)
+    [pattern] = re.findall(r'status=~"([^"]+)"', api_errors)
+    assert re.fullmatch(pattern, "503")
+    tf_errors = next(e for e in errors if ":tensorflow:serving:request_count" in e)
+    assert 'status!="OK"' in tf_errors

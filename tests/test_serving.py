@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -10,11 +11,14 @@ import pytest
 from harness.program import run_program, stack_config, stack_settings
 from harness.render import kubernetes_objects
 from harness.schema import definitions
+from inference import server as inference_cli
 from infra import alerts, versions
 from infra.monitoring import PROMETHEUS_PODS
+from infra.settings.base import quantity_value
 from tests.conftest import stack_run
 from tests.upstream_facts import facts
 from workloads.manifests import export_dir
+from workloads.serving import HPA_TOLERANCE
 
 SERVING_STACKS = ["dev", "prod"]
 
@@ -296,3 +300,69 @@ def test_tf_serving_error_rate_reads_labels_its_request_count_has() -> None:
     }
     assert matchers | grouping <= allowed, alert.expr
     assert ":tensorflow:serving:request_count" in alert.expr
+
+
+BATCHING = facts("tf-serving-batching", pinned=versions.TF_SERVING_VERSION)
+
+
+def _batching(objects: list[dict[str, Any]]) -> dict[str, int]:
+    text = _one(objects, "ConfigMap", "tfserving-mnist")["data"]["batching.config"]
+    return {field: int(value) for field, value in re.findall(r"(\w+) \{ value: (\d+) \}", text)}
+
+
+@pytest.mark.parametrize("stack", SERVING_STACKS)
+def test_tf_servings_batch_queue_is_bounded_by_its_cores(stack: str) -> None:
+    """One batch thread per core the server may use, and no more batches queued than threads:
+    past that a request gets UNAVAILABLE (503) at once instead of a place in a backlog."""
+    objects = _objects(stack)
+    parameters = _batching(objects)
+    assert set(parameters) <= set(BATCHING["batching_parameters_fields"])
+    [container] = _one(objects, "Deployment", "tfserving-mnist")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    cores = math.ceil(quantity_value(container["resources"]["limits"]["cpu"]))
+    assert BATCHING["num_batch_threads"] == "cpu_cores"
+    assert parameters["num_batch_threads"] == cores
+    assert BATCHING["online_max_enqueued_batches"] == "num_batch_threads"
+    assert parameters["max_enqueued_batches"] == parameters["num_batch_threads"]
+    assert BATCHING["queue_full_status"] != "OK"  # counted by TfServingErrorRate
+    assert 'status!="OK"' in next(a.expr for a in alerts.SERVING if a.name == "TfServingErrorRate")
+
+
+def test_tf_serving_batching_can_be_set_explicitly() -> None:
+    config = stack_config("dev")
+    model = config["ml-platform:serving"]["models"][0]
+    model["cpuLimit"] = "2500m"
+    assert _batching(_objects("dev", config))["num_batch_threads"] == 3
+    model["batching"] = {"numBatchThreads": 2, "maxEnqueuedBatches": 8}
+    parameters = _batching(_objects("dev", config))
+    assert (parameters["num_batch_threads"], parameters["max_enqueued_batches"]) == (2, 8)
+
+
+@pytest.mark.parametrize("stack", SERVING_STACKS)
+def test_the_inference_api_gets_its_queue_budget(stack: str) -> None:
+    [container] = _one(_objects(stack), "Deployment", "inference-mnist")["spec"]["template"][
+        "spec"
+    ]["containers"]
+    command = container["command"]
+    assert command[:3] == ["python", "-m", "inference.server"]
+    args = inference_cli.parse_args(command[3:])
+    model = stack_settings(stack).serving.models[0]
+    assert args.max_queue_ms == model.inference_api.max_queue_ms
+    # Admitted requests are answered within the slow-prediction alert's threshold.
+    slow = next(a for a in alerts.SERVING if a.name == "InferenceApiSlow")
+    threshold_s = float(slow.expr.rsplit(">", 1)[1])
+    assert (args.max_queue_ms + args.batch_timeout_ms) / 1000 < threshold_s
+
+
+@pytest.mark.parametrize("stack", SERVING_STACKS)
+@pytest.mark.parametrize("name", ["tfserving-mnist", "inference-mnist"])
+def test_autoscalers_add_replicas_before_a_replica_sheds(stack: str, name: str) -> None:
+    """Shedding can start at 100% of the CPU request (all a pod is sure to get).  The controller
+    scales out only 10% past its target; from there a third of headroom must remain for traffic
+    growth while new replicas start and for replicas hotter than the average."""
+    hpa = _one(_objects(stack), "HorizontalPodAutoscaler", name)["spec"]
+    [metric] = hpa["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    target = metric["resource"]["target"]["averageUtilization"]
+    assert target * (1 + HPA_TOLERANCE) <= 100 / 1.5

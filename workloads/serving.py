@@ -8,6 +8,7 @@ unless a model asks for an internal load balancer.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from infra import gpu_sharing, labels, names, versions
@@ -17,6 +18,7 @@ from infra.pod_security import restricted_container, restricted_pod
 from infra.priorities import SERVING
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import Settings
+from infra.settings.base import quantity_value
 from infra.settings.serving import ServedModelSettings
 from infra.team_network import namespace_peer
 from workloads.manifests import MODELS_DIR, export_dir
@@ -36,6 +38,19 @@ FIRST_VERSION_WAIT_S = 7 * 24 * 3600
 # (pulumi/pulumi-kubernetes@94977969, read for 4.34.2: provider/pkg/metadata/overrides.go
 # L39-42, L100-119; provider/pkg/await/await.go L1096-1103).
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+# The HPAs' CPU target, as a share of the pods' CPU request, chosen to add replicas before any
+# replica sheds (503 / UNAVAILABLE).  A server sheds once it needs more CPU than it gets, and
+# only its request is sure to be there (above it, it borrows the node's idle CPU), so 100% of
+# the request is where shedding can start.  The controller acts on the average over the replicas
+# and only past its tolerance, 10% above the target; a replica it adds serves only after a sync
+# (every 15 s), a fresh metrics-server sample and the model's load (kube-controller-manager's
+# --horizontal-pod-autoscaler-tolerance 0.1 and --horizontal-pod-autoscaler-sync-period 15s
+# defaults, Kubernetes documentation "Horizontal Pod Autoscaling"); keep-alive connections,
+# balanced per connection, also load some replicas above the average.  At 60%, scale-out starts
+# at 66% of the shedding point: traffic can grow by half while the new replicas start, and the
+# hottest replica can run half again above the average, before shedding begins.
+SCALE_OUT_UTILIZATION = 60
+HPA_TOLERANCE = 0.1
 
 
 def tfserving_name(model: ServedModelSettings) -> str:
@@ -51,9 +66,34 @@ def base_path(model: ServedModelSettings) -> str:
     return export_dir(model.team, model.export_job)
 
 
+def batching_parameters(model: ServedModelSettings) -> dict[str, int]:
+    """TF Serving's BatchingParameters for the model, with its queue bounded.
+
+    TF Serving runs `num_batch_threads` batches at once and queues at most
+    `max_enqueued_batches` more; a request that would need another batch is refused at once with
+    UNAVAILABLE (tensorflow/serving@2.20.0: tensorflow_serving/servables/tensorflow/
+    session_bundle_config.proto L154-173, tensorflow_serving/batching/README.md L112-118), which
+    its REST API answers 503 (model_servers/http_server.cc L78-79) and counts in
+    :tensorflow:serving:request_count{status="UNAVAILABLE"} (http_server.cc L201;
+    servables/tensorflow/util.cc L117-123), so TfServingErrorRate sees it.  The guide's advice
+    for online serving is one thread per CPU core and as many queued batches as threads, "to
+    minimize queueing delay at a given server while keeping it busy" (README.md L129-135,
+    L143-149): a request then waits about one batch's run at most, and a replica past its
+    capacity sheds instead of building a backlog that would hold the HPA's new replicas back.
+    The cores are the container's CPU limit, rounded up: the most it can use at once.
+    """
+    batching = model.batching
+    threads = batching.num_batch_threads or max(1, math.ceil(quantity_value(model.cpu_limit)))
+    return {
+        "max_batch_size": batching.max_batch_size,
+        "batch_timeout_micros": batching.batch_timeout_micros,
+        "max_enqueued_batches": batching.max_enqueued_batches or threads,
+        "num_batch_threads": threads,
+    }
+
+
 def server_configs(model: ServedModelSettings) -> dict[str, str]:
     """TF Serving's model, batching and monitoring configuration files (protobuf text)."""
-    batching = model.batching
     return {
         "models.config": (
             "model_config_list {\n"
@@ -65,11 +105,8 @@ def server_configs(model: ServedModelSettings) -> dict[str, str]:
             "  }\n"
             "}\n"
         ),
-        "batching.config": (
-            f"max_batch_size {{ value: {batching.max_batch_size} }}\n"
-            f"batch_timeout_micros {{ value: {batching.batch_timeout_micros} }}\n"
-            f"max_enqueued_batches {{ value: {batching.max_enqueued_batches} }}\n"
-            f"num_batch_threads {{ value: {batching.num_batch_threads} }}\n"
+        "batching.config": "".join(
+            f"{field} {{ value: {value} }}\n" for field, value in batching_parameters(model).items()
         ),
         "monitoring.config": (f'prometheus_config {{ enable: true, path: "{METRICS_PATH}" }}\n'),
     }
@@ -201,7 +238,10 @@ def _availability(
                         "type": "Resource",
                         "resource": {
                             "name": "cpu",
-                            "target": {"type": "Utilization", "averageUtilization": 70},
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": SCALE_OUT_UTILIZATION,
+                            },
                         },
                     }
                 ],
@@ -424,6 +464,8 @@ def inference_objects(
             str(api.max_batch_size),
             "--batch-timeout-ms",
             f"{api.batch_timeout_ms:g}",
+            "--max-queue-ms",
+            f"{api.max_queue_ms:g}",
         ],
         "env": [{"name": "HOME", "value": "/tmp"}],
         "ports": [{"name": "http", "containerPort": API_PORT}],

@@ -34,10 +34,17 @@ class ServerBatching(SettingsModel):
     batch_timeout_micros: Annotated[int, Field(ge=0)] = Field(
         default=2000, description="How long a batch waits to fill."
     )
-    max_enqueued_batches: Annotated[int, Field(ge=1)] = Field(
-        default=100, description="Queue bound."
+    num_batch_threads: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="Batches run at once. Default: the CPU cores the server may use (its "
+        "`cpuLimit`, rounded up), as TF Serving's batching guide advises.",
     )
-    num_batch_threads: Annotated[int, Field(ge=1)] = Field(default=4, description="Batch threads.")
+    max_enqueued_batches: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="Queue bound, in batches: a request that would queue beyond it is refused "
+        "with UNAVAILABLE (HTTP 503) at once. Default: `numBatchThreads`, so a request waits at "
+        "most about one batch's run (plus `batchTimeoutMicros`).",
+    )
 
 
 def _check_cpu_limit(request: str, limit: str) -> None:
@@ -55,6 +62,11 @@ class InferenceApiSettings(SettingsModel):
     )
     batch_timeout_ms: Annotated[float, Field(ge=0)] = Field(
         default=5.0, description="How long a batch waits to fill."
+    )
+    max_queue_ms: Annotated[float, Field(gt=0)] = Field(
+        default=50.0,
+        description="Longest a prediction may wait for its batch: one that cannot start within "
+        "it is answered 503 with Retry-After at once (`--max-queue-ms`).",
     )
     cpu: Quantity = Field(default="500m", description="cpu request per replica.")
     cpu_limit: Quantity = Field(
