@@ -165,7 +165,7 @@ def _target_route(target: RouteTarget, matchers: list[str]) -> dict[str, Any]:
 
 
 def inhibit_rules() -> list[dict[str, Any]]:
-    """kube-prometheus-stack 88.5.3's own inhibitions (values.yaml L555-579): a critical alert
+    """kube-prometheus-stack 88.5.3's own inhibitions (values.yaml L556-578): a critical alert
     silences the same alert's warning and info in its namespace, a warning its info, and
     InfoInhibitor the info alerts of a namespace with nothing worse.  The chart's fourth rule
     (any alert inhibits InfoInhibitor) is left out: InfoInhibitor is routed to `null` instead."""

@@ -59,7 +59,7 @@ def ksm_label(name: str) -> str:
 
 
 # The node labels the rules read from kube_node_labels.  kube-state-metrics exports no node label
-# unless allowed (monitoring.kube_state_metrics_values).
+# unless allowed (monitoring.kube_state_metrics_label_allowlist).
 INSTANCE_TYPE_NODE_LABEL = "node.kubernetes.io/instance-type"
 NODE_LABELS = (POOL_LABEL, INSTANCE_TYPE_NODE_LABEL)
 

@@ -137,8 +137,9 @@ def alertmanager_values(
     alertmanager/secret.yaml L1), `configSecret` names ours and `secrets` lists the Secrets
     mounted at /etc/alertmanager/secrets/<name> (templates/alertmanager/alertmanager.yaml L35,
     L63-69).  The operator, v0.93.x, reads key `alertmanager.yaml` of the configSecret, checks it
-    with Alertmanager's own loader and refuses unknown fields (pkg/alertmanager/amcfg.go
-    L53-99), and with several replicas joins them into one cluster itself.
+    with the loader of the Alertmanager module it imports, v0.33.1, not the v0.34.0 that runs
+    (prometheus-operator@v0.93.0:go.mod L24; pkg/alertmanager/amcfg.go L29, L55), refuses unknown
+    fields (amcfg.go L53-99), and with several replicas joins them into one cluster itself.
     """
     monitoring = settings.monitoring
     credentials = alert_routing.credentials(monitoring.alerting)
@@ -153,7 +154,9 @@ def alertmanager_values(
     values: dict[str, Any] = {"alertmanagerSpec": spec}
     if monitoring.alertmanager_replicas > 1:
         # A drain takes one replica at a time; the others keep notifying (values.yaml L512-516).
-        # The chart's default soft anti-affinity already spreads them over nodes (L1160-1167).
+        # The chart's default soft anti-affinity already spreads them over nodes (values.yaml
+        # L1169-1179: podAntiAffinity "soft" L1174, topology key L1179; applied in
+        # templates/alertmanager/alertmanager.yaml L127-150).
         values["podDisruptionBudget"] = {"enabled": True, "minAvailable": 1}
     return values
 

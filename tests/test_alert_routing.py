@@ -403,11 +403,19 @@ def _fields_used(config: Config) -> dict[str, set[str]]:
         ("alertmanager-config", versions.ALERTMANAGER_VERSION),
         ("alertmanager-config-amtool", AMTOOL_VERSION),
         ("prometheus-operator-alertmanager", versions.PROMETHEUS_OPERATOR_VERSION),
+        # The Alertmanager loader the operator validates with: the module version it imports.
+        (
+            "alertmanager-config-operator-loader",
+            facts(
+                "prometheus-operator-alertmanager", pinned=versions.PROMETHEUS_OPERATOR_VERSION
+            )["alertmanager_module"],
+        ),
     ],
 )
 def test_every_receiver_field_exists_upstream(fixture: str, pinned: str) -> None:
-    """In the Alertmanager that runs, in the amtool that checks, and in the operator that parses
-    the configuration strictly before handing it over."""
+    """In the Alertmanager that runs, in the amtool that checks, in the operator that parses the
+    configuration strictly before handing it over, and in the Alertmanager loader (the module
+    version the operator imports) that it runs first."""
     known = facts(fixture, pinned=pinned)
     config = alert_routing.alertmanager_config(stack_settings("prod", every_receiver()))
     used = _fields_used(config)
