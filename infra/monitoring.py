@@ -127,7 +127,10 @@ def grafana_sidecar_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
 
 
 def alertmanager_values(
-    settings: Settings, on_system: dict[str, Any], storage_class: str
+    settings: Settings,
+    on_system: dict[str, Any],
+    storage_class: str,
+    pod_annotations: dict[str, pulumi.Input[str]] | None = None,
 ) -> dict[str, Any]:
     """Alertmanager: its configuration from the Secret this program writes, the receivers'
     credentials mounted from theirs, its volume and its replicas.
@@ -140,6 +143,11 @@ def alertmanager_values(
     with the loader of the Alertmanager module it imports, v0.33.1, not the v0.34.0 that runs
     (prometheus-operator@v0.93.0:go.mod L24; pkg/alertmanager/amcfg.go L29, L55), refuses unknown
     fields (amcfg.go L53-99), and with several replicas joins them into one cluster itself.
+
+    `pod_annotations` (AlertDelivery's) go on the pods: the chart copies
+    `alertmanagerSpec.podMetadata` into the Alertmanager resource (templates/alertmanager/
+    alertmanager.yaml L123-126) and the operator its annotations onto the StatefulSet's pod
+    template (prometheus-operator@v0.93.0:pkg/alertmanager/statefulset.go L407-410, L810-814).
     """
     monitoring = settings.monitoring
     credentials = alert_routing.credentials(monitoring.alerting)
@@ -149,6 +157,7 @@ def alertmanager_values(
         "configSecret": alert_routing.CONFIG_SECRET,
         "replicas": monitoring.alertmanager_replicas,
         **({"secrets": [alert_routing.CREDENTIALS_SECRET]} if credentials else {}),
+        **({"podMetadata": {"annotations": pod_annotations}} if pod_annotations else {}),
         **on_system,
     }
     values: dict[str, Any] = {"alertmanagerSpec": spec}
@@ -173,7 +182,12 @@ def kube_state_metrics_label_allowlist() -> list[str]:
     return [f"nodes=[{','.join(gpu_cost.NODE_LABELS)}]"]
 
 
-def stack_values(settings: Settings, placement: Placement, storage_class: str) -> dict[str, Any]:
+def stack_values(
+    settings: Settings,
+    placement: Placement,
+    storage_class: str,
+    alertmanager_pod_annotations: dict[str, pulumi.Input[str]] | None = None,
+) -> dict[str, Any]:
     monitoring = settings.monitoring
     on_system = {"nodeSelector": placement.node_selector} if placement.node_selector else {}
     # The training jobs' conditions, which the TrainingJobFailed alert reads.
@@ -195,7 +209,9 @@ def stack_values(settings: Settings, placement: Placement, storage_class: str) -
             }
         },
         # The chart's default is no storage (an emptyDir): silences would not survive a restart.
-        "alertmanager": alertmanager_values(settings, on_system, storage_class),
+        "alertmanager": alertmanager_values(
+            settings, on_system, storage_class, alertmanager_pod_annotations
+        ),
         # The chart's own Watchdog would be a second one: ours is in infra/alerts.py, where the
         # rule tests load it (@kube-prometheus-stack-88.5.3:charts/kube-prometheus-stack/
         # templates/prometheus/rules-1.14/general.rules.yaml L61; values.yaml L322).
@@ -284,7 +300,9 @@ class Monitoring(pulumi.ComponentResource):
             versions.KUBE_PROMETHEUS_STACK_CHART,
             release_name=RELEASE,
             namespace=names.MONITORING,
-            values=stack_values(settings, placement, block_storage.required_class()),
+            values=stack_values(
+                settings, placement, block_storage.required_class(), alerting.pod_annotations
+            ),
             timeout=900,
             opts=pulumi.ResourceOptions(
                 parent=self,

@@ -23,6 +23,7 @@ from harness.program import (
     stack_settings,
 )
 from infra import alert_routing, alerts, versions
+from infra.alert_delivery import SNS_IDENTITY_ANNOTATION
 from infra.monitoring import ALERTMANAGER_SERVICE_ACCOUNT, FULLNAME
 from infra.settings import Settings, SettingsError
 from tests.amtool import AMTOOL_VERSION, check_config, needs_amtool, receivers_for
@@ -370,6 +371,41 @@ def test_sns_role_may_only_publish_to_the_configured_topics() -> None:
             assert sns["sigv4"] == {"region": sns["topic_arn"].split(":")[3]}
 
 
+def _sns_identity(run: ProgramRun) -> str | None:
+    spec = _stack_values(run)["alertmanager"]["alertmanagerSpec"]
+    annotation: str | None = (
+        spec.get("podMetadata", {}).get("annotations", {}).get(SNS_IDENTITY_ANNOTATION)
+    )
+    return annotation
+
+
+def test_alertmanager_pods_roll_when_their_sns_identity_changes(overlay_run: ProgramRun) -> None:
+    """Pod Identity's credentials reach a pod only when it is created: a new role, association
+    or topic must change the pod template, which rolls the StatefulSet."""
+    chart = facts(
+        "kube-prometheus-stack-alertmanager",
+        pinned=f"kube-prometheus-stack-{versions.KUBE_PROMETHEUS_STACK_CHART.version}",
+    )
+    operator = facts(
+        "prometheus-operator-alertmanager", pinned=versions.PROMETHEUS_OPERATOR_VERSION
+    )
+    assert "podMetadata" in chart["spec_values"]
+    assert operator["pod_template_annotations_from"] == "spec.podMetadata.annotations"
+
+    one_topic = _sns_identity(overlay_run)
+    assert one_topic and re.fullmatch(r"[0-9a-f]{16}", one_topic)
+    # The same identity gives the same value: no roll on an unrelated change.
+    assert _sns_identity(run_program("prod", every_receiver())) == one_topic
+    config = every_receiver()
+    research = config["ml-platform:monitoring"]["alerting"]["receivers"]["research"]
+    research["sns"] = {"topicArn": "arn:aws:sns:us-east-1:111122223333:research-alerts"}
+    two_topics = _sns_identity(run_program("prod", config))
+    assert two_topics and two_topics != one_topic
+    # Without SNS nothing is added to the pods.
+    local = _stack_values(stack_run("local"))["alertmanager"]["alertmanagerSpec"]
+    assert "podMetadata" not in local
+
+
 def test_prod_runs_alertmanager_as_a_cluster_of_two() -> None:
     am = _stack_values(stack_run("prod"))["alertmanager"]
     assert am["alertmanagerSpec"]["replicas"] == 2
@@ -406,9 +442,9 @@ def _fields_used(config: Config) -> dict[str, set[str]]:
         # The Alertmanager loader the operator validates with: the module version it imports.
         (
             "alertmanager-config-operator-loader",
-            facts(
-                "prometheus-operator-alertmanager", pinned=versions.PROMETHEUS_OPERATOR_VERSION
-            )["alertmanager_module"],
+            facts("prometheus-operator-alertmanager", pinned=versions.PROMETHEUS_OPERATOR_VERSION)[
+                "alertmanager_module"
+            ],
         ),
     ],
 )
