@@ -13,6 +13,7 @@ needs comes back on restart (dashboards from ConfigMaps, the admin login from it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
@@ -130,7 +131,7 @@ def alertmanager_values(
     settings: Settings,
     on_system: dict[str, Any],
     storage_class: str,
-    pod_annotations: dict[str, pulumi.Input[str]] | None = None,
+    pod_annotations: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> dict[str, Any]:
     """Alertmanager: its configuration from the Secret this program writes, the receivers'
     credentials mounted from theirs, its volume and its replicas.
@@ -186,7 +187,7 @@ def stack_values(
     settings: Settings,
     placement: Placement,
     storage_class: str,
-    alertmanager_pod_annotations: dict[str, pulumi.Input[str]] | None = None,
+    alertmanager_pod_annotations: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> dict[str, Any]:
     monitoring = settings.monitoring
     on_system = {"nodeSelector": placement.node_selector} if placement.node_selector else {}
