@@ -39,12 +39,28 @@ from infra.iam import policy_document
 from infra.settings import Settings
 from infra.workload_identity import pod_identity_role
 
+# What a publisher needs on the KMS key of a topic with server-side encryption (Amazon SNS
+# Developer Guide, "Key management" (sns-key-management), "Configuring AWS KMS permissions":
+# allow a principal to publish to an encrypted topic): SNS generates a data key for each message
+# and the publisher's request must be allowed both.
+SSE_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
 
-def publish_policy(topics: list[str]) -> dict[str, Any]:
-    """sns:Publish on exactly these topics."""
-    return policy_document(
-        [{"Sid": "PublishAlerts", "Effect": "Allow", "Action": ["sns:Publish"], "Resource": topics}]
-    )
+
+def publish_policy(topics: list[str], kms_keys: list[str] | None = None) -> dict[str, Any]:
+    """sns:Publish on exactly these topics, and use of the keys that encrypt them, if any."""
+    statements: list[dict[str, Any]] = [
+        {"Sid": "PublishAlerts", "Effect": "Allow", "Action": ["sns:Publish"], "Resource": topics}
+    ]
+    if kms_keys:
+        statements.append(
+            {
+                "Sid": "EncryptForTopics",
+                "Effect": "Allow",
+                "Action": SSE_KEY_ACTIONS,
+                "Resource": kms_keys,
+            }
+        )
+    return policy_document(statements)
 
 
 # On Alertmanager's pods: a digest of the SNS identity they must have been created with.
@@ -112,7 +128,7 @@ class AlertDelivery(pulumi.ComponentResource):
                 f"{name}-sns",
                 namespace=names.MONITORING,
                 service_account=service_account,
-                policy=publish_policy(topics),
+                policy=publish_policy(topics, alert_routing.sns_kms_keys(settings)),
                 cluster_name=aws_cluster.name,
                 description=f"Alertmanager of {settings.cluster.name}: publishes alerts to SNS",
                 parent=self,

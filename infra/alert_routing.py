@@ -234,6 +234,12 @@ def _receiver(name: str, receiver: ReceiverSettings, secrets_dir: str) -> dict[s
     return result
 
 
+def sns_kms_keys(settings: Settings) -> list[str]:
+    """The KMS keys of the SNS topics that are encrypted with a customer-managed key."""
+    receivers = settings.monitoring.alerting.receivers.values()
+    return sorted({r.sns.kms_key_arn for r in receivers if r.sns and r.sns.kms_key_arn})
+
+
 def sns_topics(settings: Settings) -> list[str]:
     """The SNS topic ARNs receivers publish to (what Alertmanager's role may publish to)."""
     return sorted(

@@ -274,7 +274,8 @@ def test_cost_dashboard_units() -> None:
     assert GPU_HOURS.startswith(GRAFANA["custom_suffix"])
     # Grafana puts its own separator before the text: one more would show as a double space.
     text = GPU_HOURS.removeprefix(GRAFANA["custom_suffix"])
-    assert text and not text.startswith(GRAFANA["custom_suffix_separator"]), GPU_HOURS
+    assert text, GPU_HOURS
+    assert not text.startswith(GRAFANA["custom_suffix_separator"]), GPU_HOURS
     for panel in GPU_COST_DASHBOARD["panels"]:
         [target] = panel["targets"]
         unit = panel["fieldConfig"]["defaults"]["unit"]
