@@ -79,7 +79,7 @@ def test_rules_attribute_gpus_to_the_teams_that_hold_them(tmp_path: Path) -> Non
     settings = _settings()
     price = gpu_cost.prices(settings)
     tests = []
-    for minute in (1 * HOUR, 11 * HOUR, 20 * HOUR + 5, 31 * HOUR, 44 * HOUR):
+    for minute in (1 * HOUR, 11 * HOUR, 13 * HOUR, 20 * HOUR + 5, 31 * HOUR, 44 * HOUR):
         now = _instant(scenario, minute)
         cost = {key: gpus * price[key[2]] for key, gpus in now["allocated"].items()}
         tests += [
