@@ -165,7 +165,7 @@ def _target_route(target: RouteTarget, matchers: list[str]) -> dict[str, Any]:
 
 
 def inhibit_rules() -> list[dict[str, Any]]:
-    """kube-prometheus-stack 88.5.3's own inhibitions (values.yaml L555-579): a critical alert
+    """kube-prometheus-stack 88.5.3's own inhibitions (values.yaml L556-578): a critical alert
     silences the same alert's warning and info in its namespace, a warning its info, and
     InfoInhibitor the info alerts of a namespace with nothing worse.  The chart's fourth rule
     (any alert inhibits InfoInhibitor) is left out: InfoInhibitor is routed to `null` instead."""
@@ -232,6 +232,12 @@ def _receiver(name: str, receiver: ReceiverSettings, secrets_dir: str) -> dict[s
             }
         ]
     return result
+
+
+def sns_kms_keys(settings: Settings) -> list[str]:
+    """The KMS keys of the SNS topics that are encrypted with a customer-managed key."""
+    receivers = settings.monitoring.alerting.receivers.values()
+    return sorted({r.sns.kms_key_arn for r in receivers if r.sns and r.sns.kms_key_arn})
 
 
 def sns_topics(settings: Settings) -> list[str]:

@@ -167,9 +167,10 @@ SERVING_DASHBOARD = _dashboard(
 
 # Grafana unit ids (grafana/grafana packages/grafana-data/src/valueFormats/categories.ts:
 # "Dollars ($)" is currencyUSD; valueFormats.ts getValueFormat: an unknown id "suffix:<text>" is
-# the value followed by <text>).  Grafana has no GPU-hour unit.
+# the value, a space and <text>: toFixedUnit adds the space, so <text> starts without one).
+# Grafana has no GPU-hour unit.
 USD = "currencyUSD"
-GPU_HOURS = "suffix: GPU h"
+GPU_HOURS = "suffix:GPU h"
 
 
 def _over_range(series: str, by: str) -> str:

@@ -14,16 +14,24 @@ What counts (per team namespace, GPU pool and instance type, in GPUs at one inst
   distinct `gpu` indices dcgm-exporter reports for it; when it reports none, a whole GPU still
   counts 1.  Pods that are Pending, finished, or CPU-only count nothing, and a GPU no pod
   requests is never anyone's.
-* busy: utilisation-weighted GPUs.  A GPU dcgm-exporter maps to a pod (whole GPUs and MIG;
-  `namespace`/`pod` labels) counts its own DCGM_FI_DEV_GPU_UTIL / 100 for that pod's team.
-  dcgm-exporter does not map time-sliced GPUs to pods (tests/upstream/dcgm-exporter.yaml), so a
-  share counts its weight times the mean utilisation of its node's GPUs: the pods sharing a node
-  split its busy time by their shares, not by who really ran the kernels (which nothing exports).
+* busy: utilisation-weighted GPUs.  On a node whose `nvidia.com/gpu` is one GPU per unit, a GPU
+  dcgm-exporter maps to a pod (`namespace`/`pod` labels) counts its own DCGM_FI_DEV_GPU_UTIL / 100
+  for that pod's team.  A share is any GPU request on a node that advertises more units of the
+  resource than it has GPUs (GPUs per unit under 1): time-sliced `nvidia.com/gpu.shared`, and
+  `nvidia.com/gpu` itself when a pool does not rename its shares (`renameShared: false`).
+  dcgm-exporter does not map a renamed share to a pod, and maps an unrenamed shared GPU to only
+  one of the pods sharing it (tests/upstream/dcgm-exporter.yaml `mapped_resources`,
+  `shared_device_maps_to_one_pod`), so neither label says who used it: a share counts its weight
+  times the mean utilisation of its node's GPUs, whatever pod they are mapped to, and the pods
+  sharing a node split its busy time by their shares, not by who really ran the kernels (which
+  nothing exports).  GPUs the exporter maps to a pod on such a node are not counted again.
 * idle: allocated GPUs whose utilisation is under IDLE_BELOW percent (the GpuIdleWhileAllocated
   alert's threshold); a share is idle while its node's mean utilisation is.
 
 MIG slices count as allocated (and cost), but not as busy or idle: DCGM_FI_DEV_GPU_UTIL is a
-whole-GPU field, which the exporter does not report per MIG instance.
+whole-GPU field, which the exporter does not report per MIG instance.  (Under the `single` MIG
+strategy slices are advertised as `nvidia.com/gpu`, fewer than one GPU per unit, so they take
+the share path, which finds no utilisation for them either.)
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ def ksm_label(name: str) -> str:
 
 
 # The node labels the rules read from kube_node_labels.  kube-state-metrics exports no node label
-# unless allowed (monitoring.kube_state_metrics_values).
+# unless allowed (monitoring.kube_state_metrics_label_allowlist).
 INSTANCE_TYPE_NODE_LABEL = "node.kubernetes.io/instance-type"
 NODE_LABELS = (POOL_LABEL, INSTANCE_TYPE_NODE_LABEL)
 
@@ -83,6 +91,8 @@ _GPUS_PER_UNIT = (
     " or on (node, resource)"
     f' (max by (node, resource) (kube_node_status_capacity{{resource="{WHOLE}"}}) * 0 + 1)'
 )
+# Nodes whose GPUs are shared: some GPU resource there is under one GPU per unit.
+_SHARED_NODES = f"max by (node) (({_GPUS_PER_UNIT}) < 1)"
 # Each node's pool and instance type, from its labels.
 _NODE_INFO = (
     "max by (node, pool, instance_type) (label_replace(label_replace(kube_node_labels,"
@@ -91,9 +101,10 @@ _NODE_INFO = (
 )
 
 
-def _pod_gpus(resources: str) -> str:
+def _pod_gpus(resources: str, per_unit: str = _GPUS_PER_UNIT) -> str:
     """GPUs each Running pod holds through `resources` (a regex of kube-state-metrics resource
-    names), by namespace, pod, uid, node and resource."""
+    names), by namespace, pod, uid, node and resource; only where `per_unit` (GPUs per unit, by
+    node and resource) has a value."""
     # `max by` first: while kube-state-metrics rolls over, two of its pods report the same pod
     # (series that differ only in their target labels), which must count once and must not
     # make the join many-to-many.
@@ -103,7 +114,7 @@ def _pod_gpus(resources: str) -> str:
         " * on (namespace, pod, uid) group_left ()"
         ' (max by (namespace, pod, uid) (kube_pod_status_phase{phase="Running"}) == 1))'
     )
-    return f"({requests} * on (node, resource) group_left () ({_GPUS_PER_UNIT}))"
+    return f"({requests} * on (node, resource) group_left () ({per_unit}))"
 
 
 def _by_team(per_node: str) -> str:
@@ -122,23 +133,27 @@ def _both(mapped: str, shared: str) -> str:
     )
 
 
-# Utilisation of GPUs dcgm-exporter maps to a pod, and of each node's unmapped GPUs.
-_MAPPED_UTIL = _on_node('DCGM_FI_DEV_GPU_UTIL{pod!=""}')
-_NODE_UNMAPPED_UTIL = "avg by (node) (" + _on_node('DCGM_FI_DEV_GPU_UTIL{pod=""}') + ")"
+# Utilisation of GPUs dcgm-exporter maps to a pod on nodes that do not share them, and the mean
+# utilisation of each node's GPUs (one value per GPU: a GPU whose mapped pod just changed has a
+# series per pod until the old one goes stale).
+_MAPPED = _on_node('DCGM_FI_DEV_GPU_UTIL{pod!=""}')
+_MAPPED_UTIL = f"({_MAPPED} unless on (node) {_SHARED_NODES})"
+_NODE_UTIL = f"avg by (node) (max by (node, gpu) ({_on_node('DCGM_FI_DEV_GPU_UTIL')}))"
+# Shares: requests of whole or time-sliced GPUs on nodes with under one GPU per unit.
+_SHARES = _pod_gpus(f"{WHOLE}|{SHARED}", f"({_GPUS_PER_UNIT}) < 1")
 
 ALLOCATED_EXPR = _by_team(f"sum by (namespace, node) ({_pod_gpus(alerts.GPU_REQUESTS)})")
 BUSY_EXPR = _by_team(
     _both(
         f"sum by (namespace, node) ({_MAPPED_UTIL}) / 100",
-        f"sum by (namespace, node) ({_pod_gpus(SHARED)} * on (node) group_left ()"
-        f" ({_NODE_UNMAPPED_UTIL} / 100))",
+        f"sum by (namespace, node) ({_SHARES} * on (node) group_left () ({_NODE_UTIL} / 100))",
     )
 )
 IDLE_EXPR = _by_team(
     _both(
         f"count by (namespace, node) ({_MAPPED_UTIL} < {IDLE_BELOW})",
-        f"sum by (namespace, node) ({_pod_gpus(SHARED)} * on (node) group_left ()"
-        f" (({_NODE_UNMAPPED_UTIL} < {IDLE_BELOW}) * 0 + 1))",
+        f"sum by (namespace, node) ({_SHARES} * on (node) group_left ()"
+        f" (({_NODE_UTIL} < {IDLE_BELOW}) * 0 + 1))",
     )
 )
 # What each recorded series is, for the report to query raw.

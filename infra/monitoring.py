@@ -13,6 +13,7 @@ needs comes back on restart (dashboards from ConfigMaps, the admin login from it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
@@ -127,7 +128,10 @@ def grafana_sidecar_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
 
 
 def alertmanager_values(
-    settings: Settings, on_system: dict[str, Any], storage_class: str
+    settings: Settings,
+    on_system: dict[str, Any],
+    storage_class: str,
+    pod_annotations: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> dict[str, Any]:
     """Alertmanager: its configuration from the Secret this program writes, the receivers'
     credentials mounted from theirs, its volume and its replicas.
@@ -137,8 +141,14 @@ def alertmanager_values(
     alertmanager/secret.yaml L1), `configSecret` names ours and `secrets` lists the Secrets
     mounted at /etc/alertmanager/secrets/<name> (templates/alertmanager/alertmanager.yaml L35,
     L63-69).  The operator, v0.93.x, reads key `alertmanager.yaml` of the configSecret, checks it
-    with Alertmanager's own loader and refuses unknown fields (pkg/alertmanager/amcfg.go
-    L53-99), and with several replicas joins them into one cluster itself.
+    with the loader of the Alertmanager module it imports, v0.33.1, not the v0.34.0 that runs
+    (prometheus-operator@v0.93.0:go.mod L24; pkg/alertmanager/amcfg.go L29, L55), refuses unknown
+    fields (amcfg.go L53-99), and with several replicas joins them into one cluster itself.
+
+    `pod_annotations` (AlertDelivery's) go on the pods: the chart copies
+    `alertmanagerSpec.podMetadata` into the Alertmanager resource (templates/alertmanager/
+    alertmanager.yaml L123-126) and the operator its annotations onto the StatefulSet's pod
+    template (prometheus-operator@v0.93.0:pkg/alertmanager/statefulset.go L407-410, L810-814).
     """
     monitoring = settings.monitoring
     credentials = alert_routing.credentials(monitoring.alerting)
@@ -148,12 +158,15 @@ def alertmanager_values(
         "configSecret": alert_routing.CONFIG_SECRET,
         "replicas": monitoring.alertmanager_replicas,
         **({"secrets": [alert_routing.CREDENTIALS_SECRET]} if credentials else {}),
+        **({"podMetadata": {"annotations": pod_annotations}} if pod_annotations else {}),
         **on_system,
     }
     values: dict[str, Any] = {"alertmanagerSpec": spec}
     if monitoring.alertmanager_replicas > 1:
         # A drain takes one replica at a time; the others keep notifying (values.yaml L512-516).
-        # The chart's default soft anti-affinity already spreads them over nodes (L1160-1167).
+        # The chart's default soft anti-affinity already spreads them over nodes (values.yaml
+        # L1169-1179: podAntiAffinity "soft" L1174, topology key L1179; applied in
+        # templates/alertmanager/alertmanager.yaml L127-150).
         values["podDisruptionBudget"] = {"enabled": True, "minAvailable": 1}
     return values
 
@@ -170,7 +183,12 @@ def kube_state_metrics_label_allowlist() -> list[str]:
     return [f"nodes=[{','.join(gpu_cost.NODE_LABELS)}]"]
 
 
-def stack_values(settings: Settings, placement: Placement, storage_class: str) -> dict[str, Any]:
+def stack_values(
+    settings: Settings,
+    placement: Placement,
+    storage_class: str,
+    alertmanager_pod_annotations: Mapping[str, pulumi.Input[str]] | None = None,
+) -> dict[str, Any]:
     monitoring = settings.monitoring
     on_system = {"nodeSelector": placement.node_selector} if placement.node_selector else {}
     # The training jobs' conditions, which the TrainingJobFailed alert reads.
@@ -192,7 +210,9 @@ def stack_values(settings: Settings, placement: Placement, storage_class: str) -
             }
         },
         # The chart's default is no storage (an emptyDir): silences would not survive a restart.
-        "alertmanager": alertmanager_values(settings, on_system, storage_class),
+        "alertmanager": alertmanager_values(
+            settings, on_system, storage_class, alertmanager_pod_annotations
+        ),
         # The chart's own Watchdog would be a second one: ours is in infra/alerts.py, where the
         # rule tests load it (@kube-prometheus-stack-88.5.3:charts/kube-prometheus-stack/
         # templates/prometheus/rules-1.14/general.rules.yaml L61; values.yaml L322).
@@ -281,7 +301,9 @@ class Monitoring(pulumi.ComponentResource):
             versions.KUBE_PROMETHEUS_STACK_CHART,
             release_name=RELEASE,
             namespace=names.MONITORING,
-            values=stack_values(settings, placement, block_storage.required_class()),
+            values=stack_values(
+                settings, placement, block_storage.required_class(), alerting.pod_annotations
+            ),
             timeout=900,
             opts=pulumi.ResourceOptions(
                 parent=self,

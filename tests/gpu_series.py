@@ -128,6 +128,7 @@ class Pod:
     start: int
     end: int
     units: int = 1
+    # On a node that shares unrenamed `nvidia.com/gpu`: the GPU its share is on.
     gpus: tuple[int, ...] = ()
     container: str = "main"
     resource: str | None = None
@@ -160,11 +161,18 @@ class Scenario:
         return value
 
     def holder(self, node: Node, gpu: int, minute: int) -> Pod | None:
-        """The pod dcgm-exporter maps this GPU to at this minute (whole GPUs only)."""
-        for pod in self.pods:
-            if pod.node == node and gpu in pod.gpus and pod.start <= minute < pod.end:
-                return pod
-        return None
+        """The pod dcgm-exporter maps this GPU to at this minute: its pod for a whole GPU; for a
+        GPU shared as unrenamed `nvidia.com/gpu`, the last of its sharing pods (each overwrites
+        the map entry); a renamed share, none (those pods have no `gpus`)."""
+        holders = [
+            pod
+            for pod in self.pods
+            if pod.node == node and gpu in pod.gpus and pod.start <= minute < pod.end
+        ]
+        if len(holders) > 1:
+            assert DCGM["shared_device_maps_to_one_pod"] is True
+            assert node.replicas > 1, "only a shared GPU has several pods"
+        return holders[-1] if holders else None
 
     # --- the series ------------------------------------------------------------------------
 
@@ -295,9 +303,9 @@ class Scenario:
             key = (pod.team, node.pool, node.instance_type)
             for minute in range(max(start, pod.start), min(end, pod.end)):
                 totals[key]["allocated"] += weight / 60
-                if pod.gpus:
+                if node.replicas == 1:
                     utils = [self.util(node.name, g, minute) for g in pod.gpus]
-                else:  # a share: its node's mean utilisation
+                else:  # a share, mapped to a pod or not: its node's mean utilisation
                     utils = [
                         sum(self.util(node.name, g, minute) for g in range(node.gpus)) / node.gpus
                     ] * pod.units
@@ -313,14 +321,19 @@ class Scenario:
 
 
 def two_days() -> Scenario:
-    """Two teams on a 4-GPU training node and three on a time-sliced serving node (4 shares per
-    GPU), over 48 hours: a trainer restarted (same pod name, new uid), a notebook idle for 12
-    hours, the serving GPU idle for 6, a pod that never gets a GPU, a CPU-only pod, and two GPUs
-    nobody holds."""
+    """Two teams on a 4-GPU training node, three on a time-sliced serving node (4 shares per
+    GPU), and two on a node that time-slices without renaming (`renameShared: false`: 4 shares
+    advertised as `nvidia.com/gpu`, which dcgm-exporter maps to one of the pods sharing the GPU),
+    over 48 hours: a trainer restarted (same pod name, new uid), a notebook idle for 12 hours,
+    the serving GPU idle for 6, the unrenamed GPU idle for 4 while two pods hold it, a pod that
+    never gets a GPU, a CPU-only pod, and two GPUs nobody holds."""
     hour = 60
     train = Node("ip-10-0-1-17.ec2.internal", "training", "g5.12xlarge")
     serve = Node(
         "ip-10-0-2-31.ec2.internal", "serving", "g5.xlarge", gpu_sharing.SHARED_GPU, replicas=4
+    )
+    unrenamed = Node(
+        "ip-10-0-3-44.ec2.internal", "notebooks", "g5.xlarge", gpu_sharing.GPU, replicas=4
     )
     end = 48 * hour + 30  # past the end of the history: still running
     pods = [
@@ -337,14 +350,20 @@ def two_days() -> Scenario:
         Pod("vision", "trainer-worker-1", "uid-g", None, 0, 48 * hour, resource=gpu_sharing.GPU),
         # Runs on the training node with CPU only.
         Pod("vision", "prepare-data", "uid-h", train, 0, end, resource="cpu"),
+        # Two shares of the unrenamed GPU: the exporter names the later pod while both run.
+        Pod("research", "notebook-1", "uid-i", unrenamed, 0, end, gpus=(0,),
+            container="notebook"),
+        Pod("vision", "notebook-2", "uid-j", unrenamed, 6 * hour, 42 * hour, gpus=(0,),
+            container="notebook"),
     ]  # fmt: skip
     utilisation = {
         (train.name, 0): [(0, 90.0), (20 * hour, 0.0), (20 * hour + 10, 80.0), (40 * hour, 0.0)],
         (train.name, 1): [(0, 0.0), (2 * hour, 60.0), (10 * hour, 1.0), (22 * hour, 60.0),
                           (46 * hour, 0.0)],
         (serve.name, 0): [(0, 40.0), (30 * hour, 2.0), (36 * hour, 40.0)],
+        (unrenamed.name, 0): [(0, 40.0), (8 * hour, 80.0), (12 * hour, 2.0), (16 * hour, 40.0)],
     }  # fmt: skip
-    return Scenario(end, [train, serve], pods, utilisation)
+    return Scenario(end, [train, serve, unrenamed], pods, utilisation)
 
 
 # --- writers -------------------------------------------------------------------------------

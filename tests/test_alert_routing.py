@@ -23,6 +23,7 @@ from harness.program import (
     stack_settings,
 )
 from infra import alert_routing, alerts, versions
+from infra.alert_delivery import SNS_IDENTITY_ANNOTATION
 from infra.monitoring import ALERTMANAGER_SERVICE_ACCOUNT, FULLNAME
 from infra.settings import Settings, SettingsError
 from tests.amtool import AMTOOL_VERSION, check_config, needs_amtool, receivers_for
@@ -31,6 +32,8 @@ from tests.promtool import assert_rule_tests_pass, expected, needs_promtool, ser
 from tests.upstream_facts import facts
 
 Config = dict[str, Any]
+KEY_EAST = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+KEY_WEST = "arn:aws:kms:us-west-2:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
 SECRET = {"secure": "v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="}  # what `config set --secret` writes
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SECRET_TYPE = "kubernetes:core/v1:Secret"
@@ -164,6 +167,25 @@ BAD = {
         _set_alerting(("receivers", "vision", "sns"), {"topicArn": "arn:aws:sqs:us-east-1:1:q"}),
         "ml-platform:monitoring.alerting.receivers.vision.sns.topicArn",
         "is not an SNS topic ARN",
+    ),
+    "KMS alias instead of a key ARN": (
+        _set_alerting(
+            ("receivers", "vision", "sns"),
+            {
+                "topicArn": "arn:aws:sns:us-east-1:111122223333:vision-alerts",
+                "kmsKeyArn": "arn:aws:kms:us-east-1:111122223333:alias/alerts",
+            },
+        ),
+        "ml-platform:monitoring.alerting.receivers.vision.sns.kmsKeyArn",
+        "is not a KMS key ARN: give the key's own ARN",
+    ),
+    "KMS key of another region": (
+        _set_alerting(
+            ("receivers", "vision", "sns"),
+            {"topicArn": "arn:aws:sns:us-east-1:111122223333:vision-alerts", "kmsKeyArn": KEY_WEST},
+        ),
+        "ml-platform:monitoring.alerting.receivers.vision.sns.kmsKeyArn",
+        "the key is in us-west-2 but the topic in us-east-1",
     ),
     "unused receiver": (
         _set_alerting(("receivers", "spare"), {"webhook": {"url": "https://x.example.com/"}}),
@@ -370,6 +392,73 @@ def test_sns_role_may_only_publish_to_the_configured_topics() -> None:
             assert sns["sigv4"] == {"region": sns["topic_arn"].split(":")[3]}
 
 
+def test_sns_role_may_use_the_key_of_an_encrypted_topic_and_no_other() -> None:
+    config = every_receiver()
+    receivers = config["ml-platform:monitoring"]["alerting"]["receivers"]
+    receivers["vision"]["sns"]["kmsKeyArn"] = KEY_EAST
+    run = run_program("prod", config)
+    [policy] = [
+        json.loads(r.inputs["policy"])
+        for r in run.of_type("aws:iam/rolePolicy:RolePolicy")
+        if r.parent and "alerting-sns" in r.parent
+    ]
+    assert policy["Statement"] == [
+        {
+            "Sid": "PublishAlerts",
+            "Effect": "Allow",
+            "Action": ["sns:Publish"],
+            "Resource": ["arn:aws:sns:us-east-1:111122223333:vision-alerts"],
+        },
+        {
+            "Sid": "EncryptForTopics",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "Resource": [KEY_EAST],
+        },
+    ]
+    # The key is the role's business only: Alertmanager's configuration does not name it.
+    assert "kms" not in yaml.safe_dump(
+        alert_routing.alertmanager_config(stack_settings("prod", config))
+    )
+
+
+def _sns_identity(run: ProgramRun) -> str | None:
+    spec = _stack_values(run)["alertmanager"]["alertmanagerSpec"]
+    annotation: str | None = (
+        spec.get("podMetadata", {}).get("annotations", {}).get(SNS_IDENTITY_ANNOTATION)
+    )
+    return annotation
+
+
+def test_alertmanager_pods_roll_when_their_sns_identity_changes(overlay_run: ProgramRun) -> None:
+    """Pod Identity's credentials reach a pod only when it is created: a new role, association
+    or topic must change the pod template, which rolls the StatefulSet."""
+    chart = facts(
+        "kube-prometheus-stack-alertmanager",
+        pinned=f"kube-prometheus-stack-{versions.KUBE_PROMETHEUS_STACK_CHART.version}",
+    )
+    operator = facts(
+        "prometheus-operator-alertmanager", pinned=versions.PROMETHEUS_OPERATOR_VERSION
+    )
+    assert "podMetadata" in chart["spec_values"]
+    assert operator["pod_template_annotations_from"] == "spec.podMetadata.annotations"
+
+    one_topic = _sns_identity(overlay_run)
+    assert one_topic
+    assert re.fullmatch(r"[0-9a-f]{16}", one_topic)
+    # The same identity gives the same value: no roll on an unrelated change.
+    assert _sns_identity(run_program("prod", every_receiver())) == one_topic
+    config = every_receiver()
+    research = config["ml-platform:monitoring"]["alerting"]["receivers"]["research"]
+    research["sns"] = {"topicArn": "arn:aws:sns:us-east-1:111122223333:research-alerts"}
+    two_topics = _sns_identity(run_program("prod", config))
+    assert two_topics
+    assert two_topics != one_topic
+    # Without SNS nothing is added to the pods.
+    local = _stack_values(stack_run("local"))["alertmanager"]["alertmanagerSpec"]
+    assert "podMetadata" not in local
+
+
 def test_prod_runs_alertmanager_as_a_cluster_of_two() -> None:
     am = _stack_values(stack_run("prod"))["alertmanager"]
     assert am["alertmanagerSpec"]["replicas"] == 2
@@ -403,11 +492,19 @@ def _fields_used(config: Config) -> dict[str, set[str]]:
         ("alertmanager-config", versions.ALERTMANAGER_VERSION),
         ("alertmanager-config-amtool", AMTOOL_VERSION),
         ("prometheus-operator-alertmanager", versions.PROMETHEUS_OPERATOR_VERSION),
+        # The Alertmanager loader the operator validates with: the module version it imports.
+        (
+            "alertmanager-config-operator-loader",
+            facts("prometheus-operator-alertmanager", pinned=versions.PROMETHEUS_OPERATOR_VERSION)[
+                "alertmanager_module"
+            ],
+        ),
     ],
 )
 def test_every_receiver_field_exists_upstream(fixture: str, pinned: str) -> None:
-    """In the Alertmanager that runs, in the amtool that checks, and in the operator that parses
-    the configuration strictly before handing it over."""
+    """In the Alertmanager that runs, in the amtool that checks, in the operator that parses the
+    configuration strictly before handing it over, and in the Alertmanager loader (the module
+    version the operator imports) that it runs first."""
     known = facts(fixture, pinned=pinned)
     config = alert_routing.alertmanager_config(stack_settings("prod", every_receiver()))
     used = _fields_used(config)

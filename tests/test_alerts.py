@@ -237,6 +237,34 @@ def test_serving_alerts_carry_the_models_team(tmp_path: Path) -> None:
 
 
 @needs_promtool
+def test_gpu_idle_leaves_out_gpus_shared_as_nvidia_gpu(tmp_path: Path) -> None:
+    """With `renameShared: false` a node advertises its shares as nvidia.com/gpu and the exporter
+    maps the shared GPU to one of its pods: the GPU is not that pod's, so no alert names it."""
+    capacity = {"resource": "nvidia_com_gpu", "unit": "integer"}
+    idle = {"gpu": "0", "hostname": "node-a", "namespace": "research", "pod": "notebook-0"}
+    busy = {"gpu": "1", "hostname": "node-a", "namespace": "research", "pod": "trainer-0"}
+    shared = {"gpu": "0", "hostname": "node-c", "namespace": "vision", "pod": "notebook-2"}
+    test = {
+        "input_series": [
+            series("DCGM_FI_DEV_GPU_UTIL", idle, "2x60"),
+            series("DCGM_FI_DEV_GPU_UTIL", busy, "90x60"),
+            series("DCGM_FI_DEV_GPU_UTIL", shared, "2x60"),
+            # node-a: two whole GPUs; node-c: one GPU advertised as four shares.
+            series("kube_node_status_capacity", {**capacity, "node": "node-a"}, "2x60"),
+            series("kube_node_status_capacity", {**capacity, "node": "node-c"}, "4x60"),
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "50m",
+                "alertname": "GpuIdleWhileAllocated",
+                "exp_alerts": [expected("GpuIdleWhileAllocated", idle)],
+            }
+        ],
+    }
+    assert "SUCCESS" in assert_rule_tests_pass(tmp_path, test).stdout
+
+
+@needs_promtool
 def test_promtool_test_catches_a_wrong_expectation(tmp_path: Path) -> None:
     """A control: the harness above would notice an alert that does not fire."""
     test = {

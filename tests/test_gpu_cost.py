@@ -79,7 +79,7 @@ def test_rules_attribute_gpus_to_the_teams_that_hold_them(tmp_path: Path) -> Non
     settings = _settings()
     price = gpu_cost.prices(settings)
     tests = []
-    for minute in (1 * HOUR, 11 * HOUR, 20 * HOUR + 5, 31 * HOUR, 44 * HOUR):
+    for minute in (1 * HOUR, 11 * HOUR, 13 * HOUR, 20 * HOUR + 5, 31 * HOUR, 44 * HOUR):
         now = _instant(scenario, minute)
         cost = {key: gpus * price[key[2]] for key, gpus in now["allocated"].items()}
         tests += [
@@ -272,6 +272,10 @@ def _panel(title: str) -> dict[str, Any]:
 def test_cost_dashboard_units() -> None:
     assert GRAFANA["units"]["USD"] == USD
     assert GPU_HOURS.startswith(GRAFANA["custom_suffix"])
+    # Grafana puts its own separator before the text: one more would show as a double space.
+    text = GPU_HOURS.removeprefix(GRAFANA["custom_suffix"])
+    assert text, GPU_HOURS
+    assert not text.startswith(GRAFANA["custom_suffix_separator"]), GPU_HOURS
     for panel in GPU_COST_DASHBOARD["panels"]:
         [target] = panel["targets"]
         unit = panel["fieldConfig"]["defaults"]["unit"]

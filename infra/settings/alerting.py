@@ -32,6 +32,11 @@ SNS_TOPIC_ARN = re.compile(
     r"^arn:(?P<partition>aws(-[a-z]+)*):sns:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):"
     r"(?P<topic>[A-Za-z0-9_-]{1,256}(\.fifo)?)$"
 )
+# arn:<partition>:kms:<region>:<account>:key/<key id>: IAM grants key use on the key's own ARN,
+# not on an alias.
+KMS_KEY_ARN = re.compile(
+    r"^arn:aws(-[a-z]+)*:kms:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12}:key/(mrk-)?[0-9a-f-]{32,36}$"
+)
 _SMARTHOST = re.compile(r"^[^\s:/]+:\d{1,5}$")
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 
@@ -141,7 +146,18 @@ class WebhookReceiver(SettingsModel):
 class SnsReceiver(SettingsModel):
     topic_arn: str = Field(
         description="ARN of the SNS topic to publish to (Alertmanager publishes with its own IAM "
-        "role, allowed sns:Publish on the stack's topics only; AWS stacks)."
+        "role, allowed sns:Publish on the stack's topics only; AWS stacks).  A topic in another "
+        "AWS account must also allow that role sns:Publish in its topic policy: this program "
+        "cannot change another account's topic."
+    )
+    kms_key_arn: str | None = Field(
+        default=None,
+        description="ARN of the customer-managed KMS key the topic is encrypted with (SSE), if "
+        "any: Alertmanager's role is then also allowed kms:GenerateDataKey* and kms:Decrypt on "
+        "that key, which publishing to an encrypted topic needs.  The key's own policy must let "
+        "IAM policies of its account grant this (the default key policy does), or name the role "
+        "itself when the key is in another account.  Leave unset for unencrypted topics and for "
+        "the AWS-managed key alias/aws/sns.",
     )
 
     @model_validator(mode="after")
@@ -151,6 +167,20 @@ class SnsReceiver(SettingsModel):
                 ("topicArn",),
                 f"{self.topic_arn!r} is not an SNS topic ARN "
                 "(arn:aws:sns:<region>:<account>:<topic>)",
+            )
+        if self.kms_key_arn is not None and not KMS_KEY_ARN.match(self.kms_key_arn):
+            raise ConfigProblem(
+                ("kmsKeyArn",),
+                f"{self.kms_key_arn!r} is not a KMS key ARN: give the key's own ARN "
+                "(arn:aws:kms:<region>:<account>:key/<key id>, not an alias or a bare key id), "
+                "as `aws sns get-topic-attributes` names its KmsMasterKeyId",
+            )
+        key = KMS_KEY_ARN.match(self.kms_key_arn or "")
+        if key and key["region"] != self.region:
+            raise ConfigProblem(
+                ("kmsKeyArn",),
+                f"the key is in {key['region']} but the topic in {self.region}: an SNS topic is "
+                "encrypted with a key of its own region; give that key's ARN",
             )
         return self
 
