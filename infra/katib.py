@@ -15,6 +15,16 @@ tests/upstream/kubeflow-katib-install.yaml):
 - The controller reads katib-config once, at start, from a subPath mount (manifests/v1beta1/
   components/controller/controller.yaml), which a changed ConfigMap never updates: its pod
   template carries a digest of our changes, so a change restarts it.
+- The pod mutator (components/webhook/webhooks.yaml L51-74) sets no failurePolicy (so `Fail`)
+  and sees every pod created in a namespace labelled for injection.  The bundle labels
+  `kubeflow` itself (components/namespace/namespace.yaml L6-7): an evicted katib-controller pod,
+  created by its ReplicaSet, would then wait on the webhook the controller itself serves, and
+  while Katib is down no pod could start in `kubeflow` or a team's namespace.  So the bundle's
+  Namespace loses that label, and the mutator gets an objectSelector on `TRIAL_POD_LABEL`,
+  which only our trial pod templates carry (workloads/experiments.py).  Katib's cert generator
+  changes nothing else: it sets `clientConfig.caBundle` on each webhook and updates the object
+  it read (pkg/certgenerator/v1beta1/generator.go L37-57, which uses
+  open-policy-agent/cert-controller@v0.13.0:pkg/rotator/rotator.go L420-442, L835-873).
 - Every Deployment (controller, UI, DB manager, MySQL) runs on the system nodes.
 - MySQL's claim (components/mysql/pvc.yaml, no class) gets the stack's block storage class from
   `BlockStorage.claim_transforms`, like Pipelines' claims.
@@ -35,6 +45,11 @@ from infra.scheduling import Placement
 
 CONFIG_MAP_TYPE = "kubernetes:core/v1:ConfigMap"
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
+NAMESPACE_TYPE = "kubernetes:core/v1:Namespace"
+MUTATING_WEBHOOK_TYPE = "kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration"
+# components/webhook/webhooks.yaml L27-31, L51: the configuration and its pod mutator.
+WEBHOOK_CONFIGURATION = "katib.kubeflow.org"
+POD_MUTATOR = "mutator.pod.katib.kubeflow.org"
 CONFIG_NAME = "katib-config"
 CONFIG_KEY = "katib-config.yaml"
 CONTROLLER = "katib-controller"
@@ -55,8 +70,10 @@ DB_MANAGER_COMPONENT = "db-manager"
 TRIAL_LABEL = "katib.kubeflow.org/trial"
 # Labels on a suggestion's pods (pkg/controller.v1beta1/util/labels.go L27-36, consts L66-73).
 SUGGESTION_LABEL = "katib.kubeflow.org/suggestion"
-# components/webhook/webhooks.yaml: the pod mutator only sees namespaces with this label.
+# components/webhook/webhooks.yaml L60-62: the pod mutator only sees namespaces with this label.
 INJECTION_LABEL = {"katib.kubeflow.org/metrics-collector-injection": "enabled"}
+# On every trial pod template: the only pods the pod mutator sees (its objectSelector, set here).
+TRIAL_POD_LABEL = {f"{labels.PREFIX}/katib-trial": "true"}
 # Any non-root uid works: the images' files are group 0 and group writable.
 SUGGESTION_UID = 1000
 CONFIG_DIGEST_ANNOTATION = f"{labels.PREFIX}/katib-config"
@@ -83,6 +100,25 @@ def configured(config_text: str) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
+def without_injection_label(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The bundle's Namespace without the label that puts its pods under the pod mutator."""
+    metadata = namespace.setdefault("metadata", {})
+    kept = {k: v for k, v in (metadata.get("labels") or {}).items() if k not in INJECTION_LABEL}
+    if kept:
+        metadata["labels"] = kept
+    else:
+        metadata.pop("labels", None)
+    return namespace
+
+
+def trial_pods_only(configuration: dict[str, Any]) -> dict[str, Any]:
+    """The mutating webhooks with the pod mutator limited to pods labelled `TRIAL_POD_LABEL`."""
+    for webhook in configuration.get("webhooks") or []:
+        if webhook.get("name") == POD_MUTATOR:
+            webhook["objectSelector"] = {"matchLabels": dict(TRIAL_POD_LABEL)}
+    return configuration
+
+
 def config_digest() -> str:
     """A digest of what `configured` changes (not of the upstream text, which Pulumi keeps)."""
     changes = {"injectSecurityContext": True, "suggestions": suggestion_security_context()}
@@ -90,15 +126,23 @@ def config_digest() -> str:
 
 
 def configure_katib(system: Placement) -> pulumi.ResourceTransform:
-    """A transform of the Katib bundle's objects: katib-config, and placement on `system`."""
+    """A transform of the Katib bundle's objects: katib-config, placement on `system`, the
+    `kubeflow` Namespace and the pod mutator's scope."""
     digest = config_digest()
 
     def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
         props: dict[str, Any] = dict(args.props)
         metadata = props.get("metadata") or {}
+        name = str(metadata.get("name", ""))
+        # Cluster-scoped objects first (kustomize gives them no namespace).
+        if args.type_ == NAMESPACE_TYPE and name == names.KUBEFLOW:
+            changed = without_injection_label(copy.deepcopy(props))
+            return pulumi.ResourceTransformResult(props=changed, opts=args.opts)
+        if args.type_ == MUTATING_WEBHOOK_TYPE and name == WEBHOOK_CONFIGURATION:
+            changed = trial_pods_only(copy.deepcopy(props))
+            return pulumi.ResourceTransformResult(props=changed, opts=args.opts)
         if metadata.get("namespace") != names.KUBEFLOW:
             return None
-        name = str(metadata.get("name", ""))
         changed = copy.deepcopy(props)
         if args.type_ == CONFIG_MAP_TYPE and name == CONFIG_NAME:
             data = changed.get("data") or {}

@@ -150,17 +150,63 @@ def test_katib_runs_on_the_system_nodes_and_restarts_on_config_changes() -> None
         assert (katib.CONFIG_DIGEST_ANNOTATION in annotations) == (component == "controller")
 
 
-def test_namespaces_carry_the_injection_label() -> None:
-    label = _install_facts()["injection_label"]
+def test_team_namespaces_carry_the_injection_label_and_kubeflow_does_not() -> None:
+    """Katib's own pods, and every other pod in `kubeflow`, never wait on Katib's pod mutator."""
+    install = _install_facts()
+    label = install["injection_label"]
     assert label == katib.INJECTION_LABEL
     namespaces = {
         o["metadata"]["name"]: o["metadata"]["labels"]
         for o in kubernetes_objects(stack_run("dev"))
         if o["kind"] == "Namespace"
     }
-    for name in ("research", names.KUBEFLOW):
-        assert label.items() <= namespaces[name].items(), name
-    assert not label.items() <= namespaces[names.SERVING].items()
+    assert label.items() <= namespaces["research"].items()
+    for name in (names.KUBEFLOW, names.SERVING):
+        assert not label.keys() & namespaces[name].keys(), name
+    # The bundle's own Namespace object, which the installer applies over ours, loses it too.
+    upstream = install["namespace_object"]
+    assert label.items() <= upstream["metadata"]["labels"].items()
+    registered = as_registered(_katib_directory("dev"), upstream)
+    assert registered["metadata"]["name"] == names.KUBEFLOW
+    assert not label.keys() & (registered["metadata"].get("labels") or {}).keys()
+
+
+def test_the_pod_mutator_sees_only_trial_pods() -> None:
+    upstream = _install_facts()["mutating_webhooks"]
+    registered = as_registered(_katib_directory("dev"), upstream)
+    hooks = {w["name"]: w for w in registered["webhooks"]}
+    original = {w["name"]: w for w in upstream["webhooks"]}
+    mutator = hooks[katib.POD_MUTATOR]
+    assert "objectSelector" not in original[katib.POD_MUTATOR]
+    assert mutator["objectSelector"] == {"matchLabels": katib.TRIAL_POD_LABEL}
+    # Everything else stays upstream's.
+    assert {k: v for k, v in mutator.items() if k != "objectSelector"} == original[
+        katib.POD_MUTATOR
+    ]
+    assert {n: w for n, w in hooks.items() if n != katib.POD_MUTATOR} == {
+        n: w for n, w in original.items() if n != katib.POD_MUTATOR
+    }
+
+
+def _trial_pod_templates(experiment: dict[str, Any]) -> list[dict[str, Any]]:
+    trial = experiment["spec"]["trialTemplate"]["trialSpec"]
+    if trial["kind"] == "TFJob":
+        return [r["template"] for r in trial["spec"]["tfReplicaSpecs"].values()]
+    return [trial["spec"]["template"]]
+
+
+@pytest.mark.parametrize("kind", ["TFJob", "Job"])
+def test_every_trial_pod_carries_the_label_the_pod_mutator_selects(kind: str) -> None:
+    config = stack_config("dev")
+    [declared] = config["ml-platform:teams"][0]["experiments"]
+    declared["trial"]["kind"] = kind
+    [experiment] = [
+        o for o in kubernetes_objects(run_program("dev", config)) if o["kind"] == "Experiment"
+    ]
+    templates = _trial_pod_templates(experiment)
+    assert templates
+    for template in templates:
+        assert katib.TRIAL_POD_LABEL.items() <= template["metadata"]["labels"].items()
 
 
 # --- the Experiments ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra import labels
+from infra import katib, labels
 from infra.settings import Settings, TrainingJobSettings
 from infra.settings.experiments import TUNABLE, ExperimentSettings
 from infra.workload_identity import service_account_name
@@ -124,8 +124,11 @@ def _as_job_settings(team: str, experiment: ExperimentSettings) -> TrainingJobSe
     )
 
 
-def _own_account(template: dict[str, Any], account: str) -> dict[str, Any]:
+def _trial_pod(template: dict[str, Any], account: str) -> dict[str, Any]:
+    """A trial's pod template: its own account, and the label Katib's pod mutator selects."""
     template["spec"]["serviceAccountName"] = account
+    metadata = template.setdefault("metadata", {})
+    metadata["labels"] = {**(metadata.get("labels") or {}), **katib.TRIAL_POD_LABEL}
     return template
 
 
@@ -135,8 +138,9 @@ def trial_spec(
     """The job each trial runs: a TFJob of `workers` workers, or a batch Job of one pod."""
     account = service_account_name(KIND, experiment.name)
     tfjob = manifests.tfjob(settings, team, _as_job_settings(team, experiment), image)
+    for replica in tfjob["spec"]["tfReplicaSpecs"].values():
+        _trial_pod(replica["template"], account)
     workers = tfjob["spec"]["tfReplicaSpecs"]["Worker"]
-    _own_account(workers["template"], account)
     if experiment.trial.kind == "TFJob":
         return {"apiVersion": tfjob["apiVersion"], "kind": "TFJob", "spec": tfjob["spec"]}
     # One pod: the worker's template as it is, without TF_CONFIG's port (no peers to talk to).
