@@ -15,6 +15,11 @@ tests/upstream/kubeflow-katib-install.yaml):
 - The controller reads katib-config once, at start, from a subPath mount (manifests/v1beta1/
   components/controller/controller.yaml), which a changed ConfigMap never updates: its pod
   template carries a digest of our changes, so a change restarts it.
+- The controller watches the job kinds trials run as only if their CRD exists when it starts
+  (pkg/controller.v1beta1/trial/trial_controller.go L103-119: a missing CRD is logged and
+  skipped until a restart): the install waits for the training operator's (infra/kubeflow.py),
+  and the digest covers whether the operator is on, so switching it on later restarts the
+  controller.
 - The pod mutator (components/webhook/webhooks.yaml L51-74) sets no failurePolicy (so `Fail`)
   and sees every pod created in a namespace labelled for injection.  The bundle labels
   `kubeflow` itself (components/namespace/namespace.yaml L6-7): an evicted katib-controller pod,
@@ -119,16 +124,21 @@ def trial_pods_only(configuration: dict[str, Any]) -> dict[str, Any]:
     return configuration
 
 
-def config_digest() -> str:
-    """A digest of what `configured` changes (not of the upstream text, which Pulumi keeps)."""
-    changes = {"injectSecurityContext": True, "suggestions": suggestion_security_context()}
+def config_digest(*, training_operator: bool) -> str:
+    """A digest of what `configured` changes (not of the upstream text, which Pulumi keeps), and
+    of whether the training operator's CRDs are there for the controller to watch."""
+    changes = {
+        "injectSecurityContext": True,
+        "suggestions": suggestion_security_context(),
+        "trainingOperator": training_operator,
+    }
     return hashlib.sha256(json.dumps(changes, sort_keys=True).encode()).hexdigest()
 
 
-def configure_katib(system: Placement) -> pulumi.ResourceTransform:
+def configure_katib(system: Placement, *, training_operator: bool) -> pulumi.ResourceTransform:
     """A transform of the Katib bundle's objects: katib-config, placement on `system`, the
     `kubeflow` Namespace and the pod mutator's scope."""
-    digest = config_digest()
+    digest = config_digest(training_operator=training_operator)
 
     def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
         props: dict[str, Any] = dict(args.props)

@@ -221,7 +221,16 @@ class KubeflowInstalls(pulumi.ComponentResource):
                 transforms=store_transforms,
             )
         if settings.katib.enabled:
-            self.katib = install("katib", versions.KATIB, transforms=[configure_katib(system)])
+            # Katib's controller watches TFJobs only if their CRD exists when it starts.
+            operator: list[pulumi.Resource] = (
+                [self.training_operator] if self.training_operator else []
+            )
+            self.katib = install(
+                "katib",
+                versions.KATIB,
+                extra=operator,
+                transforms=[configure_katib(system, training_operator=bool(operator))],
+            )
         self.register_outputs({})
 
     def installer_of(self, kind: str) -> pulumi.Resource:

@@ -488,3 +488,58 @@ def test_engineers_run_experiments_and_everyone_in_the_team_reads_trials() -> No
             assert {"get", "list", "watch"} <= verbs(role, resource), (role, resource)
     assert not {"create", "update", "patch", "delete"} & verbs("viewer", "experiments")
     assert not {"create", "update", "patch", "delete"} & verbs("ml-engineer", "trials")
+
+
+# --- the training operator's trial kinds ----------------------------------------------------------
+
+
+def _without_training_operator() -> dict[str, Any]:
+    config = stack_config("dev")
+    config["ml-platform:kubeflow"]["trainingOperator"] = {"enabled": False}
+    for team in config["ml-platform:teams"]:
+        team["trainingJobs"] = []
+        for declared in team.get("experiments") or []:
+            declared["trial"]["kind"] = "Job"
+    return config
+
+
+def test_katib_is_installed_after_the_training_operator() -> None:
+    """Katib's controller watches a trial kind only if its CRD exists when it starts."""
+    run = stack_run("dev")
+    [operator] = [
+        d for d in run.of_type(DIRECTORY) if d.inputs["directory"] == versions.TRAINING_OPERATOR.url
+    ]
+    assert operator.urn in waits_for(run, _katib_directory("dev"))
+
+
+def _controller_digest(directory: RegisteredResource) -> str:
+    install = _install_facts()
+    controller = install["components"]["controller"]["deployment"]
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": controller,
+            "namespace": install["namespace"],
+            "labels": {install["component_label"]: "controller"},
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": controller}]}}},
+    }
+    registered = as_registered(directory, deployment)
+    digest: str = registered["spec"]["template"]["metadata"]["annotations"][
+        katib.CONFIG_DIGEST_ANNOTATION
+    ]
+    return digest
+
+
+def test_switching_the_training_operator_on_restarts_the_katib_controller() -> None:
+    run = run_program("dev", _without_training_operator())
+    assert not [
+        d for d in run.of_type(DIRECTORY) if d.inputs["directory"] == versions.TRAINING_OPERATOR.url
+    ]
+    [katib_directory] = [
+        d
+        for d in run.of_type(DIRECTORY)
+        if str(d.inputs["directory"]).startswith(versions.KATIB.repository + "//")
+    ]
+    assert _controller_digest(katib_directory) != _controller_digest(_katib_directory("dev"))
