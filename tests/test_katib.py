@@ -34,7 +34,7 @@ from harness.render import kubernetes_objects
 from infra import katib, names, versions
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import SettingsError
-from infra.settings.experiments import TrainerMetric
+from infra.settings.experiments import ExperimentSettings, TrainerMetric
 from tests.conftest import STACKS, stack_run
 from tests.dependencies import waits_for
 from tests.directory_children import as_registered
@@ -543,3 +543,31 @@ def test_switching_the_training_operator_on_restarts_the_katib_controller() -> N
         if str(d.inputs["directory"]).startswith(versions.KATIB.repository + "//")
     ]
     assert _controller_digest(katib_directory) != _controller_digest(_katib_directory("dev"))
+
+
+def test_search_spaces_the_services_draw_inside_are_accepted() -> None:
+    """Controls for the refusals in test_bad_config: the nearby valid spaces pass."""
+    base = {"name": "x", "objective": {"metric": "test_loss", "type": "minimize"}}
+    for algorithm, parameter in (
+        ("random", {"name": "batch_size", "type": "int", "min": "32", "max": "256", "step": "32"}),
+        ("tpe", {"name": "dropout", "type": "double", "min": "0.1", "max": "0.5", "step": "0.1"}),
+        ("random", {"name": "dropout", "type": "double", "min": "0", "max": "0.5"}),
+        (
+            "bayesianoptimization",
+            {"name": "dropout", "type": "double", "min": "0.01", "max": "0.5"},
+        ),
+        ("bayesianoptimization", {"name": "epochs", "type": "int", "min": "1", "max": "5"}),
+        (
+            "random",
+            {
+                "name": "learning_rate",
+                "type": "double",
+                "min": "0.0001",
+                "max": "0.01",
+                "distribution": "logUniform",
+            },
+        ),
+    ):
+        ExperimentSettings.model_validate(
+            {**base, "algorithm": {"name": algorithm}, "parameters": [parameter]}
+        )
