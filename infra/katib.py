@@ -30,6 +30,15 @@ tests/upstream/kubeflow-katib-install.yaml):
   changes nothing else: it sets `clientConfig.caBundle` on each webhook and updates the object
   it read (pkg/certgenerator/v1beta1/generator.go L37-57, which uses
   open-policy-agent/cert-controller@v0.13.0:pkg/rotator/rotator.go L420-442, L835-873).
+- MySQL's root password: the bundle ships `test` (components/mysql/secret.yaml L8, the Secret
+  `katib-mysql-secrets`), which MySQL reads as MYSQL_ROOT_PASSWORD (mysql/mysql.yaml L31-36, and
+  its probes put it on a shell command line, L44-69) and the DB manager as DB_PASSWORD
+  (db-manager/db-manager.yaml L26-30) in its DSN `user:password@tcp(host:port)/db`
+  (pkg/db/v1beta1/mysql/mysql.go L36, L44-57).  The transform puts a generated password in that
+  Secret instead (letters and digits only: nothing for the shell or the DSN to parse), and both
+  Deployments' pod templates carry its digest, so they start with the one they share.  MySQL
+  sets the root password only when it initialises an empty data directory: on an existing
+  volume a changed password must be set with ALTER USER first (README).
 - Every Deployment (controller, UI, DB manager, MySQL) runs on the system nodes.
 - MySQL's claim (components/mysql/pvc.yaml, no class) gets the stack's block storage class from
   `BlockStorage.claim_transforms`, like Pipelines' claims.
@@ -37,6 +46,7 @@ tests/upstream/kubeflow-katib-install.yaml):
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -48,6 +58,7 @@ import yaml
 from infra import labels, names
 from infra.scheduling import Placement
 
+SECRET_TYPE = "kubernetes:core/v1:Secret"
 CONFIG_MAP_TYPE = "kubernetes:core/v1:ConfigMap"
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
 NAMESPACE_TYPE = "kubernetes:core/v1:Namespace"
@@ -82,6 +93,13 @@ TRIAL_POD_LABEL = {f"{labels.PREFIX}/katib-trial": "true"}
 # Any non-root uid works: the images' files are group 0 and group writable.
 SUGGESTION_UID = 1000
 CONFIG_DIGEST_ANNOTATION = f"{labels.PREFIX}/katib-config"
+# components/mysql/secret.yaml L5-8; read by these Deployments (mysql.yaml L32-36,
+# db-manager.yaml L26-30).
+MYSQL_SECRET = "katib-mysql-secrets"
+MYSQL_SECRET_KEY = "MYSQL_ROOT_PASSWORD"
+MYSQL_PASSWORD_READERS = ("katib-mysql", "katib-db-manager")
+MYSQL_PASSWORD_LENGTH = 32
+MYSQL_PASSWORD_DIGEST_ANNOTATION = f"{labels.PREFIX}/katib-mysql-password"
 
 
 def suggestion_security_context() -> dict[str, Any]:
@@ -135,10 +153,24 @@ def config_digest(*, training_operator: bool) -> str:
     return hashlib.sha256(json.dumps(changes, sort_keys=True).encode()).hexdigest()
 
 
-def configure_katib(system: Placement, *, training_operator: bool) -> pulumi.ResourceTransform:
+def password_digest(password: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A digest of the password for a pod template (plain: a SHA-256 of 32 random letters and
+    digits reveals nothing, and a visible change shows which pods restart)."""
+    digest = pulumi.Output.from_input(password).apply(
+        lambda p: hashlib.sha256(p.encode()).hexdigest()
+    )
+    return pulumi.Output.unsecret(digest)
+
+
+def configure_katib(
+    system: Placement, *, training_operator: bool, mysql_password: pulumi.Input[str]
+) -> pulumi.ResourceTransform:
     """A transform of the Katib bundle's objects: katib-config, placement on `system`, the
-    `kubeflow` Namespace and the pod mutator's scope."""
+    `kubeflow` Namespace, the pod mutator's scope and MySQL's password (`mysql_password`)."""
     digest = config_digest(training_operator=training_operator)
+    password = pulumi.Output.secret(mysql_password)
+    encoded = password.apply(lambda p: base64.b64encode(p.encode()).decode())
+    mysql_digest = password_digest(mysql_password)
 
     def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
         props: dict[str, Any] = dict(args.props)
@@ -154,17 +186,24 @@ def configure_katib(system: Placement, *, training_operator: bool) -> pulumi.Res
         if metadata.get("namespace") != names.KUBEFLOW:
             return None
         changed = copy.deepcopy(props)
-        if args.type_ == CONFIG_MAP_TYPE and name == CONFIG_NAME:
+        if args.type_ == SECRET_TYPE and name == MYSQL_SECRET:
+            changed["data"] = {**(changed.get("data") or {}), MYSQL_SECRET_KEY: encoded}
+        elif args.type_ == CONFIG_MAP_TYPE and name == CONFIG_NAME:
             data = changed.get("data") or {}
             changed["data"] = {**data, CONFIG_KEY: configured(str(data.get(CONFIG_KEY, "")))}
         elif args.type_ == DEPLOYMENT_TYPE and COMPONENT_LABEL in (metadata.get("labels") or {}):
             template = changed.setdefault("spec", {}).setdefault("template", {})
             template.setdefault("spec", {}).update(system.pod_fields())
+            annotations: dict[str, Any] = {}
             if name == CONTROLLER:
+                annotations[CONFIG_DIGEST_ANNOTATION] = digest
+            if name in MYSQL_PASSWORD_READERS:
+                annotations[MYSQL_PASSWORD_DIGEST_ANNOTATION] = mysql_digest
+            if annotations:
                 template_metadata = template.setdefault("metadata", {})
                 template_metadata["annotations"] = {
                     **(template_metadata.get("annotations") or {}),
-                    CONFIG_DIGEST_ANNOTATION: digest,
+                    **annotations,
                 }
         else:
             return None

@@ -10,6 +10,10 @@ rendered, on real MNIST and parsing its output as the StdOut collector does.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import copy
+import hashlib
 import json
 import os
 import random
@@ -19,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
+import pulumi
 import pytest
 import yaml
 from kubeflow_katib_api.models import V1beta1Experiment
@@ -207,6 +212,78 @@ def test_every_trial_pod_carries_the_label_the_pod_mutator_selects(kind: str) ->
     assert templates
     for template in templates:
         assert katib.TRIAL_POD_LABEL.items() <= template["metadata"]["labels"].items()
+
+
+def _katib_transform(directory: RegisteredResource) -> Any:
+    [transform] = [t for t in directory.transforms if t.__qualname__.startswith("configure_katib")]
+    return transform
+
+
+def test_mysql_gets_a_generated_password_kept_secret() -> None:
+    install = _install_facts()
+    upstream = install["mysql_secret"]
+    [key] = upstream["data"]
+    assert base64.b64decode(upstream["data"][key]) == b"test"
+    run = stack_run("dev")
+    [password] = [
+        r for r in run.of_type("random:index/randomPassword:RandomPassword") if "katib" in r.name
+    ]
+    # Letters and digits only: the probes' shell line and the DB manager's DSN take it as is.
+    assert password.inputs["special"] is False
+    assert password.inputs["length"] >= 32
+    directory = _katib_directory("dev")
+    registered = as_registered(directory, upstream)
+    value = base64.b64decode(registered["data"][key]).decode()
+    assert value != "test"
+    assert value == password.outputs["result"]
+    # What the transform hands the engine is a secret: masked in state and in previews.
+    result = _katib_transform(directory)(
+        pulumi.ResourceTransformArgs(
+            custom=True,
+            type_="kubernetes:core/v1:Secret",
+            name=f"{directory.name}:kubeflow/{upstream['metadata']['name']}",
+            props=copy.deepcopy(upstream),
+            opts=pulumi.ResourceOptions(),
+        )
+    )
+    output = result.props["data"][key]
+    assert isinstance(output, pulumi.Output)
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(output.is_secret()) is True
+    finally:
+        loop.close()
+
+
+def test_mysql_and_the_db_manager_restart_together_on_a_new_password() -> None:
+    install = _install_facts()
+    readers = install["mysql_password_readers"]
+    assert set(readers) == set(katib.MYSQL_PASSWORD_READERS)
+    digests = set()
+    for component, spec in install["components"].items():
+        name = spec["deployment"]
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": name,
+                "namespace": install["namespace"],
+                "labels": {install["component_label"]: component},
+            },
+            "spec": {"template": {"spec": {"containers": [{"name": name}]}}},
+        }
+        registered = as_registered(_katib_directory("dev"), deployment)
+        annotations = registered["spec"]["template"].get("metadata", {}).get("annotations", {})
+        digest = annotations.get(katib.MYSQL_PASSWORD_DIGEST_ANNOTATION)
+        assert (digest is not None) == (name in readers), name
+        if digest is not None:
+            digests.add(digest)
+    [password] = [
+        r
+        for r in stack_run("dev").of_type("random:index/randomPassword:RandomPassword")
+        if "katib" in r.name
+    ]
+    assert digests == {hashlib.sha256(password.outputs["result"].encode()).hexdigest()}
 
 
 # --- the Experiments ---------------------------------------------------------------------------
