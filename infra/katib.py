@@ -12,9 +12,13 @@ tests/upstream/kubeflow-katib-install.yaml):
   suggestion images run as root by default (cmd/suggestion/*/v1beta1/Dockerfile: python:3.11-slim,
   no USER) and make their directory group 0 writable for an arbitrary uid, so they run as a
   non-root uid in group 0.
-- The controller reads katib-config once, at start, from a subPath mount (manifests/v1beta1/
-  components/controller/controller.yaml), which a changed ConfigMap never updates: its pod
-  template carries a digest of our changes, so a change restarts it.
+- The controller reads katib-config's `init` section, `injectSecurityContext` among it, once,
+  at start (cmd/katib-controller/v1beta1/main.go L69-78), from a subPath mount (manifests/
+  v1beta1/components/controller/controller.yaml L57-60), which a changed ConfigMap never
+  updates; the `runtime` section (the suggestions' containers) it reads from the ConfigMap
+  through the API each time it uses it (pkg/util/v1beta1/katibconfig/config.go L60-83,
+  L162-175).  Its pod template carries a digest of our changes, so a change to `init` restarts
+  it.
 - The controller watches the job kinds trials run as only if their CRD exists when it starts
   (pkg/controller.v1beta1/trial/trial_controller.go L103-119: a missing CRD is logged and
   skipped until a restart): the install waits for the training operator's (infra/kubeflow.py),

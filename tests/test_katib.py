@@ -374,6 +374,63 @@ def test_the_template_leaves_naming_to_katib_and_sets_its_conditions() -> None:
         assert len(name) <= pattern["max_length"]
 
 
+def katib_defaulted(experiment: dict[str, Any]) -> dict[str, Any]:
+    """The Experiment as Katib's defaulting webhook leaves it (experiment_defaults.go L27-200,
+    from tests/upstream/kubeflow-katib-experiments.yaml)."""
+    known = _experiment_facts()
+    result = copy.deepcopy(experiment)
+    spec = result["spec"]
+    spec.setdefault("parallelTrialCount", known["default_parallel_trial_count"])
+    spec.setdefault("resumePolicy", known["default_resume_policy"])
+    objective = spec["objective"]
+    strategies = objective.setdefault("metricStrategies", [])
+    extract = known["metric_strategy_by_type"][objective["type"]]
+    named = {s["name"] for s in strategies}
+    if objective["objectiveMetricName"] not in named:
+        strategies.append({"name": objective["objectiveMetricName"], "value": extract})
+    for metric in objective.get("additionalMetricNames") or []:
+        if metric not in named:
+            strategies.append({"name": metric, "value": extract})
+    template = spec["trialTemplate"]
+    kind = template["trialSpec"]["kind"]
+    conditions = known["conditions"][kind]
+    template.setdefault("successCondition", conditions["success"])
+    template.setdefault("failureCondition", conditions["failure"])
+    if kind != "Job" and not template.get("primaryPodLabels"):
+        template["primaryPodLabels"] = dict(known["kubeflow_primary_pod_labels"])
+    collector = spec.setdefault("metricsCollectorSpec", {}).setdefault("collector", {})
+    collector.setdefault("kind", known["stdout_collector"]["kind"])
+    for parameter in spec["parameters"]:
+        space = parameter["feasibleSpace"]
+        if not space.get("distribution"):
+            space["distribution"] = known["default_distribution"]
+    return result
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"objective": {"metric": "test_loss", "type": "minimize"}},
+        {
+            "parameters": [
+                {"name": "hidden_units", "type": "discrete", "list": ["64", "128"]},
+                {"name": "dropout", "type": "double", "min": "0", "max": "0.5"},
+            ]
+        },
+    ],
+)
+def test_katib_defaulting_changes_nothing_pulumi_declares(change: dict[str, Any]) -> None:
+    """What the API server stores is what Pulumi keeps: no diff on the next refresh."""
+    config = stack_config("dev")
+    [declared] = config["ml-platform:teams"][0]["experiments"]
+    declared.update(change)
+    [experiment] = [
+        o for o in kubernetes_objects(run_program("dev", config)) if o["kind"] == "Experiment"
+    ]
+    assert katib_defaulted(experiment) == experiment
+
+
 def test_the_objective_is_a_metric_the_trainer_reports() -> None:
     assert set(get_args(TrainerMetric)) == set(trainer.REPORTED_METRICS)
     assert set(experiments.TRAINER_METRICS) == set(trainer.REPORTED_METRICS)
