@@ -40,6 +40,7 @@ from infra import katib, names, versions
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import SettingsError
 from infra.settings.experiments import ExperimentSettings, TrainerMetric
+from infra.team_quota import experiment_requests, workload_requests
 from tests.conftest import STACKS, stack_run
 from tests.dependencies import waits_for
 from tests.directory_children import as_registered
@@ -705,3 +706,17 @@ def test_search_spaces_the_services_draw_inside_are_accepted() -> None:
         ExperimentSettings.model_validate(
             {**base, "algorithm": {"name": algorithm}, "parameters": [parameter]}
         )
+
+
+def test_an_experiment_without_parallel_trial_count_is_counted_as_katib_runs_it() -> None:
+    """Katib's webhook gives it 3 trials at once (tests/upstream/kubeflow-katib-experiments.yaml),
+    so the quota check counts 3."""
+    default = _experiment_facts()["default_parallel_trial_count"]
+    experiment = _dev_experiment()
+    trial = workload_requests(experiment["spec"]["trialTemplate"]["trialSpec"])
+    unset = copy.deepcopy(experiment)
+    del unset["spec"]["parallelTrialCount"]
+    explicit = copy.deepcopy(experiment)
+    explicit["spec"]["parallelTrialCount"] = default
+    assert experiment_requests(unset) == experiment_requests(explicit)
+    assert experiment_requests(unset)["cpu"] >= default * trial["cpu"]
