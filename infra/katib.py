@@ -5,13 +5,14 @@ tests/upstream/kubeflow-katib-install.yaml):
 
 - katib-config (manifests/v1beta1/installs/katib-standalone/katib-config.yaml): the controller
   copies the trial container's securityContext into the metrics-collector sidecar it injects
-  (`init.controller.injectSecurityContext`, pkg/apis/config/v1beta1/types.go L62-64,
+  (`init.controller.injectSecurityContext`, pkg/apis/config/v1beta1/types.go L63-65,
   pkg/webhook/v1beta1/pod/inject_webhook.go L245-249), and each suggestion container gets a
   restricted securityContext (`runtime.suggestions[]` inlines a corev1.Container, types.go
-  L97-106).  Both kinds of pod run in the team's namespace, which enforces `restricted`; the
-  suggestion images run as root by default (cmd/suggestion/*/v1beta1/Dockerfile: python:3.11-slim,
-  no USER) and make their directory group 0 writable for an arbitrary uid, so they run as a
-  non-root uid in group 0.
+  L100-109).  Both kinds of pod run in the team's namespace, which enforces `restricted`; the
+  suggestion images run as root by default (cmd/suggestion/{hyperopt,optuna}/v1beta1/Dockerfile:
+  python:3.11-slim; cmd/suggestion/skopt/v1beta1/Dockerfile: python:3.10-slim; none sets USER)
+  and make their directory group 0 writable for an arbitrary uid (each Dockerfile L21-22),
+  so they run as a non-root uid in group 0.
 - The controller reads katib-config's `init` section, `injectSecurityContext` among it, once,
   at start (cmd/katib-controller/v1beta1/main.go L69-78), from a subPath mount (manifests/
   v1beta1/components/controller/controller.yaml L57-60), which a changed ConfigMap never
