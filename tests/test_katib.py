@@ -37,6 +37,7 @@ from harness.program import (
 )
 from harness.render import kubernetes_objects
 from infra import katib, names, versions
+from infra.image_mirror import docker_hub_image
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import SettingsError
 from infra.settings.experiments import ExperimentSettings, TrainerMetric
@@ -285,6 +286,14 @@ def test_mysql_and_the_db_manager_restart_together_on_a_new_password() -> None:
         if "katib" in r.name
     ]
     assert digests == {hashlib.sha256(password.outputs["result"].encode()).hexdigest()}
+
+
+def test_the_readme_names_katibs_docker_hub_image_among_those_not_mirrored() -> None:
+    """The stack's Docker Hub mirror does not reach the bundle's MySQL: the README says so."""
+    image = _install_facts()["mysql_image"]
+    assert docker_hub_image(image) is not None
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"Katib's MySQL, `{image}` from Docker Hub) keep their registries" in readme
 
 
 # --- the Experiments ---------------------------------------------------------------------------
