@@ -43,7 +43,7 @@ tests/upstream/kubeflow-katib-install.yaml):
   Secret instead (letters and digits only: nothing for the shell or the DSN to parse), and both
   Deployments' pod templates carry its digest, so they start with the one they share.  MySQL
   sets the root password only when it initialises an empty data directory: on an existing
-  volume a changed password must be set with ALTER USER first (README).
+  volume a changed password must also be set in MySQL, with ALTER USER (README).
 - Every Deployment (controller, UI, DB manager, MySQL) runs on the system nodes.
 - MySQL's claim (components/mysql/pvc.yaml, no class) gets the stack's block storage class from
   `BlockStorage.claim_transforms`, like Pipelines' claims.
