@@ -344,10 +344,12 @@ def _katib_pod(network: StackNetwork, component: str) -> Pod:
 def test_katib_mysql_and_db_manager_take_only_their_clients(stack: str, mode: Mode) -> None:
     """MySQL only from the DB manager; the DB manager only from the controller, the UI and the
     teams' trial pods; the controller's webhook port from anywhere, its other ports from no pod."""
-    if not stack_settings(stack).kubeflow.katib.enabled:
-        return
     network = _network(stack)
     cluster = network.cluster
+    if not stack_settings(stack).kubeflow.katib.enabled:
+        assert not [p for p in cluster.pods if KATIB_COMPONENT in p.labels]
+        assert not [p for p in cluster.policies if p["metadata"]["name"].startswith("katib-")]
+        return
     controller, db, ui, mysql = (
         _katib_pod(network, c) for c in ("controller", "db-manager", "ui", "mysql")
     )
