@@ -43,10 +43,11 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from infra import labels, names, versions
 from infra.block_storage import BlockStorage
-from infra.katib import configure_katib
+from infra.katib import MYSQL_PASSWORD_LENGTH, configure_katib
 from infra.pipeline_store import (
     PipelineStoreAccess,
     S3PipelineStore,
@@ -221,7 +222,30 @@ class KubeflowInstalls(pulumi.ComponentResource):
                 transforms=store_transforms,
             )
         if settings.katib.enabled:
-            self.katib = install("katib", versions.KATIB, transforms=[configure_katib(system)])
+            # Katib's controller watches TFJobs only if their CRD exists when it starts.
+            operator: list[pulumi.Resource] = (
+                [self.training_operator] if self.training_operator else []
+            )
+            # Letters and digits: MySQL's probes put it on a shell command line, the DB manager
+            # in a DSN (infra/katib.py).
+            mysql_password = random.RandomPassword(
+                f"{name}-katib-mysql-password",
+                length=MYSQL_PASSWORD_LENGTH,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.katib = install(
+                "katib",
+                versions.KATIB,
+                extra=operator,
+                transforms=[
+                    configure_katib(
+                        system,
+                        training_operator=bool(operator),
+                        mysql_password=mysql_password.result,
+                    )
+                ],
+            )
         self.register_outputs({})
 
     def installer_of(self, kind: str) -> pulumi.Resource:

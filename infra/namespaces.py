@@ -85,8 +85,8 @@ def namespace_specs(settings: Settings) -> list[NamespaceSpec]:
                 "kubeflow",
                 "baseline",
                 "upstream Kubeflow controllers and the Pipelines store do not all meet restricted",
-                # Katib's bundle labels its namespace so; the label is kept on ours.
-                extra_labels=dict(katib.INJECTION_LABEL) if kubeflow.katib.enabled else {},
+                # Not labelled for Katib's pod mutator (infra/katib.py): Katib's own pods, and
+                # every other pod here, must start while Katib is down.
             )
         )
     if settings.serving.enabled:

@@ -26,6 +26,7 @@ from infra.gpu_operator import GpuOperator
 from infra.iam import ServiceRole, managed_policy
 from infra.image_mirror import mirrored
 from infra.images import BuiltImage
+from infra.katib_network import katib_policy_specs
 from infra.kubeflow import KubeflowInstalls
 from infra.load_balancer_controller import LoadBalancerController, needs_controller
 from infra.log_shipping import LogShipping
@@ -90,6 +91,24 @@ class Platform:
     monitoring: Monitoring | None
 
 
+def _katib_network(
+    name: str,
+    settings: Settings,
+    namespaces: PlatformNamespaces,
+    on_cluster: pulumi.ResourceOptions,
+) -> None:
+    """Katib's pods only: nothing else in `kubeflow` is selected (infra/katib_network.py)."""
+    if not settings.kubeflow.katib.enabled:
+        return
+    NamespaceNetworkPolicies(
+        f"{name}-katib-network",
+        namespace=namespaces.namespaces[names.KUBEFLOW],
+        namespace_name=names.KUBEFLOW,
+        specs=katib_policy_specs([team.name for team in settings.teams]),
+        opts=on_cluster,
+    )
+
+
 def build_platform(settings: Settings) -> Platform:
     """Register every component of the platform for one stack."""
     name = settings.cluster.name
@@ -149,6 +168,7 @@ def build_platform(settings: Settings) -> Platform:
             specs=policy_specs(settings, team, model_ports=MODEL_PORTS),
             opts=on_cluster,
         )
+    _katib_network(name, settings, namespaces, on_cluster)
     if settings.serving.enabled:
         NamespaceNetworkPolicies(
             f"{name}-serving-network",

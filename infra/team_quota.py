@@ -62,20 +62,23 @@ def limit_range_limits() -> list[k8s.core.v1.LimitRangeItemArgs]:
 
 
 # What Katib adds to an experiment's pods, from the defaults its katib-config leaves in place
-# (kubeflow/katib@v0.19.0:pkg/apis/config/v1beta1/defaults.go L26-33 and L194-217: 50m cpu and
+# (kubeflow/katib@v0.19.0:pkg/apis/config/v1beta1/defaults.go L27-34 and L194-217: 50m cpu and
 # 10Mi memory requested by each metrics-collector sidecar and by the suggestion's container;
 # tests/upstream/kubeflow-katib-experiments.yaml).  The sidecar joins each trial's primary pod
 # (pkg/webhook/v1beta1/pod/inject_webhook.go L131-250); one suggestion pod serves the experiment
 # (pkg/controller.v1beta1/suggestion/composer/composer.go L86-110).
 KATIB_SIDECAR_REQUESTS = {"cpu": Decimal("0.05"), "memory": Decimal(10 * 2**20)}
 KATIB_SUGGESTION_REQUESTS = {"cpu": Decimal("0.05"), "memory": Decimal(10 * 2**20)}
+# Katib's defaulting webhook sets an unset parallelTrialCount to 3
+# (pkg/apis/controller/experiments/v1beta1/constants.go L21, experiment_defaults.go L36-41).
+KATIB_DEFAULT_PARALLEL_TRIALS = 3
 
 
 def experiment_requests(manifest: dict[str, Any]) -> dict[str, Decimal]:
     """What a Katib Experiment holds at once: `parallelTrialCount` trials, each with its
     metrics collector, and the suggestion pod."""
     spec = manifest.get("spec") or {}
-    parallel = int(spec.get("parallelTrialCount", 1))
+    parallel = int(spec.get("parallelTrialCount", KATIB_DEFAULT_PARALLEL_TRIALS))
     trial = workload_requests((spec.get("trialTemplate") or {}).get("trialSpec") or {})
     totals: dict[str, Decimal] = {}
     for part, count in ((trial, parallel), (KATIB_SIDECAR_REQUESTS, parallel)):

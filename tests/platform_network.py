@@ -341,6 +341,8 @@ def _katib() -> tuple[list[Pod], list[Service]]:
     components = katib["components"]
     controller = components["controller"]
     db = components["db-manager"]
+    ui = components["ui"]
+    mysql = components["mysql"]
     pods = [
         Pod(
             names.KUBEFLOW,
@@ -358,6 +360,20 @@ def _katib() -> tuple[list[Pod], list[Service]]:
             (ContainerPort(db["port"], "api"),),
             origin="kubeflow/katib",
         ),
+        Pod(
+            names.KUBEFLOW,
+            ui["deployment"],
+            {label: "ui"},
+            (ContainerPort(ui["target_port"], "ui"),),
+            origin="kubeflow/katib",
+        ),
+        Pod(
+            names.KUBEFLOW,
+            mysql["deployment"],
+            {label: "mysql"},
+            (ContainerPort(mysql["port"], "dbapi"),),
+            origin="kubeflow/katib",
+        ),
     ]  # fmt: skip
     services = [
         Service(
@@ -365,7 +381,13 @@ def _katib() -> tuple[list[Pod], list[Service]]:
             db["service"],
             {label: "db-manager"},
             (ServicePort(db["port"], db["port"], name="api"),),
-        )
+        ),
+        Service(
+            names.KUBEFLOW,
+            mysql["service"],
+            {label: "mysql"},
+            (ServicePort(mysql["port"], mysql["port"], name="dbapi"),),
+        ),
     ]
     return pods, services
 

@@ -322,6 +322,73 @@ CASES: dict[str, tuple[str, Callable[[Config], None], str, str]] = {
         "ml-platform:teams[0].experiments[0].parameters[0].max",
         "dropout must be at least 0.0 and at most 0.99",
     ),
+    "a log distribution from 0": (
+        "dev",
+        _experiment(
+            parameters=[
+                {
+                    "name": "dropout",
+                    "type": "double",
+                    "min": "0",
+                    "max": "0.5",
+                    "distribution": "logUniform",
+                }
+            ]
+        ),
+        "ml-platform:teams[0].experiments[0].parameters[0].min",
+        "`logUniform` takes the logarithm of min, so min must be above 0, not 0",
+    ),
+    "an unbounded normal distribution for a bounded flag": (
+        "dev",
+        _experiment(
+            parameters=[
+                {
+                    "name": "dropout",
+                    "type": "double",
+                    "min": "0.1",
+                    "max": "0.5",
+                    "distribution": "normal",
+                }
+            ]
+        ),
+        "ml-platform:teams[0].experiments[0].parameters[0].distribution",
+        "the trainer refuses dropout below 0.0 or above 0.99; use `uniform` or `logUniform`",
+    ),
+    "an unbounded log-normal distribution for a bounded flag": (
+        "dev",
+        _experiment(
+            parameters=[
+                {
+                    "name": "learning_rate",
+                    "type": "double",
+                    "min": "0.0001",
+                    "max": "0.01",
+                    "distribution": "logNormal",
+                }
+            ]
+        ),
+        "ml-platform:teams[0].experiments[0].parameters[0].distribution",
+        "`logNormal` draws values outside min and max",
+    ),
+    "a step that rounds random draws outside the range": (
+        "dev",
+        _experiment(
+            parameters=[
+                {"name": "batch_size", "type": "int", "min": "10", "max": "100", "step": "20"}
+            ]
+        ),
+        "ml-platform:teams[0].experiments[0].parameters[0].step",
+        "`random` rounds each value to a multiple of step (20), so with min 10 and max 100",
+    ),
+    "bayesian optimisation of a double from 0": (
+        "dev",
+        _experiment(
+            algorithm={"name": "bayesianoptimization"},
+            parameters=[{"name": "dropout", "type": "double", "min": "0", "max": "0.5"}],
+        ),
+        "ml-platform:teams[0].experiments[0].parameters[0].min",
+        "`bayesianoptimization` searches a `double` on a log scale, so min must be above 0",
+    ),
     "a range given as a list": (
         "dev",
         _experiment(parameters=[{"name": "epochs", "type": "int", "list": ["1", "2"]}]),

@@ -10,6 +10,10 @@ rendered, on real MNIST and parsing its output as the StdOut collector does.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import copy
+import hashlib
 import json
 import os
 import random
@@ -19,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
+import pulumi
 import pytest
 import yaml
 from kubeflow_katib_api.models import V1beta1Experiment
@@ -32,9 +37,11 @@ from harness.program import (
 )
 from harness.render import kubernetes_objects
 from infra import katib, names, versions
+from infra.image_mirror import docker_hub_image
 from infra.scheduling import SYSTEM_POOL, placement
 from infra.settings import SettingsError
-from infra.settings.experiments import TrainerMetric
+from infra.settings.experiments import ExperimentSettings, TrainerMetric
+from infra.team_quota import experiment_requests, workload_requests
 from tests.conftest import STACKS, stack_run
 from tests.dependencies import waits_for
 from tests.directory_children import as_registered
@@ -150,17 +157,143 @@ def test_katib_runs_on_the_system_nodes_and_restarts_on_config_changes() -> None
         assert (katib.CONFIG_DIGEST_ANNOTATION in annotations) == (component == "controller")
 
 
-def test_namespaces_carry_the_injection_label() -> None:
-    label = _install_facts()["injection_label"]
+def test_team_namespaces_carry_the_injection_label_and_kubeflow_does_not() -> None:
+    """Katib's own pods, and every other pod in `kubeflow`, never wait on Katib's pod mutator."""
+    install = _install_facts()
+    label = install["injection_label"]
     assert label == katib.INJECTION_LABEL
     namespaces = {
         o["metadata"]["name"]: o["metadata"]["labels"]
         for o in kubernetes_objects(stack_run("dev"))
         if o["kind"] == "Namespace"
     }
-    for name in ("research", names.KUBEFLOW):
-        assert label.items() <= namespaces[name].items(), name
-    assert not label.items() <= namespaces[names.SERVING].items()
+    assert label.items() <= namespaces["research"].items()
+    for name in (names.KUBEFLOW, names.SERVING):
+        assert not label.keys() & namespaces[name].keys(), name
+    # The bundle's own Namespace object, which the installer applies over ours, loses it too.
+    upstream = install["namespace_object"]
+    assert label.items() <= upstream["metadata"]["labels"].items()
+    registered = as_registered(_katib_directory("dev"), upstream)
+    assert registered["metadata"]["name"] == names.KUBEFLOW
+    assert not label.keys() & (registered["metadata"].get("labels") or {}).keys()
+
+
+def test_the_pod_mutator_sees_only_trial_pods() -> None:
+    upstream = _install_facts()["mutating_webhooks"]
+    registered = as_registered(_katib_directory("dev"), upstream)
+    hooks = {w["name"]: w for w in registered["webhooks"]}
+    original = {w["name"]: w for w in upstream["webhooks"]}
+    mutator = hooks[katib.POD_MUTATOR]
+    assert "objectSelector" not in original[katib.POD_MUTATOR]
+    assert mutator["objectSelector"] == {"matchLabels": katib.TRIAL_POD_LABEL}
+    # Everything else stays upstream's.
+    assert {k: v for k, v in mutator.items() if k != "objectSelector"} == original[
+        katib.POD_MUTATOR
+    ]
+    assert {n: w for n, w in hooks.items() if n != katib.POD_MUTATOR} == {
+        n: w for n, w in original.items() if n != katib.POD_MUTATOR
+    }
+
+
+def _trial_pod_templates(experiment: dict[str, Any]) -> list[dict[str, Any]]:
+    trial = experiment["spec"]["trialTemplate"]["trialSpec"]
+    if trial["kind"] == "TFJob":
+        return [r["template"] for r in trial["spec"]["tfReplicaSpecs"].values()]
+    return [trial["spec"]["template"]]
+
+
+@pytest.mark.parametrize("kind", ["TFJob", "Job"])
+def test_every_trial_pod_carries_the_label_the_pod_mutator_selects(kind: str) -> None:
+    config = stack_config("dev")
+    [declared] = config["ml-platform:teams"][0]["experiments"]
+    declared["trial"]["kind"] = kind
+    [experiment] = [
+        o for o in kubernetes_objects(run_program("dev", config)) if o["kind"] == "Experiment"
+    ]
+    templates = _trial_pod_templates(experiment)
+    assert templates
+    for template in templates:
+        assert katib.TRIAL_POD_LABEL.items() <= template["metadata"]["labels"].items()
+
+
+def _katib_transform(directory: RegisteredResource) -> Any:
+    [transform] = [t for t in directory.transforms if t.__qualname__.startswith("configure_katib")]
+    return transform
+
+
+def test_mysql_gets_a_generated_password_kept_secret() -> None:
+    install = _install_facts()
+    upstream = install["mysql_secret"]
+    [key] = upstream["data"]
+    assert base64.b64decode(upstream["data"][key]) == b"test"
+    run = stack_run("dev")
+    [password] = [
+        r for r in run.of_type("random:index/randomPassword:RandomPassword") if "katib" in r.name
+    ]
+    # Letters and digits only: the probes' shell line and the DB manager's DSN take it as is.
+    assert password.inputs["special"] is False
+    assert password.inputs["length"] >= 32
+    directory = _katib_directory("dev")
+    registered = as_registered(directory, upstream)
+    value = base64.b64decode(registered["data"][key]).decode()
+    assert value != "test"
+    assert value == password.outputs["result"]
+    # What the transform hands the engine is a secret: masked in state and in previews.
+    result = _katib_transform(directory)(
+        pulumi.ResourceTransformArgs(
+            custom=True,
+            type_="kubernetes:core/v1:Secret",
+            name=f"{directory.name}:kubeflow/{upstream['metadata']['name']}",
+            props=copy.deepcopy(upstream),
+            opts=pulumi.ResourceOptions(),
+        )
+    )
+    output = result.props["data"][key]
+    assert isinstance(output, pulumi.Output)
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(output.is_secret()) is True
+    finally:
+        loop.close()
+
+
+def test_mysql_and_the_db_manager_restart_together_on_a_new_password() -> None:
+    install = _install_facts()
+    readers = install["mysql_password_readers"]
+    assert set(readers) == set(katib.MYSQL_PASSWORD_READERS)
+    digests = set()
+    for component, spec in install["components"].items():
+        name = spec["deployment"]
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": name,
+                "namespace": install["namespace"],
+                "labels": {install["component_label"]: component},
+            },
+            "spec": {"template": {"spec": {"containers": [{"name": name}]}}},
+        }
+        registered = as_registered(_katib_directory("dev"), deployment)
+        annotations = registered["spec"]["template"].get("metadata", {}).get("annotations", {})
+        digest = annotations.get(katib.MYSQL_PASSWORD_DIGEST_ANNOTATION)
+        assert (digest is not None) == (name in readers), name
+        if digest is not None:
+            digests.add(digest)
+    [password] = [
+        r
+        for r in stack_run("dev").of_type("random:index/randomPassword:RandomPassword")
+        if "katib" in r.name
+    ]
+    assert digests == {hashlib.sha256(password.outputs["result"].encode()).hexdigest()}
+
+
+def test_the_readme_names_katibs_docker_hub_image_among_those_not_mirrored() -> None:
+    """The stack's Docker Hub mirror does not reach the bundle's MySQL: the README says so."""
+    image = _install_facts()["mysql_image"]
+    assert docker_hub_image(image) is not None
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"Katib's MySQL, `{image}` from Docker Hub) keep their registries" in readme
 
 
 # --- the Experiments ---------------------------------------------------------------------------
@@ -249,6 +382,63 @@ def test_the_template_leaves_naming_to_katib_and_sets_its_conditions() -> None:
         pattern = known["experiment_name"]
         assert re.match(pattern["pattern"], name)
         assert len(name) <= pattern["max_length"]
+
+
+def katib_defaulted(experiment: dict[str, Any]) -> dict[str, Any]:
+    """The Experiment as Katib's defaulting webhook leaves it (experiment_defaults.go L27-200,
+    from tests/upstream/kubeflow-katib-experiments.yaml)."""
+    known = _experiment_facts()
+    result = copy.deepcopy(experiment)
+    spec = result["spec"]
+    spec.setdefault("parallelTrialCount", known["default_parallel_trial_count"])
+    spec.setdefault("resumePolicy", known["default_resume_policy"])
+    objective = spec["objective"]
+    strategies = objective.setdefault("metricStrategies", [])
+    extract = known["metric_strategy_by_type"][objective["type"]]
+    named = {s["name"] for s in strategies}
+    if objective["objectiveMetricName"] not in named:
+        strategies.append({"name": objective["objectiveMetricName"], "value": extract})
+    for metric in objective.get("additionalMetricNames") or []:
+        if metric not in named:
+            strategies.append({"name": metric, "value": extract})
+    template = spec["trialTemplate"]
+    kind = template["trialSpec"]["kind"]
+    conditions = known["conditions"][kind]
+    template.setdefault("successCondition", conditions["success"])
+    template.setdefault("failureCondition", conditions["failure"])
+    if kind != "Job" and not template.get("primaryPodLabels"):
+        template["primaryPodLabels"] = dict(known["kubeflow_primary_pod_labels"])
+    collector = spec.setdefault("metricsCollectorSpec", {}).setdefault("collector", {})
+    collector.setdefault("kind", known["stdout_collector"]["kind"])
+    for parameter in spec["parameters"]:
+        space = parameter["feasibleSpace"]
+        if not space.get("distribution"):
+            space["distribution"] = known["default_distribution"]
+    return result
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"objective": {"metric": "test_loss", "type": "minimize"}},
+        {
+            "parameters": [
+                {"name": "hidden_units", "type": "discrete", "list": ["64", "128"]},
+                {"name": "dropout", "type": "double", "min": "0", "max": "0.5"},
+            ]
+        },
+    ],
+)
+def test_katib_defaulting_changes_nothing_pulumi_declares(change: dict[str, Any]) -> None:
+    """What the API server stores is what Pulumi keeps: no diff on the next refresh."""
+    config = stack_config("dev")
+    [declared] = config["ml-platform:teams"][0]["experiments"]
+    declared.update(change)
+    [experiment] = [
+        o for o in kubernetes_objects(run_program("dev", config)) if o["kind"] == "Experiment"
+    ]
+    assert katib_defaulted(experiment) == experiment
 
 
 def test_the_objective_is_a_metric_the_trainer_reports() -> None:
@@ -442,3 +632,100 @@ def test_engineers_run_experiments_and_everyone_in_the_team_reads_trials() -> No
             assert {"get", "list", "watch"} <= verbs(role, resource), (role, resource)
     assert not {"create", "update", "patch", "delete"} & verbs("viewer", "experiments")
     assert not {"create", "update", "patch", "delete"} & verbs("ml-engineer", "trials")
+
+
+# --- the training operator's trial kinds ----------------------------------------------------------
+
+
+def _without_training_operator() -> dict[str, Any]:
+    config = stack_config("dev")
+    config["ml-platform:kubeflow"]["trainingOperator"] = {"enabled": False}
+    for team in config["ml-platform:teams"]:
+        team["trainingJobs"] = []
+        for declared in team.get("experiments") or []:
+            declared["trial"]["kind"] = "Job"
+    return config
+
+
+def test_katib_is_installed_after_the_training_operator() -> None:
+    """Katib's controller watches a trial kind only if its CRD exists when it starts."""
+    run = stack_run("dev")
+    [operator] = [
+        d for d in run.of_type(DIRECTORY) if d.inputs["directory"] == versions.TRAINING_OPERATOR.url
+    ]
+    assert operator.urn in waits_for(run, _katib_directory("dev"))
+
+
+def _controller_digest(directory: RegisteredResource) -> str:
+    install = _install_facts()
+    controller = install["components"]["controller"]["deployment"]
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": controller,
+            "namespace": install["namespace"],
+            "labels": {install["component_label"]: "controller"},
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": controller}]}}},
+    }
+    registered = as_registered(directory, deployment)
+    digest: str = registered["spec"]["template"]["metadata"]["annotations"][
+        katib.CONFIG_DIGEST_ANNOTATION
+    ]
+    return digest
+
+
+def test_switching_the_training_operator_on_restarts_the_katib_controller() -> None:
+    run = run_program("dev", _without_training_operator())
+    assert not [
+        d for d in run.of_type(DIRECTORY) if d.inputs["directory"] == versions.TRAINING_OPERATOR.url
+    ]
+    [katib_directory] = [
+        d
+        for d in run.of_type(DIRECTORY)
+        if str(d.inputs["directory"]).startswith(versions.KATIB.repository + "//")
+    ]
+    assert _controller_digest(katib_directory) != _controller_digest(_katib_directory("dev"))
+
+
+def test_search_spaces_the_services_draw_inside_are_accepted() -> None:
+    """Controls for the refusals in test_bad_config: the nearby valid spaces pass."""
+    base = {"name": "x", "objective": {"metric": "test_loss", "type": "minimize"}}
+    for algorithm, parameter in (
+        ("random", {"name": "batch_size", "type": "int", "min": "32", "max": "256", "step": "32"}),
+        ("tpe", {"name": "dropout", "type": "double", "min": "0.1", "max": "0.5", "step": "0.1"}),
+        ("random", {"name": "dropout", "type": "double", "min": "0", "max": "0.5"}),
+        (
+            "bayesianoptimization",
+            {"name": "dropout", "type": "double", "min": "0.01", "max": "0.5"},
+        ),
+        ("bayesianoptimization", {"name": "epochs", "type": "int", "min": "1", "max": "5"}),
+        (
+            "random",
+            {
+                "name": "learning_rate",
+                "type": "double",
+                "min": "0.0001",
+                "max": "0.01",
+                "distribution": "logUniform",
+            },
+        ),
+    ):
+        ExperimentSettings.model_validate(
+            {**base, "algorithm": {"name": algorithm}, "parameters": [parameter]}
+        )
+
+
+def test_an_experiment_without_parallel_trial_count_is_counted_as_katib_runs_it() -> None:
+    """Katib's webhook gives it 3 trials at once (tests/upstream/kubeflow-katib-experiments.yaml),
+    so the quota check counts 3."""
+    default = _experiment_facts()["default_parallel_trial_count"]
+    experiment = _dev_experiment()
+    trial = workload_requests(experiment["spec"]["trialTemplate"]["trialSpec"])
+    unset = copy.deepcopy(experiment)
+    del unset["spec"]["parallelTrialCount"]
+    explicit = copy.deepcopy(experiment)
+    explicit["spec"]["parallelTrialCount"] = default
+    assert experiment_requests(unset) == experiment_requests(explicit)
+    assert experiment_requests(unset)["cpu"] >= default * trial["cpu"]

@@ -19,7 +19,7 @@ from harness.render import kubernetes_objects
 from infra import names, versions
 from infra.monitoring import PROMETHEUS_PODS
 from tests.conftest import AWS_STACKS, STACKS, stack_run
-from tests.network_policy import Mode, Pod
+from tests.network_policy import Mode, Pod, matches
 from tests.platform_network import (
     IMDS,
     POD_IDENTITY_AGENT,
@@ -326,3 +326,85 @@ def test_policies_rendered_in_any_namespace_are_judged() -> None:
     verdict = after.cluster.connect(after.prometheus, operator, port, mode="eks")
     assert not verdict
     assert "no ingress rule of default-deny" in verdict.reason
+
+
+KATIB_COMPONENT = "katib.kubeflow.org/component"
+
+
+def _katib_pod(network: StackNetwork, component: str) -> Pod:
+    [pod] = [
+        p
+        for p in network.cluster.pods
+        if p.namespace == names.KUBEFLOW and p.labels.get(KATIB_COMPONENT) == component
+    ]
+    return pod
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_katib_mysql_and_db_manager_take_only_their_clients(stack: str, mode: Mode) -> None:
+    """MySQL only from the DB manager; the DB manager only from the controller, the UI and the
+    teams' trial pods; the controller's webhook port from anywhere, its other ports from no pod."""
+    network = _network(stack)
+    cluster = network.cluster
+    if not stack_settings(stack).kubeflow.katib.enabled:
+        assert not [p for p in cluster.pods if KATIB_COMPONENT in p.labels]
+        assert not [p for p in cluster.policies if p["metadata"]["name"].startswith("katib-")]
+        return
+    controller, db, ui, mysql = (
+        _katib_pod(network, c) for c in ("controller", "db-manager", "ui", "mysql")
+    )
+    assert network.katib_db is not None
+    mysql_service = cluster.service(f"{names.KUBEFLOW}/katib-mysql")
+    for dst in (mysql_service, mysql):
+        verdict = cluster.connect(db, dst, 3306, mode=mode)
+        assert verdict, verdict.reason
+    for src in (controller, ui, *network.trials):
+        for dst in (network.katib_db, db):
+            verdict = cluster.connect(src, dst, 6789, mode=mode)
+            assert verdict, verdict.reason
+    katib = {controller.ref, db.ref, ui.ref, mysql.ref}
+    others = [p for p in cluster.pods if p.ref not in katib]
+    assert network.prometheus in others
+    assert network.trials[0] in others
+    for src in [p for p in others if p.ref != db.ref]:
+        assert not cluster.denied_everywhere(src, mysql_service, [3306], mode=mode), src.ref
+        assert not cluster.denied_everywhere(src, mysql, [3306, *PROBE_PORTS], mode=mode)
+    trials = {p.ref for p in network.trials}
+    for src in [*[p for p in others if p.ref not in trials], mysql]:
+        assert not cluster.denied_everywhere(src, network.katib_db, [6789], mode=mode), src.ref
+        assert not cluster.denied_everywhere(src, db, [6789, *PROBE_PORTS], mode=mode)
+    # The API server calls the webhook from outside the pod network: any source, so any pod
+    # whose own egress is open (kubeflow's and monitoring's) gets there too.
+    for src in [p for p in cluster.pods if p.namespace in (names.KUBEFLOW, names.MONITORING)]:
+        if src.ref == controller.ref:
+            continue
+        verdict = cluster.connect(src, controller, 8443, mode=mode)
+        assert verdict, verdict.reason
+    for src in [*others, db, ui, mysql]:
+        assert not cluster.denied_everywhere(src, controller, [8080, 18080, 443], mode=mode)
+
+
+@pytest.mark.parametrize(("stack", "mode"), CASES)
+def test_katib_policies_select_nothing_else_in_kubeflow(stack: str, mode: Mode) -> None:
+    """The training operator and Pipelines keep the traffic they had: no policy there selects
+    them (Prometheus still scrapes the operator)."""
+    network = _network(stack)
+    katib_policies = [
+        p
+        for p in network.cluster.policies
+        if p["metadata"]["namespace"] == names.KUBEFLOW
+        and p["metadata"]["name"].startswith("katib-")
+    ]
+    assert bool(katib_policies) is stack_settings(stack).kubeflow.katib.enabled
+    kubeflow = [p for p in network.cluster.pods if p.namespace == names.KUBEFLOW]
+    assert any(KATIB_COMPONENT not in p.labels for p in kubeflow)
+    for policy, pod in itertools.product(katib_policies, kubeflow):
+        selected = matches(policy["spec"]["podSelector"], pod.labels)
+        assert selected is (
+            KATIB_COMPONENT in pod.labels
+            and policy["metadata"]["name"] in (f"katib-{pod.labels[KATIB_COMPONENT]}")
+        ), (policy["metadata"]["name"], pod.ref)
+    for monitor, pod, port in network.scrape_targets:
+        if pod.namespace == names.KUBEFLOW:
+            verdict = network.cluster.connect(network.prometheus, pod, port, mode=mode)
+            assert verdict, (monitor, verdict.reason)

@@ -22,16 +22,21 @@ the tests check):
 - `retain` is left unset: when a trial ends the trial controller deletes its job and pods
   (pkg/controller.v1beta1/trial/trial_controller.go L311-319), which hold nothing then; the
   trial's metrics stay in its status and Katib's database, its model under `/models`;
-- success and failure conditions are the webhook's defaults for a Kubeflow job and a batch Job
-  (pkg/apis/controller/experiments/v1beta1/constants.go L26-54), set here so the object Pulumi
-  keeps is the object the API server stores.
+- what Katib's defaulting webhook would add is set here, as it derives it, so the object Pulumi
+  keeps is the object the API server stores (pkg/apis/controller/experiments/v1beta1/
+  experiment_defaults.go L27-200): success and failure conditions of a Kubeflow job and a batch
+  Job (constants.go L26-54); `resumePolicy: Never` (L43-47, constants.go L24,
+  experiment_types.go L196); the objective's `metricStrategies`, each metric (objective first,
+  then the additional ones) extracted by `max` when maximizing and `min` when minimizing
+  (L49-95, common_types.go L140-142); `distribution: uniform` for every parameter declaring none
+  (L194-200, experiment_types.go L235).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from infra import labels
+from infra import katib, labels
 from infra.settings import Settings, TrainingJobSettings
 from infra.settings.experiments import TUNABLE, ExperimentSettings
 from infra.workload_identity import service_account_name
@@ -62,6 +67,10 @@ CONDITIONS = {
 }
 # What the trainer prints besides the objective (training/train.py REPORTED_METRICS).
 TRAINER_METRICS = ("test_accuracy", "test_loss")
+# Katib's defaults (see the module's docstring).
+RESUME_POLICY = "Never"
+EXTRACT_BY = {"maximize": "max", "minimize": "min"}
+DEFAULT_DISTRIBUTION = "uniform"
 
 
 def trial_parameter(name: str) -> str:
@@ -124,8 +133,11 @@ def _as_job_settings(team: str, experiment: ExperimentSettings) -> TrainingJobSe
     )
 
 
-def _own_account(template: dict[str, Any], account: str) -> dict[str, Any]:
+def _trial_pod(template: dict[str, Any], account: str) -> dict[str, Any]:
+    """A trial's pod template: its own account, and the label Katib's pod mutator selects."""
     template["spec"]["serviceAccountName"] = account
+    metadata = template.setdefault("metadata", {})
+    metadata["labels"] = {**(metadata.get("labels") or {}), **katib.TRIAL_POD_LABEL}
     return template
 
 
@@ -135,8 +147,9 @@ def trial_spec(
     """The job each trial runs: a TFJob of `workers` workers, or a batch Job of one pod."""
     account = service_account_name(KIND, experiment.name)
     tfjob = manifests.tfjob(settings, team, _as_job_settings(team, experiment), image)
+    for replica in tfjob["spec"]["tfReplicaSpecs"].values():
+        _trial_pod(replica["template"], account)
     workers = tfjob["spec"]["tfReplicaSpecs"]["Worker"]
-    _own_account(workers["template"], account)
     if experiment.trial.kind == "TFJob":
         return {"apiVersion": tfjob["apiVersion"], "kind": "TFJob", "spec": tfjob["spec"]}
     # One pod: the worker's template as it is, without TF_CONFIG's port (no peers to talk to).
@@ -159,10 +172,12 @@ def trial_spec(
 
 def _feasible_space(parameter: Any) -> dict[str, Any]:
     space: dict[str, Any] = {}
-    for key in ("min", "max", "step", "list", "distribution"):
+    for key in ("min", "max", "step", "list"):
         value = getattr(parameter, key)
         if value is not None:
             space[key] = list(value) if key == "list" else value
+    # Katib sets it on every parameter, lists included.
+    space["distribution"] = parameter.distribution or DEFAULT_DISTRIBUTION
     return space
 
 
@@ -171,10 +186,16 @@ def experiment(
 ) -> dict[str, Any]:
     """The Katib Experiment of one declared experiment."""
     kind = declared.trial.kind
+    additional = [m for m in TRAINER_METRICS if m != declared.objective.metric]
+    extract = EXTRACT_BY[declared.objective.type]
     objective: dict[str, Any] = {
         "type": declared.objective.type,
         "objectiveMetricName": declared.objective.metric,
-        "additionalMetricNames": [m for m in TRAINER_METRICS if m != declared.objective.metric],
+        "additionalMetricNames": additional,
+        "metricStrategies": [
+            {"name": metric, "value": extract}
+            for metric in (declared.objective.metric, *additional)
+        ],
     }
     if declared.objective.goal is not None:
         objective["goal"] = declared.objective.goal
@@ -223,6 +244,7 @@ def experiment(
             "objective": objective,
             "algorithm": algorithm,
             "parallelTrialCount": declared.parallel_trial_count,
+            "resumePolicy": RESUME_POLICY,
             "maxTrialCount": declared.max_trial_count,
             "maxFailedTrialCount": declared.max_failed_trial_count,
             "metricsCollectorSpec": {"collector": {"kind": COLLECTOR}},

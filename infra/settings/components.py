@@ -164,8 +164,8 @@ class NotebookSettings(Switch):
 class KatibSettings(SettingsModel):
     enabled: bool = Field(
         default=False,
-        description="Install Katib (off by default: its admission webhook then sees every pod "
-        "created in the team namespaces).",
+        description="Install Katib (off by default: while its controller is down no trial pod "
+        "can be created).",
     )
 
 

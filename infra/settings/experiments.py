@@ -11,7 +11,18 @@ rules are theirs at the pinned release (kubeflow/katib@v0.19.0):
   or discrete one takes a list, no min, max or step;
 - pkg/suggestion/v1beta1/hyperopt/service.py L93-143 (random, tpe), skopt/service.py L117-165
   (bayesianoptimization), optuna/service.py L221-259 (grid): which settings each algorithm takes
-  and their ranges; grid also needs maxTrialCount within the number of combinations.
+  and their ranges; grid also needs maxTrialCount within the number of combinations;
+- search spaces a suggestion service cannot draw from, or draws from outside min..max, which the
+  trainer would refuse (`_check_distribution`, `ExperimentSettings._check_sampling`):
+  pkg/suggestion/v1beta1/hyperopt/base_service.py L62-139 (random, tpe) takes `math.log` of min
+  and max for `logUniform`/`logNormal` (min <= 0 raises), samples `normal`/`logNormal` with no
+  bounds (mu the range's middle, sigma a sixth of it), and with a `step` uses hyperopt's
+  quantized forms, which round each draw to a multiple of the step (hyperopt/hyperopt@0.2.5,
+  pinned by cmd/suggestion/hyperopt/v1beta1/requirements.txt:
+  hyperopt/pyll/stochastic.py L50-60: `np.round(draw / q) * q`); pkg/suggestion/v1beta1/skopt/
+  base_service.py L66-74 (bayesianoptimization) searches every `double` as
+  `Real(min, max, "log-uniform")`, whose log10(min) is -inf or NaN for min <= 0
+  (scikit-optimize/scikit-optimize@v0.9.0:skopt/space/space.py L302-324).
 """
 
 from __future__ import annotations
@@ -136,7 +147,10 @@ class ParameterSettings(SettingsModel):
         default=None, description="The values to try (discrete, categorical)."
     )
     distribution: Literal["uniform", "logUniform", "normal", "logNormal"] | None = Field(
-        default=None, description="How values are drawn (e.g. `logUniform` for a learning rate)."
+        default=None,
+        description="How values are drawn: `uniform`, or `logUniform` (min above 0; e.g. for a "
+        "learning rate). `normal` and `logNormal` draw outside min..max, which the trainer "
+        "refuses.",
     )
 
     @model_validator(mode="after")
@@ -146,7 +160,32 @@ class ParameterSettings(SettingsModel):
             self._check_value(key, text)
         if self.min is not None and self.max is not None and float(self.min) >= float(self.max):
             raise ConfigProblem(("max",), f"max ({self.max}) must be above min ({self.min})")
+        self._check_distribution()
         return self
+
+    def _check_distribution(self) -> None:
+        """What Katib's hyperopt service (random, tpe) cannot draw, or draws unbounded."""
+        if self.distribution in ("logUniform", "logNormal") and Decimal(str(self.min)) <= 0:
+            raise ConfigProblem(
+                ("min",),
+                f"`{self.distribution}` takes the logarithm of min, so min must be above 0, "
+                f"not {self.min}; raise min, or use `distribution: uniform`",
+            )
+        if self.distribution in ("normal", "logNormal"):
+            _, _, lowest, highest, _ = TUNABLE[self.name]
+            raise ConfigProblem(
+                ("distribution",),
+                f"`{self.distribution}` draws values outside min and max (Katib centres it "
+                f"between them, unbounded), and the trainer refuses {self.name} below {lowest} "
+                f"or above {highest}; use `uniform` or `logUniform`",
+            )
+
+    def off_grid(self) -> bool:
+        """Whether rounding a draw to a multiple of `step` can leave min..max."""
+        if self.step is None or self.min is None or self.max is None:
+            return False
+        step = Decimal(self.step)
+        return Decimal(self.min) % step != 0 or Decimal(self.max) % step != 0
 
     def _range_values(self) -> dict[str, str]:
         if self.list is not None:
@@ -301,7 +340,31 @@ class ExperimentSettings(SettingsModel):
             )
         if self.algorithm.name == "grid":
             self._check_grid()
+        self._check_sampling()
         return self
+
+    def _check_sampling(self) -> None:
+        """Ranges the algorithm's suggestion service draws values outside of, or cannot use."""
+        for index, parameter in enumerate(self.parameters):
+            if self.algorithm.name in ("random", "tpe") and parameter.off_grid():
+                raise ConfigProblem(
+                    ("parameters", index, "step"),
+                    f"`{self.algorithm.name}` rounds each value to a multiple of step "
+                    f"({parameter.step}), so with min {parameter.min} and max {parameter.max} "
+                    "a value can fall outside them; make min and max multiples of step, or "
+                    "remove step",
+                )
+            if (
+                self.algorithm.name == "bayesianoptimization"
+                and parameter.type == "double"
+                and Decimal(str(parameter.min)) <= 0
+            ):
+                raise ConfigProblem(
+                    ("parameters", index, "min"),
+                    "`bayesianoptimization` searches a `double` on a log scale, so min must be "
+                    f"above 0, not {parameter.min}; raise min (e.g. 0.01), or use `random` or "
+                    "`tpe`",
+                )
 
     def _check_grid(self) -> None:
         sizes = []
