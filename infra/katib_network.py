@@ -16,9 +16,13 @@ pod in `kubeflow` keeps the traffic it has.  Only ingress is limited:
 - the controller's webhook port (8443, controller.yaml L31-33) is open to any address: the API
   server calls it, from outside the pod network on EKS.  Its metrics and health ports take no
   connection from another pod (the kubelet's probes come from the node, which policies never
-  block).
-
-The UI is not selected: it is reached by `kubectl port-forward` and changes nothing here.
+  block);
+- the UI (8080, ui/ui.yaml L26-34; Service port 80, ui/service.yaml L11-15) takes no
+  connection from any pod.  It has no login of its own and acts with its ServiceAccount's
+  cluster-wide rights: every verb on Experiments, Trials, Suggestions, ConfigMaps and
+  Namespaces (components/ui/rbac.yaml L7-22), so a pod that reached it could start or delete any
+  team's experiments.  Admins reach it with `kubectl port-forward`, which the kubelet opens
+  inside the pod's own network namespace: no policy applies to it.
 """
 
 from __future__ import annotations
@@ -78,6 +82,11 @@ def katib_policy_specs(teams: list[str]) -> dict[str, dict[str, Any]]:
             "podSelector": _component(katib.DB_MANAGER_COMPONENT),
             "policyTypes": ["Ingress"],
             "ingress": [{"from": db_clients, "ports": _tcp(db_port)}],
+        },
+        "katib-ui": {
+            "podSelector": _component(UI_COMPONENT),
+            "policyTypes": ["Ingress"],
+            "ingress": [],
         },
         "katib-controller": {
             "podSelector": _component(katib.CONTROLLER_COMPONENT),

@@ -384,6 +384,12 @@ def _katib() -> tuple[list[Pod], list[Service]]:
         ),
         Service(
             names.KUBEFLOW,
+            ui["service"],
+            {label: "ui"},
+            (ServicePort(ui["port"], ui["target_port"], name="ui"),),
+        ),
+        Service(
+            names.KUBEFLOW,
             mysql["service"],
             {label: "mysql"},
             (ServicePort(mysql["port"], mysql["port"], name="dbapi"),),

@@ -343,7 +343,8 @@ def _katib_pod(network: StackNetwork, component: str) -> Pod:
 @pytest.mark.parametrize(("stack", "mode"), CASES)
 def test_katib_mysql_and_db_manager_take_only_their_clients(stack: str, mode: Mode) -> None:
     """MySQL only from the DB manager; the DB manager only from the controller, the UI and the
-    teams' trial pods; the controller's webhook port from anywhere, its other ports from no pod."""
+    teams' trial pods; the controller's webhook port from anywhere, its other ports from no pod;
+    the UI from no pod."""
     network = _network(stack)
     cluster = network.cluster
     if not stack_settings(stack).kubeflow.katib.enabled:
@@ -382,6 +383,11 @@ def test_katib_mysql_and_db_manager_take_only_their_clients(stack: str, mode: Mo
         assert verdict, verdict.reason
     for src in [*others, db, ui, mysql]:
         assert not cluster.denied_everywhere(src, controller, [8080, 18080, 443], mode=mode)
+    # The UI acts with cluster-wide rights on Experiments and has no login: no pod reaches it.
+    ui_service = cluster.service(f"{names.KUBEFLOW}/katib-ui")
+    for src in [*others, controller, db, mysql]:
+        assert not cluster.denied_everywhere(src, ui_service, [80], mode=mode), src.ref
+        assert not cluster.denied_everywhere(src, ui, [8080, *PROBE_PORTS], mode=mode), src.ref
 
 
 @pytest.mark.parametrize(("stack", "mode"), CASES)
