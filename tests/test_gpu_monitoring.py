@@ -15,6 +15,7 @@ from infra import alerts, gpu_sharing, versions
 from infra.dashboards import GPU_DASHBOARD
 from infra.gpu_operator import operator_values
 from infra.settings import parse_settings
+from tests.gpu_series import DCGM, DCGM_TARGET, GPU_OPERATOR, SERVICE_MONITOR
 from tests.promtool import (
     assert_rule_tests_pass,
     expand,
@@ -24,25 +25,10 @@ from tests.promtool import (
 )
 from tests.upstream_facts import facts
 
-GPU_OPERATOR = facts("gpu-operator-dcgm-exporter", pinned=versions.GPU_OPERATOR_CHART.version)
-DCGM = facts("dcgm-exporter", pinned=GPU_OPERATOR["dcgm_exporter_version"])
-SERVICE_MONITOR = facts(
-    "prometheus-operator-servicemonitor", pinned=versions.PROMETHEUS_OPERATOR_VERSION
-)
 KSM = facts("kube-state-metrics-pod-resources", pinned=versions.KUBE_STATE_METRICS_VERSION)
 GRAFANA = facts("grafana-units", pinned=versions.KUBE_PROMETHEUS_STACK_GRAFANA_CHART)
-
-# The labels Prometheus gives the exporter's target (names from prometheus-operator, values
-# made up): the exporter's own pod in gpu-system.
-EXPORTER_TARGET = {
-    "namespace": "gpu-system",
-    "service": "nvidia-dcgm-exporter",
-    "pod": "nvidia-dcgm-exporter-7xk2p",
-    "container": GPU_OPERATOR["container"],
-    "job": "nvidia-dcgm-exporter",
-    "endpoint": "gpu-metrics",
-    "instance": "10.0.4.9:9400",
-}
+# The labels Prometheus gives the exporter's target: the exporter's own pod in gpu-system.
+EXPORTER_TARGET = DCGM_TARGET
 assert set(EXPORTER_TARGET) == set(SERVICE_MONITOR["target_labels"])
 
 
