@@ -17,6 +17,6 @@ SDK_PIN_READ = 'd.removeprefix("pulumi==") for d in deps if d.startswith("pulumi
 
 def pulumi_cli() -> str:
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    pins = [d.removeprefix("pulumi==") for d in dependencies if d.startswith("pulumi==")]
+    pins: list[str] = [d.removeprefix("pulumi==") for d in dependencies if d.startswith("pulumi==")]
     assert len(pins) == 1, f"pyproject.toml must pin the Pulumi SDK once as pulumi==X; has {pins}"
     return pins[0]
