@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from inference.batcher import Batcher, Gone, NoModel, Result, Shed
@@ -134,6 +135,11 @@ class Service:
         except Gone:
             # Nobody reads this answer; it is counted so every request shows in the metrics.
             response = error("the client went away before its batch started", CLIENT_GONE)
+        except ClientDisconnect:
+            # The client went away while sending its body (Starlette's `Request.stream()` raises
+            # this on http.disconnect): its failure, not the server's, so not a 500 that the
+            # error-rate alert would count.
+            response = error("the client went away while sending its request", CLIENT_GONE)
         except Exception:
             # The request passed every check against the model's signature, so this is the
             # server's failure (a version that loads but fails on real batches): answered in TF
@@ -148,7 +154,7 @@ class Service:
 
     def shed(self, route: str, problem: Shed) -> Response:
         """503 with Retry-After, in TF Serving's error shape, counted as shed."""
-        self.metrics.shed.labels(route).inc()
+        self.metrics.count_shed(route)
         response = error(f"{problem}; retry after {RETRY_AFTER_S} s", 503)
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
@@ -241,18 +247,36 @@ class Admission:
         name = service.config.model_name
         self.routes = {f"/v1/models/{name}:{method}": method for method in PREDICTION_ROUTES}
 
+    async def _drain(self, scope: Scope, receive: Receive) -> bool:
+        """Read the body off the connection (and drop it) so the next request on it is read
+        cleanly; False, having stopped early, when it is over the API's body limit, which the
+        admitted requests are held to as well (`read_body`)."""
+        limit = self.service.config.max_body_bytes
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            return False
+        size = 0
+        message = await receive()
+        while message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                return False
+            if not message.get("more_body", False):
+                break
+            message = await receive()
+        return True
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
         if route is None or scope["method"] != "POST" or self.service.batcher.admits(1):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        # Read the body off the connection (and drop it) so the next request on it is read
-        # cleanly.
-        message = await receive()
-        while message["type"] == "http.request" and message.get("more_body", False):
-            message = await receive()
         response = self.service.shed(route, Shed(self.service.batcher.over_budget()))
+        if not await self._drain(scope, receive):
+            # The rest of an oversized body is not read: the connection is closed after the
+            # answer instead, as nothing else on it could be read cleanly.
+            response.headers["Connection"] = "close"
         await response(scope, receive, send)
         self.service.metrics.observe(route, response.status_code, time.perf_counter() - started)
 

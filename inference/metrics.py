@@ -66,6 +66,9 @@ class Metrics:
         # The labelled children by (route, status), looked up once: `labels()` builds and
         # checks the label tuple under a lock on every call, a cost on every request.
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        # The shed counter's children, made for every prediction route now: a series that first
+        # appears at its first shed has no earlier sample, so `rate()` misses that shed.
+        self._shed = {route: self.shed.labels(route) for route in PREDICTION_ROUTES}
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         children = self._children.get((route, status))
@@ -75,6 +78,12 @@ class Metrics:
             self._children[(route, status)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def count_shed(self, route: str) -> None:
+        child = self._shed.get(route)
+        if child is None:
+            child = self._shed[route] = self.shed.labels(route)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

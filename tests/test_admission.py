@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from inference.batcher import Batcher, Shed
-from inference.metrics import CLIENT_GONE, PREDICT
+from inference.metrics import CLIENT_GONE, PREDICT, PREDICTION_ROUTES
 from inference.model_store import LoadedModel, Predict
 from tests.servers import Running
 
@@ -223,3 +223,72 @@ def test_while_the_queue_is_over_budget_predictions_are_shed_before_routing(
         assert _metric(api, 'inference_requests_shed_total{route="predict"}') == 3.0
         assert _metric(api, 'inference_requests_shed_total{route="digit"}') == 1.0
         assert _metric(api, 'inference_requests_total{route="predict",status="503"}') == 3.0
+
+
+def _raw(api: Running, head: bytes, body: bytes) -> socket.socket:
+    """A connection that has sent `head` and `body` of a predict request, and nothing else."""
+    port = api.client.base_url.port
+    assert port is not None
+    connection = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S)
+    connection.sendall(
+        b"POST /v1/models/mnist:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + head
+        + b"\r\n"
+        + body
+    )
+    return connection
+
+
+def test_a_client_gone_mid_upload_is_counted_as_gone_not_as_a_server_error(
+    tmp_path: Path, held: HeldModel
+) -> None:
+    held.release.set()
+    with Running(tmp_path / "model", loader=held.loader) as api:
+        body = b'{"instances": [' + str(_image(0.25)).encode() + b"]}"
+        half = len(body) // 2
+        with _raw(api, f"Content-Length: {len(body)}\r\n".encode(), body[:half]):
+            pass  # closed with half the body sent
+        gone = f'inference_requests_total{{route="{PREDICT}",status="{CLIENT_GONE}"}}'
+        _until(lambda: _metric(api, gone) == 1.0, "the abandoned upload was not counted as gone")
+        assert _metric(api, f'inference_requests_total{{route="{PREDICT}",status="500"}}') == 0.0
+        assert held.calls == []
+        assert _post(api, 0.5).status_code == 200  # and the server keeps serving
+
+
+def test_the_shed_counter_shows_every_prediction_route_before_any_shed(tmp_path: Path) -> None:
+    """A series first exported at its first shed has no earlier sample for `rate()` to compare."""
+    (tmp_path / "model").mkdir()
+    with Running(tmp_path / "model", loader=HeldModel().loader) as api:
+        lines = api.client.get("/metrics").text.splitlines()
+    for route in PREDICTION_ROUTES:
+        assert f'inference_requests_shed_total{{route="{route}"}} 0.0' in lines
+
+
+@pytest.mark.parametrize(
+    ("head", "body"),
+    [
+        # Declared over the limit: not read at all.
+        (b"Content-Length: 1000000\r\n", b"x" * 100),
+        # Chunked, so only reading tells its size: read no further than the limit.
+        (b"Transfer-Encoding: chunked\r\n", b"7d0\r\n" + b"x" * 2000 + b"\r\n"),
+    ],
+    ids=["declared", "chunked"],
+)
+def test_a_shed_request_is_drained_no_further_than_the_body_limit(
+    tmp_path: Path, held: HeldModel, monkeypatch: pytest.MonkeyPatch, head: bytes, body: bytes
+) -> None:
+    """The rest of the body never comes; the 503 must not wait for it."""
+    held.release.set()
+    with Running(tmp_path / "model", loader=held.loader, max_body_bytes=1000) as api:
+        monkeypatch.setattr(api.app.state.service.batcher, "admits", lambda instances=1: False)
+        with _raw(api, head, body) as connection:
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = connection.recv(65536)  # times out (an error) if no answer comes
+                assert chunk, f"the connection closed without an answer: {answer!r}"
+                answer += chunk
+        status, *headers = answer.split(b"\r\n\r\n")[0].split(b"\r\n")
+        assert status.split()[1] == b"503", answer
+        assert b"connection: close" in [h.lower() for h in headers]
+        assert _metric(api, f'inference_requests_shed_total{{route="{PREDICT}"}}') == 1.0
+        assert held.calls == []

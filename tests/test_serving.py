@@ -359,8 +359,9 @@ def test_the_inference_api_gets_its_queue_budget(stack: str) -> None:
 @pytest.mark.parametrize("name", ["tfserving-mnist", "inference-mnist"])
 def test_autoscalers_add_replicas_before_a_replica_sheds(stack: str, name: str) -> None:
     """Shedding can start at 100% of the CPU request (all a pod is sure to get).  The controller
-    scales out only 10% past its target; from there a third of headroom must remain for traffic
-    growth while new replicas start and for replicas hotter than the average."""
+    scales out only 10% past its target; from there a third of headroom must remain (1.5x), for
+    traffic growth while new replicas start or for replicas hotter than the average: one of the
+    two, not both at once."""
     hpa = _one(_objects(stack), "HorizontalPodAutoscaler", name)["spec"]
     [metric] = hpa["metrics"]
     assert metric["resource"]["name"] == "cpu"

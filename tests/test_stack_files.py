@@ -24,9 +24,8 @@ from harness.program import (
 from infra.config_reference import reference
 from infra.settings import PROJECT, Settings, parse_settings
 from tests.conftest import STACKS
+from tests.pulumi_pin import pulumi_cli
 from tests.upstream_facts import facts
-
-PULUMI_CLI = "3.272.0"  # the CLI the workflows install: the SDK's version (pyproject.toml)
 
 
 def test_the_three_environments_exist() -> None:
@@ -56,7 +55,7 @@ def test_only_the_cluster_is_required() -> None:
 def test_a_missing_required_key_stops_the_cli() -> None:
     config = stack_config("local")
     del config[f"{PROJECT}:cluster"]
-    expected = facts("pulumi-stack-config", pinned=PULUMI_CLI)["missing_key_error"]
+    expected = facts("pulumi-stack-config", pinned=pulumi_cli())["missing_key_error"]
     with pytest.raises(StackConfigError) as caught:
         merged_config("local", config)
     assert str(caught.value).startswith(expected.format(stack="local", key="cluster"))
@@ -65,7 +64,7 @@ def test_a_missing_required_key_stops_the_cli() -> None:
 
 @pytest.mark.parametrize("verdict", ["accepts", "refuses"])
 def test_config_types_are_checked_as_the_cli_checks_them(verdict: str) -> None:
-    cases: dict[str, list[Any]] = facts("pulumi-stack-config", pinned=PULUMI_CLI)[verdict]
+    cases: dict[str, list[Any]] = facts("pulumi-stack-config", pinned=pulumi_cli())[verdict]
     for full_type, values in cases.items():
         items = {"type": full_type[6:-1]} if full_type.startswith("array<") else None
         type_ = "array" if items else full_type
@@ -77,7 +76,7 @@ def test_config_types_are_checked_as_the_cli_checks_them(verdict: str) -> None:
 def test_a_mistyped_value_stops_the_cli() -> None:
     config = stack_config("dev")
     config[f"{PROJECT}:cluster"] = "eks"
-    expected = facts("pulumi-stack-config", pinned=PULUMI_CLI)["type_error"]
+    expected = facts("pulumi-stack-config", pinned=pulumi_cli())["type_error"]
     with pytest.raises(StackConfigError) as caught:
         merged_config("dev", config)
     assert str(caught.value).startswith(expected.format(stack="dev", key="cluster", type="object"))

@@ -43,12 +43,14 @@ SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 # only its request is sure to be there (above it, it borrows the node's idle CPU), so 100% of
 # the request is where shedding can start.  The controller acts on the average over the replicas
 # and only past its tolerance, 10% above the target; a replica it adds serves only after a sync
-# (every 15 s), a fresh metrics-server sample and the model's load (kube-controller-manager's
-# --horizontal-pod-autoscaler-tolerance 0.1 and --horizontal-pod-autoscaler-sync-period 15s
-# defaults, Kubernetes documentation "Horizontal Pod Autoscaling"); keep-alive connections,
-# balanced per connection, also load some replicas above the average.  At 60%, scale-out starts
-# at 66% of the shedding point: traffic can grow by half while the new replicas start, and the
-# hottest replica can run half again above the average, before shedding begins.
+# (every 15 s), a fresh metrics-server sample and the model's load.  The tolerance (0.1) and the
+# sync period (15 s) are kube-controller-manager's --horizontal-pod-autoscaler-tolerance and
+# --horizontal-pod-autoscaler-sync-period defaults as the Kubernetes documentation ("Horizontal
+# Pod Autoscaling") states them; they are not verified in the source at the cluster's version.
+# Keep-alive connections, balanced per connection, also load some replicas above the average.
+# At 60%, scale-out starts at 66% of the shedding point: 1.5x headroom, enough for traffic to
+# grow by half while the new replicas start, or for the hottest replica to run half again above
+# the average, before shedding begins; not for both at once.
 SCALE_OUT_UTILIZATION = 60
 HPA_TOLERANCE = 0.1
 
@@ -70,10 +72,15 @@ def batching_parameters(model: ServedModelSettings) -> dict[str, int]:
     """TF Serving's BatchingParameters for the model, with its queue bounded.
 
     TF Serving runs `num_batch_threads` batches at once and queues at most
-    `max_enqueued_batches` more; a request that would need another batch is refused at once with
-    UNAVAILABLE (tensorflow/serving@2.20.0: tensorflow_serving/servables/tensorflow/
-    session_bundle_config.proto L154-173, tensorflow_serving/batching/README.md L112-118), which
-    its REST API answers 503 (model_servers/http_server.cc L78-79) and counts in
+    `max_enqueued_batches` more (tensorflow/serving@2.20.0: tensorflow_serving/servables/
+    tensorflow/session_bundle_config.proto L149-173, tensorflow_serving/batching/README.md
+    L112-118, which do not name the status).  A request that would need another batch is refused
+    at once with UNAVAILABLE: TensorFlow core's tensorflow/core/kernels/batching_util/
+    shared_batch_scheduler.h, `QueueOptions::max_enqueued_batches`, "If this limit is reached,
+    Schedule() will return an UNAVAILABLE error" -- read in a copy not tied to
+    tensorflow/tensorflow@72fbba3d20f4616d7312b5e2b7f79daf6e82f2fa, the commit TF Serving 2.20.0
+    builds against (tensorflow/serving@2.20.0:WORKSPACE L28), so unverified at that commit.  Its
+    REST API answers 503 (model_servers/http_server.cc L78-79) and counts in
     :tensorflow:serving:request_count{status="UNAVAILABLE"} (http_server.cc L201;
     servables/tensorflow/util.cc L117-123), so TfServingErrorRate sees it.  The guide's advice
     for online serving is one thread per CPU core and as many queued batches as threads, "to
