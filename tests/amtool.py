@@ -3,21 +3,14 @@ which receivers its routes pick for a set of labels."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.programs import AMTOOL, needs
 
-AMTOOL = shutil.which("amtool")
 # The version whose fields tests/upstream/alertmanager-config-amtool.yaml records.
 AMTOOL_VERSION = "v0.25.0"
-needs_amtool = pytest.mark.skipif(
-    AMTOOL is None and not os.environ.get("CI"),
-    reason="amtool is not installed here (Debian: apt-get install prometheus-alertmanager); "
-    "CI installs it",
-)
+needs_amtool = needs("amtool")
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -3,23 +3,17 @@ expected alerts, and `promtool test rules` itself."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from infra import alerts
+from tests.programs import PROMTOOL, needs
 
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None and not os.environ.get("CI"),
-    reason="promtool is not installed here (Debian: apt-get install prometheus); CI installs it",
-)
+needs_promtool = needs("promtool")
 
 
 def rule_file(tmp_path: Path) -> Path:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -20,10 +18,9 @@ from harness.render import kubernetes_objects
 from infra import alerts, gpu_cost, labels, training_job_metrics, versions
 from tests import custom_resource_state
 from tests.conftest import STACKS, stack_run
+from tests.programs import PROMETHEUS, needs
 from tests.servers import Running
 from tests.upstream_facts import facts
-
-PROMETHEUS = shutil.which("prometheus")
 
 
 def _release(run: ProgramRun, chart: str) -> dict[str, Any]:
@@ -153,10 +150,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.skipif(
-    PROMETHEUS is None and not os.environ.get("CI"),
-    reason="prometheus is not installed here (Debian: apt-get install prometheus); CI installs it",
-)
+@needs("prometheus")
 def test_a_real_prometheus_sees_the_inference_api_count_requests(
     tmp_path: Path, base: Path, exported: tuple[Path, Any, Path]
 ) -> None:
