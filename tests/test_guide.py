@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubeflow_katib_api.models import V1beta1ExperimentStatus
 
-from harness.program import stack_settings
+from harness.program import stack_config, stack_settings
 from harness.render import kubernetes_objects
 from infra import names, versions
 from tests.conftest import stack_run
@@ -330,3 +332,20 @@ def test_the_check_catches_names_dev_does_not_render() -> None:
     )
     problems = guide_problems(wrong, rendered)
     assert len(problems) == 13, "\n".join(problems)
+
+
+def test_the_guides_declarations_are_devs() -> None:
+    """The `trainingJobs` and `experiments` entries the guide shows as `dev`'s are those of
+    `research` in Pulumi.dev.yaml, key for key, so a reader copying one gets what `dev` runs."""
+    [research] = [t for t in stack_config(STACK)["ml-platform:teams"] if t["name"] == "research"]
+    shown = 0
+    for lang, body in code_blocks(GUIDE.read_text()):
+        if lang != "yaml":
+            continue
+        block = yaml.safe_load(textwrap.dedent(body))
+        for key in ("trainingJobs", "experiments"):
+            for entry in block.get(key, []):
+                [declared] = [d for d in research.get(key, []) if d["name"] == entry["name"]]
+                assert entry == declared, f"{key} {entry['name']}"
+                shown += 1
+    assert shown == 2
