@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from harness.program import ProgramRun, run_program, stack_config, stack_setting
 from harness.render import kubernetes_objects
 from infra import alerts, gpu_cost, labels, training_job_metrics, versions
 from tests import custom_resource_state
+from tests.alert_pipeline import free_port
 from tests.conftest import STACKS, stack_run
 from tests.servers import Running
 from tests.upstream_facts import facts
@@ -147,12 +147,6 @@ def test_dcgm_exporter_is_scraped(stack: str) -> None:
     assert values["serviceMonitor"]["honorLabels"] is True  # keeps the holder's pod label
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.skipif(
     PROMETHEUS is None and not os.environ.get("CI"),
     reason="prometheus is not installed here (Debian: apt-get install prometheus); CI installs it",
@@ -171,7 +165,7 @@ def test_a_real_prometheus_sees_the_inference_api_count_requests(
             ],
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-        port = _free_port()
+        port = free_port()
         prometheus = subprocess.Popen(
             [
                 PROMETHEUS,
