@@ -10,8 +10,9 @@ VENV := .venv
 UV := $(VENV)/bin/uv
 # --no-sync: every target that runs through it depends on setup, which syncs .venv (with its
 # bytecode compiled) whenever pyproject.toml or uv.lock change; a sync on each run would check
-# every compiled module again (about a second and a half each time).
-RUN := $(UV) run --frozen --no-sync
+# every compiled module again (about a second and a half each time).  It implies --frozen
+# (`uv help run`, uv 0.13.9): the lockfile is never updated either.
+RUN := $(UV) run --no-sync
 STACK ?= local
 
 .PHONY: help setup lint format test render render-all scan preview docs bench inference-requirements training-requirements clean

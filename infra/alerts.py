@@ -7,11 +7,10 @@ severity, a summary and a runbook line, and is checked by `promtool` in the test
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from infra import gpu_sharing, labels
+from infra import gpu_sharing, label_names, labels
 from infra.training_job_metrics import KIND_LABEL, NAME_LABEL, NAMESPACE_LABEL, SERIES
 
 
@@ -37,19 +36,12 @@ class Alert:
         }
 
 
-def _ksm_resource(name: str) -> str:
-    """A resource name as kube-state-metrics' `resource` label spells it: every character outside
-    [a-zA-Z0-9_] becomes "_" (kubernetes/kube-state-metrics@v2.20.0:internal/store/utils.go
-    L38,148-150, applied in internal/store/pod.go L258-286)."""
-    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
-
-
 # Every resource a GPU pool advertises: whole GPUs, time-sliced shares, MIG slices.
 GPU_REQUESTS = "|".join(
     [
-        _ksm_resource(gpu_sharing.GPU),
-        _ksm_resource(gpu_sharing.SHARED_GPU),
-        f"{_ksm_resource(gpu_sharing.MIG_PREFIX)}.*",
+        label_names.sanitise(gpu_sharing.GPU),
+        label_names.sanitise(gpu_sharing.SHARED_GPU),
+        f"{label_names.sanitise(gpu_sharing.MIG_PREFIX)}.*",
     ]
 )
 
@@ -59,7 +51,7 @@ GPU_REQUESTS = "|".join(
 _SHARED = (
     "(count by (hostname) (count by (hostname, gpu) (DCGM_FI_DEV_GPU_UTIL))"
     " < on (hostname) max by (hostname) (label_replace(kube_node_status_capacity"
-    f'{{resource="{_ksm_resource(gpu_sharing.GPU)}"}}, "hostname", "$1", "node", "(.+)")))'
+    f'{{resource="{label_names.sanitise(gpu_sharing.GPU)}"}}, "hostname", "$1", "node", "(.+)")))'
 )
 
 # A team's pods run in its namespace, named after the team (infra/namespaces.py): alerts about
@@ -153,7 +145,7 @@ PREDICTIONS = 'route=~"predict|digit"'
 # copy that label onto every series as a target label, named with each character outside
 # [a-zA-Z0-9_] made "_" (prometheus-operator/prometheus-operator@v0.93.0:pkg/prometheus/
 # promcfg.go L74-78, L2156-2164; kube-prometheus-stack 88.5.3 ships v0.93.1).
-TEAM_SERIES_LABEL = re.sub(r"[^a-zA-Z0-9_]", "_", labels.TEAM)
+TEAM_SERIES_LABEL = label_names.sanitise(labels.TEAM)
 # Every serving alert names the team whose model it is about, for routing by team (they all
 # carry namespace="serving").
 SERVING_TEAM = {"team": f"{{{{ $labels.{TEAM_SERIES_LABEL} }}}}"}

@@ -36,10 +36,10 @@ the share path, which finds no utilisation for them either.)
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from infra import alerts, gpu_sharing, instances
+from infra.label_names import ksm_label, sanitise
 from infra.scheduling import POOL_LABEL
 from infra.settings import Settings
 
@@ -58,21 +58,13 @@ BY = ("namespace", "pool", "instance_type")
 GROUP = "ml-platform.gpu-cost"
 
 
-def ksm_label(name: str) -> str:
-    """The label kube-state-metrics gives a Kubernetes label in its `*_labels` series:
-    "label_" + the name with every character outside [a-zA-Z0-9_] made "_" and camel case made
-    snake case (kubernetes/kube-state-metrics@v2.20.0:internal/store/utils.go L38-39, L143-160)."""
-    sanitised = re.sub(r"[^a-zA-Z0-9_]", "_", name)
-    return "label_" + re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", sanitised).lower()
-
-
 # The node labels the rules read from kube_node_labels.  kube-state-metrics exports no node label
 # unless allowed (monitoring.kube_state_metrics_label_allowlist).
 INSTANCE_TYPE_NODE_LABEL = "node.kubernetes.io/instance-type"
 NODE_LABELS = (POOL_LABEL, INSTANCE_TYPE_NODE_LABEL)
 
-SHARED = re.sub(r"[^a-zA-Z0-9_]", "_", gpu_sharing.SHARED_GPU)
-WHOLE = re.sub(r"[^a-zA-Z0-9_]", "_", gpu_sharing.GPU)
+SHARED = sanitise(gpu_sharing.SHARED_GPU)
+WHOLE = sanitise(gpu_sharing.GPU)
 
 
 def _on_node(selector: str) -> str:

@@ -30,7 +30,6 @@ CSV_COLUMNS = ("team", "pool", "gpu_hours_allocated", "gpu_hours_busy", "gpu_hou
 KINDS = {"allocated": gpu_cost.ALLOCATED, "busy": gpu_cost.BUSY, "idle": gpu_cost.IDLE}
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 CHUNK = timedelta(days=1)
-STEP_SECONDS = 60
 
 
 class ReportError(Exception):

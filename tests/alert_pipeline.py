@@ -255,16 +255,24 @@ class Process:
 
 
 @contextlib.contextmanager
-def running(name: str, workdir: Path, command: Callable[[str], list[str]]) -> Iterator[Process]:
-    """Run `command(listen_address)` until it answers `/-/ready`, and stop it afterwards.  A free
-    port can be taken between choosing and binding it: then another is tried."""
+def running(
+    name: str,
+    workdir: Path,
+    config: Mapping[str, Any],
+    command: Callable[[Path, str], list[str]],
+) -> Iterator[Process]:
+    """Write `config` to `<name>.yml` under `workdir`, run `command(config_path, listen_address)`
+    until it answers `/-/ready`, and stop it afterwards.  A free port can be taken between
+    choosing and binding it: then another is tried."""
     workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / f"{name}.yml"
+    config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
     for attempt in range(3):
         port = free_port()
         log_path = workdir / f"{name}.{attempt}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
-                command(f"{LOCALHOST}:{port}"),
+                command(config_path, f"{LOCALHOST}:{port}"),
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -302,13 +310,11 @@ def _ready(process: Process, within: float = 60) -> bool:
 def alertmanager(workdir: Path, config: Mapping[str, Any]) -> Iterator[Process]:
     """Alertmanager with `config`, its state under `workdir`, clustering off."""
     assert ALERTMANAGER is not None, "CI must install prometheus-alertmanager"
-    path = workdir / "alertmanager.yml"
-    workdir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
     with running(
         "alertmanager",
         workdir,
-        lambda listen: [
+        config,
+        lambda path, listen: [
             ALERTMANAGER,
             f"--config.file={path}",
             f"--storage.path={workdir / 'data'}",
@@ -412,13 +418,11 @@ def prometheus(workdir: Path, config: Mapping[str, Any], time_factor: int) -> It
     """Prometheus with `config`, its TSDB under `workdir`, its alert resend delay divided by
     `time_factor` like the rules' durations (`time_compressed`)."""
     assert PROMETHEUS is not None, "CI must install prometheus"
-    path = workdir / "prometheus.yml"
-    workdir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
     with running(
         "prometheus",
         workdir,
-        lambda listen: [
+        config,
+        lambda path, listen: [
             PROMETHEUS,
             f"--config.file={path}",
             f"--storage.tsdb.path={workdir / 'tsdb'}",

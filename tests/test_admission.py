@@ -28,9 +28,10 @@ DEADLINE_S = 30.0  # generous: how long a poll waits for something that must hap
 
 
 class HeldModel:
-    """A model whose calls wait for `release`; it records the inputs of every call."""
+    """A model under `base` whose calls wait for `release`; it records the inputs of every call."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: Path) -> None:
+        self.base = base
         self.release = threading.Event()
         self.entered = threading.Semaphore(0)
         self.calls: list[np.ndarray] = []
@@ -43,6 +44,10 @@ class HeldModel:
             return np.full((len(batch), 10), 0.1, dtype=np.float32)
 
         return predict
+
+    def serving(self, **options: float) -> Running:
+        """The inference API serving this model, with `options` for its Config."""
+        return Running(self.base, model_name="mnist", loader=self.loader, **options)
 
     def wait_entered(self) -> None:
         assert self.entered.acquire(timeout=DEADLINE_S), "no batch reached the model"
@@ -62,7 +67,7 @@ def _until(condition: object, what: str) -> None:
 @pytest.fixture
 def held(tmp_path: Path) -> HeldModel:
     (tmp_path / "model" / "1").mkdir(parents=True)
-    return HeldModel()
+    return HeldModel(tmp_path / "model")
 
 
 @pytest.fixture
@@ -86,9 +91,7 @@ def _metric(api: Running, prefix: str) -> float:
 def test_past_its_budget_a_request_gets_503_while_the_batch_ahead_is_still_stuck(
     tmp_path: Path, held: HeldModel, pool: ThreadPoolExecutor
 ) -> None:
-    with Running(
-        tmp_path / "model",
-        loader=held.loader,
+    with held.serving(
         max_batch_size=1,
         batch_timeout_ms=0,
         max_queue_ms=1000,
@@ -115,9 +118,7 @@ def test_past_its_budget_a_request_gets_503_while_the_batch_ahead_is_still_stuck
 def test_a_request_whose_client_went_away_is_not_computed(
     tmp_path: Path, held: HeldModel, pool: ThreadPoolExecutor
 ) -> None:
-    with Running(
-        tmp_path / "model",
-        loader=held.loader,
+    with held.serving(
         max_batch_size=1,
         batch_timeout_ms=0,
         max_queue_ms=60_000,
@@ -205,7 +206,7 @@ def test_while_the_queue_is_over_budget_predictions_are_shed_before_routing(
     tmp_path: Path, held: HeldModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held.release.set()
-    with Running(tmp_path / "model", loader=held.loader) as api:
+    with held.serving() as api:
         batcher = api.app.state.service.batcher
         assert _post(api, 0.5).status_code == 200
         monkeypatch.setattr(batcher, "admits", lambda instances=1: False)
@@ -243,7 +244,7 @@ def test_a_client_gone_mid_upload_is_counted_as_gone_not_as_a_server_error(
     tmp_path: Path, held: HeldModel
 ) -> None:
     held.release.set()
-    with Running(tmp_path / "model", loader=held.loader) as api:
+    with held.serving() as api:
         body = b'{"instances": [' + str(_image(0.25)).encode() + b"]}"
         half = len(body) // 2
         with _raw(api, f"Content-Length: {len(body)}\r\n".encode(), body[:half]):
@@ -258,7 +259,7 @@ def test_a_client_gone_mid_upload_is_counted_as_gone_not_as_a_server_error(
 def test_the_shed_counter_shows_every_prediction_route_before_any_shed(tmp_path: Path) -> None:
     """A series first exported at its first shed has no earlier sample for `rate()` to compare."""
     (tmp_path / "model").mkdir()
-    with Running(tmp_path / "model", loader=HeldModel().loader) as api:
+    with HeldModel(tmp_path / "model").serving() as api:
         lines = api.client.get("/metrics").text.splitlines()
     for route in PREDICTION_ROUTES:
         assert f'inference_requests_shed_total{{route="{route}"}} 0.0' in lines
@@ -279,7 +280,7 @@ def test_a_shed_request_is_drained_no_further_than_the_body_limit(
 ) -> None:
     """The rest of the body never comes; the 503 must not wait for it."""
     held.release.set()
-    with Running(tmp_path / "model", loader=held.loader, max_body_bytes=1000) as api:
+    with held.serving(max_body_bytes=1000) as api:
         monkeypatch.setattr(api.app.state.service.batcher, "admits", lambda instances=1: False)
         with _raw(api, head, body) as connection:
             answer = b""

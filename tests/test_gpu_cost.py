@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from harness.program import raw_settings
-from infra import gpu_cost, gpu_sharing, instances, versions
+from infra import gpu_cost, gpu_sharing, instances, label_names, versions
 from infra.dashboards import GPU_COST_DASHBOARD, GPU_HOURS, USD
 from infra.gpu_operator import operator_values
 from infra.monitoring import kube_state_metrics_label_allowlist, stack_values
@@ -229,12 +229,12 @@ def test_stack_prices_override_the_list_and_become_price_series() -> None:
 
 
 def test_node_label_names_follow_kube_state_metrics() -> None:
-    assert gpu_cost.ksm_label(POOL_LABEL) == gpu_series.ksm_label(POOL_LABEL)
-    assert gpu_cost.ksm_label("node.kubernetes.io/instance-type") == (
+    assert label_names.ksm_label(POOL_LABEL) == gpu_series.ksm_label(POOL_LABEL)
+    assert label_names.ksm_label("node.kubernetes.io/instance-type") == (
         "label_node_kubernetes_io_instance_type"
     )
     assert (
-        gpu_cost.ksm_label("fooBar/baz")
+        label_names.ksm_label("fooBar/baz")
         == gpu_series.ksm_label("fooBar/baz")
         == "label_foo_bar_baz"
     )

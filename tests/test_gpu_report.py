@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import yaml
 from infra import instances
 from reports import gpu as report
 from tests import gpu_series
+from tests.alert_pipeline import free_port
 from tests.promtool import PROMTOOL
 
 PROMETHEUS = shutil.which("prometheus")
@@ -37,13 +37,6 @@ HOURS = 48
 # number of days so each day the report queries is one of the scenario's.
 START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
 END = START + timedelta(hours=HOURS)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +59,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data.unlink()
     config = work / "prometheus.yml"
     config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1m"}}))
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             PROMETHEUS,
@@ -159,7 +152,7 @@ def test_report_says_when_prometheus_has_no_gpu_series(
 
 
 def test_report_says_when_prometheus_is_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     assert report.main(["--prometheus", url, "--range", "1d"]) == 2
     error = capsys.readouterr().err
     assert f"cannot reach Prometheus at {url}" in error

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from harness.program import ProgramRun, run_program, stack_config, stack_setting
 from harness.render import kubernetes_objects
 from infra import alerts, gpu_cost, labels, training_job_metrics, versions
 from tests import custom_resource_state
+from tests.alert_pipeline import free_port
 from tests.conftest import STACKS, stack_run
 from tests.programs import PROMETHEUS, needs
 from tests.servers import Running
@@ -144,12 +144,6 @@ def test_dcgm_exporter_is_scraped(stack: str) -> None:
     assert values["serviceMonitor"]["honorLabels"] is True  # keeps the holder's pod label
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @needs("prometheus")
 def test_a_real_prometheus_sees_the_inference_api_count_requests(
     tmp_path: Path, base: Path, exported: tuple[Path, Any, Path]
@@ -165,7 +159,7 @@ def test_a_real_prometheus_sees_the_inference_api_count_requests(
             ],
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-        port = _free_port()
+        port = free_port()
         prometheus = subprocess.Popen(
             [
                 PROMETHEUS,
