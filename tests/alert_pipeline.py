@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -31,18 +29,11 @@ import yaml
 from infra import versions
 from infra.settings import Settings
 from infra.settings.serving import ServedModelSettings
+from tests.programs import ALERTMANAGER, PROMETHEUS, needs
 from tests.upstream_facts import facts
 from workloads import serving
 
-PROMETHEUS = shutil.which("prometheus")
-# Debian's package prometheus-alertmanager installs the server as /usr/bin/prometheus-alertmanager;
-# upstream's tarball names it alertmanager.
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-needs_alert_pipeline = pytest.mark.skipif(
-    (PROMETHEUS is None or ALERTMANAGER is None) and not os.environ.get("CI"),
-    reason="prometheus or alertmanager is not installed here (Debian: apt-get install prometheus "
-    "prometheus-alertmanager); CI installs both",
-)
+needs_alert_pipeline = needs("prometheus", "alertmanager")
 
 T = TypeVar("T")
 LOCALHOST = "127.0.0.1"

@@ -6,8 +6,6 @@ too."""
 from __future__ import annotations
 
 import csv
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,14 +20,9 @@ from infra import instances
 from reports import gpu as report
 from tests import gpu_series
 from tests.alert_pipeline import free_port
-from tests.promtool import PROMTOOL
+from tests.programs import PROMETHEUS, PROMTOOL, needs
 
-PROMETHEUS = shutil.which("prometheus")
-needs_prometheus = pytest.mark.skipif(
-    (PROMETHEUS is None or PROMTOOL is None) and not os.environ.get("CI"),
-    reason="prometheus and promtool are not installed here (Debian: apt-get install "
-    "prometheus); CI installs them",
-)
+needs_prometheus = needs("prometheus", "promtool")
 
 SCENARIO = gpu_series.two_days()
 HOURS = 48
