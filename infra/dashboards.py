@@ -180,7 +180,15 @@ def _over_range(series: str, by: str) -> str:
 
 
 def _range_panel(title: str, expr: str, legend: str, unit: str, index: int) -> dict[str, Any]:
-    """A bar gauge of one total per team or pool over the time range (one instant query)."""
+    """A bar gauge of one total per team or pool over the time range (one instant query).
+
+    Grafana (tests/upstream/grafana-panels.yaml, read on main, not at the release chart 12.11.1
+    runs): panel id `bargauge` (public/app/plugins/panel/bargauge/plugin.json), its options
+    `displayMode` and `orientation` (panelcfg.cue L28-34; enums in packages/grafana-schema/src/
+    common/mudball.cue); a Prometheus target's `instant` runs one query at the range's end, and
+    `$__range` becomes the range in whole seconds, e.g. `604800s` (pkg/promlib/models/query.go
+    PrometheusQueryProperties, InterpolateVariables).
+    """
     panel = _panel(title, [(expr, legend)], unit, index)
     panel["type"] = "bargauge"
     panel["targets"][0]["instant"] = True

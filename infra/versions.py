@@ -163,6 +163,11 @@ GPU_OPERATOR_CHART = HelmChart("gpu-operator", "v26.7.1", "https://helm.ngc.nvid
 # v26.7.1 tag is not readable offline, see above).  The resource names and counts GPU pools
 # advertise (infra/gpu_sharing.py) follow this release's source: check them when it changes.
 GPU_OPERATOR_DEVICE_PLUGIN_VERSION = "v0.20.0"
+# The NVIDIA container toolkit that release installs where it installs one (toolkit.version,
+# NVIDIA/gpu-operator@v26.7.0:deployments/gpu-operator/values.yaml L229-233); the training
+# image's NVIDIA_DRIVER_CAPABILITIES follows its source
+# (tests/upstream/nvidia-container-toolkit-image.yaml).
+GPU_OPERATOR_CONTAINER_TOOLKIT_VERSION = "v1.20.0"
 
 # The second scheduler must match the control plane's minor version (version-skew policy).
 # Newest patch releases seen: kubernetes.io/releases (1.35.9 of 2026-09-15, 1.34.9) and 1.33.13.

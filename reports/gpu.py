@@ -92,7 +92,13 @@ def total_query(kind: str, seconds: int) -> str:
 
 
 class Prometheus:
-    """Instant queries against Prometheus's HTTP API, with errors a person can act on."""
+    """Instant queries against Prometheus's HTTP API, with errors a person can act on.
+
+    GET /api/v1/query with `query` and `time` (unix seconds); the answer is {status, data:
+    {resultType, result}} or {status: "error", errorType, error}
+    (prometheus/prometheus@v3.14.0:web/web.go L756-766; web/api/v1/api.go L66-71, L193-203,
+    L443, L510-513, L526-560; tests/upstream/prometheus-http-api.yaml).
+    """
 
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url.rstrip("/")

@@ -32,6 +32,7 @@ STACK_CHART = facts(
     pinned=f"kube-prometheus-stack-{versions.KUBE_PROMETHEUS_STACK_CHART.version}",
 )
 GRAFANA = facts("grafana-units", pinned=versions.KUBE_PROMETHEUS_STACK_GRAFANA_CHART)
+GRAFANA_PANELS = facts("grafana-panels", pinned=versions.KUBE_PROMETHEUS_STACK_GRAFANA_CHART)
 
 HOUR = 60
 
@@ -298,6 +299,21 @@ def test_cost_dashboard_totals_over_the_chosen_range() -> None:
         assert target["instant"] is True
 
 
+def test_cost_dashboard_range_totals_use_grafana_fields() -> None:
+    """The bar gauges are Grafana's bargauge panel with option values it knows, their queries
+    are instant (one total) and their window is Grafana's range variable."""
+    totals = [p for p in GPU_COST_DASHBOARD["panels"] if "[$__range" in p["targets"][0]["expr"]]
+    assert totals
+    for panel in totals:
+        assert panel["type"] == GRAFANA_PANELS["bar_gauge_panel"], panel["title"]
+        options = panel["options"]
+        assert options["displayMode"] in GRAFANA_PANELS["bar_gauge_display_modes"], panel["title"]
+        assert options["orientation"] in GRAFANA_PANELS["orientations"], panel["title"]
+        [target] = panel["targets"]
+        assert target[GRAFANA_PANELS["prometheus_instant_field"]] is True, panel["title"]
+        assert f"[{GRAFANA_PANELS['range_variable']}:" in target["expr"], panel["title"]
+
+
 @needs_promtool
 def test_cost_dashboard_totals_are_hours_of_the_recorded_rates(tmp_path: Path) -> None:
     """A team holding 2 GPUs at $1.5/GPU-hour for 3 hours: the panels say $9 and 6 GPU hours."""
@@ -305,7 +321,10 @@ def test_cost_dashboard_totals_are_hours_of_the_recorded_rates(tmp_path: Path) -
 
     def query(title: str) -> str:
         [target] = _panel(title)["targets"]
-        return str(target["expr"]).replace("$__range", "3h")
+        # As Grafana renders the variable for a 3-hour range (tests/upstream/grafana-panels.yaml).
+        rendered = f"{3 * 3600}s"
+        assert re.fullmatch(GRAFANA_PANELS["range_rendered"], rendered)
+        return str(target["expr"]).replace(GRAFANA_PANELS["range_variable"], rendered)
 
     document = {
         "evaluation_interval": "1m",

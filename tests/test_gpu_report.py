@@ -16,13 +16,21 @@ import httpx
 import pytest
 import yaml
 
-from infra import instances
+from infra import instances, versions
 from reports import gpu as report
 from tests import gpu_series
 from tests.alert_pipeline import free_port
 from tests.programs import PROMETHEUS, PROMTOOL, needs
+from tests.upstream_facts import facts
 
 needs_prometheus = needs("prometheus", "promtool")
+
+# The Prometheus the platform runs (not Debian's 2.42 above): its HTTP API as the report uses it.
+STACK_CHART = facts(
+    "kube-prometheus-stack-chart",
+    pinned=f"kube-prometheus-stack-{versions.KUBE_PROMETHEUS_STACK_CHART.version}",
+)
+API = facts("prometheus-http-api", pinned=STACK_CHART["prometheus_version"])
 
 SCENARIO = gpu_series.two_days()
 HOURS = 48
@@ -167,3 +175,49 @@ def test_report_cuts_long_ranges_into_days() -> None:
     spans = report.chunks(end - timedelta(days=2, hours=6), end)
     assert [last - first for first, last in spans] == [timedelta(days=1)] * 2 + [timedelta(hours=6)]
     assert spans[-1][1] == end
+
+
+def _api_stub(answer: httpx.Response, seen: list[httpx.Request]) -> httpx.MockTransport:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer
+
+    return httpx.MockTransport(handle)
+
+
+def test_report_queries_the_instant_api_of_the_prometheus_the_platform_runs() -> None:
+    """Path, parameters and answer fields as Prometheus's HTTP API has them
+    (tests/upstream/prometheus-http-api.yaml)."""
+    series = [{"metric": {"namespace": "research"}, "value": [0, "2"]}]
+    body = {
+        API["status_field"]: API["status_success"],
+        API["data_field"]: {"resultType": "vector", API["result_field"]: series},
+    }
+    seen: list[httpx.Request] = []
+    prometheus = report.Prometheus("http://prometheus:9090", timeout=5)
+    prometheus.client = httpx.Client(
+        base_url=prometheus.url, transport=_api_stub(httpx.Response(200, json=body), seen)
+    )
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    assert prometheus.query("up", at) == series
+    [request] = seen
+    assert request.method == "GET"
+    assert request.url.path == API["instant_query_path"]
+    assert request.url.params[API["query_param"]] == "up"
+    assert float(request.url.params[API["time_param"]]) == at.timestamp()
+
+
+def test_report_passes_on_the_error_prometheus_gives() -> None:
+    body = {
+        API["status_field"]: API["status_error"],
+        "errorType": "bad_data",
+        API["error_field"]: "invalid parameter 'query': parse error",
+    }
+    prometheus = report.Prometheus("http://prometheus:9090", timeout=5)
+    prometheus.client = httpx.Client(
+        base_url=prometheus.url, transport=_api_stub(httpx.Response(400, json=body), [])
+    )
+    with pytest.raises(
+        report.ReportError, match=r"HTTP 400\): invalid parameter 'query': parse error$"
+    ):
+        prometheus.query("up{", datetime(2026, 12, 1, tzinfo=UTC))

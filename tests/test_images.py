@@ -17,6 +17,7 @@ from packaging import tags
 from packaging.requirements import Requirement
 from packaging.utils import parse_wheel_filename
 
+from infra import versions
 from tests.upstream_facts import facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,3 +261,22 @@ def test_every_training_requirement_has_a_wheel_for_the_image() -> None:
         assert entry["version"] == version
         wheels = [parse_wheel_filename(w["url"].rsplit("/", 1)[1]) for w in entry.get("wheels", [])]
         assert any(wheel_tags & supported for *_, wheel_tags in wheels), f"{name}=={version}"
+
+
+def test_training_image_names_the_driver_capabilities_the_toolkit_mounts() -> None:
+    """The driver libraries the container toolkit mounts are set by the image, with values the
+    toolkit knows, and are at least its default (libcuda: compute; nvidia-smi: utility)."""
+    toolkit = facts(
+        "nvidia-container-toolkit-image", pinned=versions.GPU_OPERATOR_CONTAINER_TOOLKIT_VERSION
+    )
+    env: dict[str, str] = {}
+    for line in _instructions("training"):
+        if line.startswith("ENV "):
+            for word in shlex.split(line)[1:]:
+                key, _, value = word.partition("=")
+                env[key] = value
+    name = toolkit["driver_capabilities_env"]
+    assert name in env, f"training/Dockerfile sets no {name}"
+    listed = [c.strip() for c in env[name].split(",")]
+    assert set(listed) <= set(toolkit["supported"]), listed
+    assert set(toolkit["default"]) <= set(listed), listed
